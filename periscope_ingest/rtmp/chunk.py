@@ -1,0 +1,461 @@
+"""RTMP chunk stream: splitting messages into chunks and reassembling them (RTMP 1.0, section 5.3).
+
+Every chunk starts with a basic header (format 0-3 and a chunk stream id of 1, 2 or 3 bytes) and a
+message header whose size depends on the format:
+
+    type 0 (11 bytes): timestamp, length, type id, message stream id  -- absolute timestamp
+    type 1 (7 bytes):  timestamp delta, length, type id               -- same stream id
+    type 2 (3 bytes):  timestamp delta                                 -- same length and type
+    type 3 (0 bytes):  nothing; continues a message, or repeats the previous header and delta
+
+A timestamp field of 0xFFFFFF means a 4-byte extended timestamp follows. State is kept per chunk
+stream id and never per message type, because OBS sends audio, video and metadata on one chunk
+stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import LimitExceeded, ProtocolError
+
+__all__ = ["ChunkReader", "ChunkWriter", "Message"]
+
+EXTENDED_TIMESTAMP = 0xFFFFFF
+MAX_MESSAGE_LENGTH = 0xFFFFFF  # the length field has 3 bytes
+MIN_CHUNK_STREAM_ID = 2  # 0 and 1 select the 2- and 3-byte basic header forms
+MAX_CHUNK_STREAM_ID = 65599
+DEFAULT_CHUNK_SIZE = 128
+
+# Protocol control message types the reader must apply itself (see ChunkReader.feed).
+_SET_CHUNK_SIZE = 1
+_ABORT = 2
+
+_MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
+
+
+@dataclass(slots=True)
+class Message:
+    """One reassembled RTMP message.
+
+    timestamp is the absolute time in milliseconds, modulo 2**32, as accumulated from the chunk
+    headers (type-0 absolute values plus the deltas of types 1, 2 and 3).
+    """
+
+    chunk_stream_id: int
+    type_id: int
+    stream_id: int
+    timestamp: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _InboundChunkStream:
+    """What the previous headers on one chunk stream id established."""
+
+    timestamp: int = 0  # absolute timestamp of the current (or last) message
+    delta: int = 0  # reapplied by a type-3 header that starts a new message
+    length: int = 0
+    type_id: int = 0
+    stream_id: int = 0
+    # Whether the last type 0/1/2 header carried an extended timestamp, and its value: type-3
+    # chunks on this stream may then repeat those 4 bytes.
+    extended: bool = False
+    extended_value: int = 0
+    extended_bytes: bytes = b""  # extended_value as sent, for comparing with type-3 chunks
+    remaining: int = 0  # payload bytes still missing from the message in progress
+    parts: list | None = None  # received pieces of the message in progress
+
+
+class ChunkReader:
+    """Turns the byte stream after the handshake into complete messages.
+
+    feed() buffers partial chunks; it only ever changes state for a chunk once its header and
+    payload are both present, so data can be split anywhere.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_bytes_received",
+        "_chunk_size",
+        "_streams",
+        "max_chunk_size",
+        "max_chunk_streams",
+        "max_message_size",
+    )
+
+    def __init__(
+        self,
+        max_chunk_size: int = 65536,
+        max_message_size: int = 16 * 1024 * 1024,
+        max_chunk_streams: int = 64,
+    ) -> None:
+        self.max_chunk_size = max_chunk_size
+        self.max_message_size = max_message_size
+        self.max_chunk_streams = max_chunk_streams
+        self._chunk_size = DEFAULT_CHUNK_SIZE
+        self._streams: dict[int, _InboundChunkStream] = {}
+        # Unparsed bytes (at most one incomplete chunk) carried over to the next feed().
+        self._buffer = bytearray()
+        self._bytes_received = 0
+
+    @property
+    def bytes_received(self) -> int:
+        """Total bytes passed to feed(), for acknowledgements."""
+        return self._bytes_received
+
+    @property
+    def chunk_size(self) -> int:
+        """The largest chunk payload the peer currently sends."""
+        return self._chunk_size
+
+    def set_chunk_size(self, size: int) -> None:
+        if size & 0x80000000:
+            raise ProtocolError(f"Set Chunk Size {size} has the reserved top bit set")
+        if size < 1:
+            raise ProtocolError(f"Set Chunk Size {size} is not a positive chunk size")
+        if size > self.max_chunk_size:
+            raise LimitExceeded(
+                f"chunk size of {size} bytes exceeds max_chunk_size={self.max_chunk_size}"
+            )
+        self._chunk_size = size
+
+    def abort(self, chunk_stream_id: int) -> None:
+        """Discard the partially received message on a chunk stream (Abort Message)."""
+        stream = self._streams.get(chunk_stream_id)
+        if stream is not None:
+            stream.remaining = 0
+            stream.parts = None
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add received bytes; return every message they complete, in order.
+
+        Set Chunk Size and Abort messages are applied here, at the exact point in the byte stream
+        where they complete, because the chunks after them in the same data may already use the
+        new size. They are still returned so the caller can see them.
+        """
+        self._bytes_received += len(data)
+        if type(data) is not bytes:
+            data = bytes(data)  # pieces are kept as views into it, so it must be immutable
+        messages: list[Message] = []
+        buffer = self._buffer
+        start = 0
+        if buffer:
+            # A chunk straddles the previous data and this one: finish it from the buffer (an
+            # O(1) amortised append), then go back to parsing the caller's bytes in place so
+            # that the bulk of the data is copied only once, into the message payload.
+            buffered = len(buffer)
+            buffer += data
+            with memoryview(buffer) as view:
+                position = self._parse(buffer, view, 0, buffered, messages, True)
+            if position < buffered:
+                del buffer[:position]  # still incomplete; deleting at the front is O(1)
+                return messages
+            buffer.clear()
+            start = position - buffered
+        position = self._parse(data, memoryview(data), start, len(data), messages, False)
+        if position < len(data):
+            buffer += memoryview(data)[position:]
+        return messages
+
+    def _parse(
+        self,
+        buffer: bytes | bytearray,
+        view: memoryview,
+        position: int,
+        stop: int,
+        messages: list[Message],
+        copy: bool,
+    ) -> int:
+        """Parse the chunks that start before stop; return where parsing ended.
+
+        copy is True when buffer is our own mutable bytearray: pieces of a partial message must
+        then be copied out instead of kept as views.
+        """
+        end = len(buffer)
+        streams = self._streams
+
+        while position < stop:
+            first = buffer[position]
+            fmt = first >> 6
+            csid = first & 0x3F
+            header_end = position + 1
+            if csid < 2:
+                if csid == 0:
+                    if header_end + 1 > end:
+                        break
+                    csid = buffer[header_end] + 64
+                    header_end += 1
+                else:
+                    if header_end + 2 > end:
+                        break
+                    csid = buffer[header_end] + (buffer[header_end + 1] << 8) + 64
+                    header_end += 2
+
+            stream = streams.get(csid)
+
+            # Fast path: a type-3 chunk continuing a message (most chunks of audio and video).
+            if fmt == 3 and stream is not None and stream.remaining:
+                if stream.extended:
+                    skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
+                    if skip < 0:
+                        break
+                    header_end += skip
+                size = self._chunk_size
+                remaining = stream.remaining
+                if remaining < size:
+                    size = remaining
+                payload_end = header_end + size
+                if payload_end > end:
+                    break
+                piece = view[header_end:payload_end]
+                stream.parts.append(bytes(piece) if copy else piece)  # type: ignore[union-attr]
+                position = payload_end
+                remaining -= size
+                stream.remaining = remaining
+                if not remaining:
+                    payload = b"".join(stream.parts)  # type: ignore[arg-type]
+                    stream.parts = None
+                    self._complete(messages, csid, stream, payload)
+                continue
+
+            if stream is None:
+                if fmt != 0:
+                    raise ProtocolError(
+                        f"chunk stream {csid}: type-{fmt} header before any type-0 header"
+                    )
+                if len(streams) >= self.max_chunk_streams:
+                    raise LimitExceeded(
+                        f"chunk stream {csid} would be chunk stream number {len(streams) + 1}, "
+                        f"exceeding max_chunk_streams={self.max_chunk_streams}"
+                    )
+            elif stream.remaining:
+                raise ProtocolError(
+                    f"chunk stream {csid}: type-{fmt} header while a message still has "
+                    f"{stream.remaining} of {stream.length} bytes to come"
+                )
+
+            # Parse the header into locals; state changes only once the whole chunk is present.
+            message_header_end = header_end + _MESSAGE_HEADER_SIZE[fmt]
+            if message_header_end > end:
+                break
+            if fmt == 3:
+                # A new message repeating the previous header; the delta is applied again.
+                assert stream is not None
+                length = stream.length
+                type_id = stream.type_id
+                stream_id = stream.stream_id
+                extended = stream.extended
+                time_field = stream.delta
+                if extended:
+                    skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
+                    if skip < 0:
+                        break
+                    message_header_end += skip
+            else:
+                time_field = int.from_bytes(buffer[header_end : header_end + 3], "big")
+                if fmt <= 1:
+                    length = int.from_bytes(buffer[header_end + 3 : header_end + 6], "big")
+                    type_id = buffer[header_end + 6]
+                else:
+                    length = stream.length  # type: ignore[union-attr]
+                    type_id = stream.type_id  # type: ignore[union-attr]
+                if fmt == 0:
+                    stream_id = int.from_bytes(buffer[header_end + 7 : header_end + 11], "little")
+                else:
+                    stream_id = stream.stream_id  # type: ignore[union-attr]
+                extended = time_field == EXTENDED_TIMESTAMP
+                if extended:
+                    if message_header_end + 4 > end:
+                        break
+                    time_field = int.from_bytes(
+                        buffer[message_header_end : message_header_end + 4], "big"
+                    )
+                    message_header_end += 4
+            if length > self.max_message_size:
+                raise LimitExceeded(
+                    f"chunk stream {csid}: message of {length} bytes exceeds "
+                    f"max_message_size={self.max_message_size}"
+                )
+            size = self._chunk_size
+            if length < size:
+                size = length
+            payload_end = message_header_end + size
+            if payload_end > end:
+                break
+
+            # The chunk is complete: commit the header.
+            if stream is None:
+                stream = streams[csid] = _InboundChunkStream()
+            if fmt == 0:
+                # Absolute, and allowed to go backwards (FFmpeg does on DTS reordering). The
+                # field also becomes the "delta" a following type-3 header reapplies, which is
+                # what FFmpeg's writer assumes.
+                stream.timestamp = time_field
+            else:
+                stream.timestamp = (stream.timestamp + time_field) & 0xFFFFFFFF
+            stream.delta = time_field
+            stream.length = length
+            stream.type_id = type_id
+            stream.stream_id = stream_id
+            if extended != stream.extended or (extended and time_field != stream.extended_value):
+                stream.extended = extended
+                stream.extended_value = time_field if extended else 0
+                stream.extended_bytes = time_field.to_bytes(4, "big") if extended else b""
+            position = payload_end
+            piece = view[message_header_end:payload_end]
+            if size == length:
+                self._complete(messages, csid, stream, bytes(piece))
+            else:
+                stream.parts = [bytes(piece) if copy else piece]
+                stream.remaining = length - size
+
+        return position
+
+    def _complete(
+        self, messages: list[Message], csid: int, stream: _InboundChunkStream, payload: bytes
+    ) -> None:
+        type_id = stream.type_id
+        message = Message(csid, type_id, stream.stream_id, stream.timestamp, payload)
+        messages.append(message)
+        # Applied whatever the message stream id: the peer's writer has switched either way.
+        if type_id <= _ABORT:
+            if type_id == _SET_CHUNK_SIZE:
+                if len(payload) < 4:
+                    raise ProtocolError(
+                        f"Set Chunk Size message has {len(payload)} bytes, expected 4"
+                    )
+                self.set_chunk_size(int.from_bytes(payload[:4], "big"))
+            elif type_id == _ABORT:
+                if len(payload) < 4:
+                    raise ProtocolError(f"Abort message has {len(payload)} bytes, expected 4")
+                self.abort(int.from_bytes(payload[:4], "big"))
+
+
+def _repeated_extended_timestamp(
+    buffer: bytes | bytearray, offset: int, end: int, stream: _InboundChunkStream
+) -> int:
+    """How many bytes of repeated extended timestamp start at offset: 0 or 4, or -1 to wait.
+
+    The spec says type-3 chunks repeat the extended timestamp; FFmpeg and OBS do, some encoders
+    do not. The 4 bytes are taken as a repetition only if they equal the stored value, the only
+    reading consistent with both kinds of writer.
+    """
+    expected = stream.extended_bytes
+    if end - offset >= 4:
+        return 4 if buffer[offset : offset + 4] == expected else 0
+    if buffer[offset:end] != expected[: end - offset]:
+        return 0  # already differs: payload, not a repetition
+    return -1
+
+
+@dataclass(slots=True)
+class _OutboundChunkStream:
+    timestamp: int
+    delta: int
+    length: int
+    type_id: int
+    stream_id: int
+    extended: bool
+    extended_value: int
+
+
+def _basic_header(fmt: int, csid: int) -> bytes:
+    if csid < 64:
+        return bytes(((fmt << 6) | csid,))
+    if csid < 320:
+        return bytes((fmt << 6, csid - 64))
+    rest = csid - 64
+    return bytes(((fmt << 6) | 1, rest & 0xFF, rest >> 8))
+
+
+class ChunkWriter:
+    """Splits messages into chunks, compressing headers as far as the previous one allows.
+
+    Header choice per message on a chunk stream id: type 0 the first time, when the message
+    stream id changes or when time goes backwards; type 1 when length or type id change; type 2
+    when only the delta changes; type 3 when everything, delta included, repeats.
+    """
+
+    __slots__ = ("_streams", "chunk_size", "repeat_extended_timestamps")
+
+    def __init__(
+        self, chunk_size: int = DEFAULT_CHUNK_SIZE, *, repeat_extended_timestamps: bool = True
+    ) -> None:
+        # Change chunk_size only after writing the Set Chunk Size message that announces it.
+        self.chunk_size = chunk_size
+        # True matches FFmpeg and OBS (and the spec); False imitates writers that omit them.
+        self.repeat_extended_timestamps = repeat_extended_timestamps
+        self._streams: dict[int, _OutboundChunkStream] = {}
+
+    def write(self, message: Message) -> bytes:
+        csid = message.chunk_stream_id
+        if not MIN_CHUNK_STREAM_ID <= csid <= MAX_CHUNK_STREAM_ID:
+            raise ValueError(f"chunk stream id {csid} is outside 2..{MAX_CHUNK_STREAM_ID}")
+        payload = message.payload
+        length = len(payload)
+        if length > MAX_MESSAGE_LENGTH:
+            raise ValueError(f"message of {length} bytes does not fit the 3-byte length field")
+        if not 0 <= message.type_id <= 0xFF:
+            raise ValueError(f"message type id {message.type_id} is outside 0..255")
+        if not 0 <= message.stream_id <= 0xFFFFFFFF:
+            raise ValueError(f"message stream id {message.stream_id} is outside 32 bits")
+        timestamp = message.timestamp & 0xFFFFFFFF
+        previous = self._streams.get(csid)
+
+        if (
+            previous is None
+            or previous.stream_id != message.stream_id
+            or timestamp < previous.timestamp
+        ):
+            fmt = 0
+            time_field = timestamp
+        else:
+            time_field = timestamp - previous.timestamp
+            if previous.length != length or previous.type_id != message.type_id:
+                fmt = 1
+            elif time_field != previous.delta:
+                fmt = 2
+            else:
+                fmt = 3
+
+        out = bytearray(_basic_header(fmt, csid))
+        if fmt == 3:
+            assert previous is not None
+            extended = previous.extended
+            extended_value = previous.extended_value
+            if extended:
+                out += extended_value.to_bytes(4, "big")
+        else:
+            extended = time_field >= EXTENDED_TIMESTAMP
+            extended_value = time_field if extended else 0
+            out += (EXTENDED_TIMESTAMP if extended else time_field).to_bytes(3, "big")
+            if fmt <= 1:
+                out += length.to_bytes(3, "big")
+                out.append(message.type_id)
+                if fmt == 0:
+                    out += message.stream_id.to_bytes(4, "little")
+            if extended:
+                out += time_field.to_bytes(4, "big")
+
+        chunk_size = self.chunk_size
+        out += payload[:chunk_size]
+        if length > chunk_size:
+            continuation = _basic_header(3, csid)
+            if extended and self.repeat_extended_timestamps:
+                continuation += extended_value.to_bytes(4, "big")
+            view = memoryview(payload)
+            for offset in range(chunk_size, length, chunk_size):
+                out += continuation
+                out += view[offset : offset + chunk_size]
+
+        self._streams[csid] = _OutboundChunkStream(
+            timestamp=timestamp,
+            delta=time_field,
+            length=length,
+            type_id=message.type_id,
+            stream_id=message.stream_id,
+            extended=extended,
+            extended_value=extended_value,
+        )
+        return bytes(out)
