@@ -1,0 +1,247 @@
+"""From RTMP audio/video messages to MediaPackets on one timeline. Pure: no I/O.
+
+It answers the questions between FLV tags and a muxer:
+- which tracks does this stream have? A muxer needs all of its streams before the first packet,
+  but the audio sequence header may come after the first video frame. Media is held (bounded by
+  ``start_buffer_ms``) until every track announced in onMetaData has its sequence header.
+- what are the exact timestamps? The Timeline makes DTS monotonic per track; audio timestamps are
+  rebuilt from the sample count because FLV's millisecond timestamps jitter by ±1 ms on AAC.
+- what can we not package yet (HEVC, AV1, Opus, ...)? Said once, as a Notice for the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from periscope_ingest.media.aac import AacConfig
+from periscope_ingest.media.avc import AvcConfig
+from periscope_ingest.media.flv import (
+    AudioFrame,
+    AudioSequenceStart,
+    Unsupported,
+    VideoFrame,
+    VideoSequenceEnd,
+    VideoSequenceStart,
+    parse_audio,
+    parse_video,
+)
+from periscope_ingest.media.packets import TICKS_PER_MS, TICKS_PER_SECOND, MediaPacket
+from periscope_ingest.media.timeline import Timeline, rebase_pts
+
+# onMetaData codec ids that we package: legacy AVC (7) and AAC (10), or their FourCCs as numbers.
+_FOURCC_AVC1 = int.from_bytes(b"avc1", "big")
+_FOURCC_MP4A = int.from_bytes(b"mp4a", "big")
+# When the audio clock drifts this far from the encoder's timestamps, follow the encoder.
+_AUDIO_RESYNC_TICKS = 100 * TICKS_PER_MS
+_DEFAULT_FRAME_MS = 33
+
+
+@dataclass(frozen=True, slots=True)
+class TracksReady:
+    """The tracks to package from now on; sent at start and again when a configuration changes."""
+
+    video: AvcConfig | None
+    audio: AacConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an operator should read once in the log (never per frame)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A packet and whether it follows a timeline discontinuity."""
+
+    packet: MediaPacket
+    discontinuity: bool
+
+
+Output = TracksReady | Notice | Placed
+
+
+class StreamAssembler:
+    def __init__(self, start_buffer_ms: int = 3000, max_pending: int = 2000) -> None:
+        self._timeline = Timeline()
+        self._start_buffer_ticks = start_buffer_ms * TICKS_PER_MS
+        self._max_pending = max_pending
+        self.video: AvcConfig | None = None
+        self.audio: AacConfig | None = None
+        self._expect_video: bool | None = None  # from onMetaData; None = not announced
+        self._expect_audio: bool | None = None
+        self._video_unsupported = False
+        self._audio_unsupported = False
+        self._started = False
+        self._pending: list[Placed] = []
+        self._noticed: set[str] = set()
+        self._last_video_dts_ms: int | None = None
+        self._video_frame_ms = _DEFAULT_FRAME_MS
+        self._audio_anchor = 0  # ticks of the sample clock's origin
+        self._audio_samples = 0  # samples since the anchor
+        self._audio_clock_running = False
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def metadata(self, values: dict) -> list[Output]:
+        """onMetaData tells which tracks the encoder will send."""
+        if "videocodecid" in values:
+            self._expect_video = values["videocodecid"] not in (None, 0, "", False)
+        if "audiocodecid" in values:
+            self._expect_audio = values["audiocodecid"] not in (None, 0, "", False)
+        return self._maybe_start([])
+
+    def video_message(self, timestamp: int, payload: bytes) -> list[Output]:
+        out: list[Output] = []
+        for item in parse_video(payload):
+            if isinstance(item, VideoFrame):
+                if item.codec == "avc1" and item.track_id == 0 and self.video is not None:
+                    self._video_frame(timestamp, item, out)
+                elif item.codec == "avc1" and item.track_id == 0:
+                    self._notice(out, "video frames before the AVC sequence header are dropped")
+                else:
+                    self._unsupported_track(out, "video", item.codec, item.track_id)
+            elif isinstance(item, VideoSequenceStart):
+                if item.codec == "avc1" and item.track_id == 0 and item.config is not None:
+                    self._video_config(item.config, out)
+                else:
+                    self._unsupported_track(out, "video", item.codec, item.track_id)
+            elif isinstance(item, Unsupported):
+                self._notice(out, f"{item.kind} {item.codec} is not packaged: {item.detail}")
+            elif isinstance(item, VideoSequenceEnd):
+                pass  # the publisher's end is handled when it unpublishes
+        return self._maybe_start(out)
+
+    def audio_message(self, timestamp: int, payload: bytes) -> list[Output]:
+        out: list[Output] = []
+        for item in parse_audio(payload):
+            if isinstance(item, AudioFrame):
+                if item.codec == "mp4a" and item.track_id == 0 and self.audio is not None:
+                    if item.data:
+                        self._audio_frame(timestamp, item, self.audio, out)
+                elif item.codec == "mp4a" and item.track_id == 0:
+                    self._notice(out, "audio frames before the AAC sequence header are dropped")
+                else:
+                    self._unsupported_track(out, "audio", item.codec, item.track_id)
+            elif isinstance(item, AudioSequenceStart):
+                if item.codec == "mp4a" and item.track_id == 0 and item.config is not None:
+                    self._audio_config(item.config, out)
+                else:
+                    self._unsupported_track(out, "audio", item.codec, item.track_id)
+            elif isinstance(item, Unsupported):
+                self._notice(out, f"{item.kind} {item.codec} is not packaged: {item.detail}")
+        return self._maybe_start(out)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _notice(self, out: list[Output], message: str) -> None:
+        if message not in self._noticed:
+            self._noticed.add(message)
+            out.append(Notice(message))
+
+    def _unsupported_track(self, out: list[Output], kind: str, codec: str, track: int) -> None:
+        if track != 0:
+            self._notice(
+                out, f"{kind} track {track} ({codec}) is ignored: only track 0 is packaged"
+            )
+            return
+        if kind == "video" and self.video is None:
+            self._video_unsupported = True
+        if kind == "audio" and self.audio is None:
+            self._audio_unsupported = True
+        self._notice(
+            out, f"{kind} codec {codec} is not packaged yet; the stream goes on without it"
+        )
+
+    def _video_config(self, config: AvcConfig, out: list[Output]) -> None:
+        if self.video is not None and config.avcc == self.video.avcc:
+            return  # encoders repeat the sequence header; nothing changed
+        changed = self.video is not None
+        self.video = config
+        if config.frame_rate:
+            self._video_frame_ms = max(1, round(1000 / config.frame_rate))
+        if self._started:
+            if changed:
+                self._notice(out, "video configuration changed: a new segment starts")
+            out.append(TracksReady(self.video, self.audio))
+
+    def _audio_config(self, config: AacConfig, out: list[Output]) -> None:
+        if self.audio is not None and config.asc == self.audio.asc:
+            return
+        self.audio = config
+        self._audio_clock_running = False
+        if self._started:
+            out.append(TracksReady(self.video, self.audio))
+
+    def _video_frame(self, timestamp: int, frame: VideoFrame, out: list[Output]) -> None:
+        placed = self._timeline.place("video", timestamp)
+        if self._last_video_dts_ms is not None and not placed.discontinuity:
+            delta = placed.dts - self._last_video_dts_ms
+            if 0 < delta < 1000:
+                self._video_frame_ms = delta
+        self._last_video_dts_ms = placed.dts
+        pts = rebase_pts(placed.dts, frame.composition_offset)
+        packet = MediaPacket(
+            "video",
+            placed.dts * TICKS_PER_MS,
+            pts * TICKS_PER_MS,
+            frame.keyframe,
+            frame.data,
+            self._video_frame_ms * TICKS_PER_MS,
+        )
+        out.append(Placed(packet, placed.discontinuity))
+
+    def _audio_frame(
+        self, timestamp: int, frame: AudioFrame, config: AacConfig, out: list[Output]
+    ) -> None:
+        placed = self._timeline.place("audio", timestamp)
+        encoder_ticks = placed.dts * TICKS_PER_MS
+        rate = config.sample_rate or 48_000
+        if self._audio_clock_running and not placed.discontinuity:
+            clock = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
+            if abs(clock - encoder_ticks) > _AUDIO_RESYNC_TICKS:
+                self._audio_clock_running = False
+        if not self._audio_clock_running or placed.discontinuity:
+            self._audio_anchor = encoder_ticks
+            self._audio_samples = 0
+            self._audio_clock_running = True
+        # Integer positions from the cumulative sample count: no drift, no rounding build-up.
+        start = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
+        self._audio_samples += config.samples_per_frame
+        end = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
+        packet = MediaPacket("audio", start, start, True, frame.data, end - start)
+        out.append(Placed(packet, placed.discontinuity))
+
+    def _track_settled(self, expected: bool | None, config: object, unsupported: bool) -> bool:
+        # A track the metadata did not mention is not waited for.
+        return expected is not True or config is not None or unsupported
+
+    def flush(self) -> list[Output]:
+        """The publisher stopped: start with whatever is known rather than lose the media."""
+        return self._maybe_start([], force=True)
+
+    def _maybe_start(self, out: list[Output], force: bool = False) -> list[Output]:
+        if self._started:
+            return out
+        media = [o for o in out if isinstance(o, Placed)]
+        others = [o for o in out if not isinstance(o, Placed)]
+        self._pending.extend(media)
+        announced = self._expect_video is not None or self._expect_audio is not None
+        if announced:
+            ready = self._track_settled(
+                self._expect_video, self.video, self._video_unsupported
+            ) and self._track_settled(self._expect_audio, self.audio, self._audio_unsupported)
+        else:
+            ready = self.video is not None and self.audio is not None
+        if not ready and self._pending:
+            span = self._pending[-1].packet.dts - self._pending[0].packet.dts
+            ready = span >= self._start_buffer_ticks or len(self._pending) >= self._max_pending
+        if not (ready or force) or (self.video is None and self.audio is None):
+            # Bound what is held while nothing can be packaged (e.g. an HEVC-only push).
+            if len(self._pending) > self._max_pending:
+                del self._pending[: len(self._pending) - self._max_pending]
+            return others
+        self._started = True
+        pending, self._pending = self._pending, []
+        return [*others, TracksReady(self.video, self.audio), *pending]

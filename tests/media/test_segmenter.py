@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from periscope_ingest.media.packets import MediaPacket
+from periscope_ingest.media.segmenter import Action, Segmenter
+
+FRAME = 3000  # 30 fps in 90 kHz ticks
+AUDIO = 1920  # 1024 samples at 48 kHz
+
+
+def video(pts: int, key: bool = False, dts: int | None = None) -> MediaPacket:
+    return MediaPacket("video", pts if dts is None else dts, pts, key, b"v", FRAME)
+
+
+def audio(pts: int) -> MediaPacket:
+    return MediaPacket("audio", pts, pts, True, b"a", AUDIO)
+
+
+def cuts(segmenter: Segmenter, packets: list[MediaPacket]) -> list[tuple[int, int | None]]:
+    """(pts of the packet a cut happened before, duration of the closed segment)."""
+    out = []
+    for packet in packets:
+        decision = segmenter.place(packet)
+        if decision.action is Action.CUT:
+            out.append((packet.pts, decision.closed_duration))
+    return out
+
+
+def gop_stream(frames: int, gop: int) -> list[MediaPacket]:
+    return [video(i * FRAME, key=i % gop == 0) for i in range(frames)]
+
+
+def test_cuts_at_first_keyframe_at_or_after_target() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    # 1 s GOPs: cut every second keyframe.
+    result = cuts(seg, gop_stream(181, 30))
+    assert result == [(0, None), (180000, 180000), (360000, 180000), (540000, 180000)]
+    assert seg.target_duration_s == 2
+
+
+def test_millisecond_jitter_does_not_double_a_segment() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    # The second keyframe arrives 1 ms early (ms rounding in FLV): still cut there.
+    packets = [video(0, True), video(FRAME), video(180000 - 90, True), video(180000 - 90 + FRAME)]
+    assert cuts(seg, packets) == [(0, None), (179910, 179910)]
+
+
+def test_target_duration_is_fixed_from_first_segment_with_long_gops() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    # 8 s GOPs (x264's default keyint=250 is about that): TARGETDURATION 8.
+    result = cuts(seg, gop_stream(30 * 17, 240))
+    assert result[1] == (720000, 720000)
+    assert seg.target_duration_s == 8
+
+
+def test_forced_cut_keeps_extinf_within_target_duration() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    # Two 2 s GOPs fix the target at 2, then the encoder stops sending keyframes.
+    packets = [video(i * FRAME, key=i in (0, 60, 120)) for i in range(300)]
+    decisions = [(p, seg.place(p)) for p in packets]
+    closed = [d.closed_duration for _, d in decisions if d.closed_duration is not None]
+    assert seg.target_duration_s == 2
+    # Every closed segment rounds to at most 2 s (< 2.5 s).
+    assert all(c < 225000 for c in closed), closed
+    assert any(d.forced for _, d in decisions)
+
+
+def test_cut_uses_pts_not_dts() -> None:
+    # GStreamer-like: DTS lags PTS by a frame; the keyframe DTS distance is 1.967 s, PTS 2.000 s.
+    seg = Segmenter(2.0, has_video=True)
+    packets = [video(i * FRAME + FRAME, key=i % 60 == 0, dts=i * FRAME) for i in range(121)]
+    assert [c[1] for c in cuts(seg, packets)] == [None, 180000, 180000]
+
+
+def test_drops_everything_before_the_first_keyframe() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    assert seg.place(audio(0)).action is Action.DROP
+    assert seg.place(video(0)).action is Action.DROP
+    assert seg.place(video(FRAME, True)).action is Action.CUT
+    assert seg.place(audio(AUDIO)).action is Action.WRITE
+
+
+def test_audio_keyframe_flags_never_cut_video() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    seg.place(video(0, True))
+    for i in range(1, 200):
+        assert seg.place(audio(i * AUDIO)).action is Action.WRITE
+
+
+def test_audio_only_cuts_on_audio_frames() -> None:
+    seg = Segmenter(2.0, has_video=False)
+    result = cuts(seg, [audio(i * AUDIO) for i in range(200)])
+    assert [r[0] for r in result] == [0, 94 * AUDIO, 188 * AUDIO]
+    assert result[1][1] == 94 * AUDIO  # 2.005 s: the first frame at or after 2 s
+    assert seg.finish() == 12 * AUDIO
+
+
+def test_discontinuity_cuts_at_next_keyframe_and_is_flagged() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    seg.place(video(0, True))
+    seg.place(video(FRAME))
+    assert seg.place(video(2 * FRAME), discontinuity=True).action is Action.WRITE
+    decision = seg.place(video(3 * FRAME, True))
+    assert decision.action is Action.CUT and decision.discontinuity
+    assert decision.closed_duration == 3 * FRAME
+    assert not seg.place(video(300 * FRAME, True)).discontinuity
+
+
+def test_finish_gives_last_segment_duration_to_end_of_last_frame() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    cuts(seg, gop_stream(75, 60))
+    assert seg.finish() == 15 * FRAME
+    assert seg.finish() is None
+
+
+@given(
+    gop=st.integers(min_value=10, max_value=150),
+    frames=st.integers(min_value=1, max_value=900),
+    target=st.sampled_from([1.0, 2.0, 4.0, 6.0]),
+)
+def test_segments_tile_the_stream_and_start_with_keyframes(gop: int, frames: int, target: float):
+    seg = Segmenter(target, has_video=True)
+    packets = gop_stream(frames, gop)
+    starts = []
+    durations = []
+    for p in packets:
+        d = seg.place(p)
+        if d.action is Action.CUT:
+            starts.append(p.pts)
+            if d.closed_duration is not None:
+                durations.append(d.closed_duration)
+            assert p.keyframe or d.forced
+    last = seg.finish()
+    assert last is not None
+    durations.append(last)
+    # Durations add up exactly to the stream's length: no gap, no overlap.
+    assert sum(durations) == frames * FRAME
+    assert starts[0] == 0
+    td = seg.target_duration_s
+    assert td is not None
+    assert all((d + 45000) // 90000 <= td for d in durations), (durations, td)
