@@ -1,0 +1,152 @@
+"""Settings: every limit and default lives here.
+
+Sources, strongest first: explicit arguments, environment variables (prefix ``PERISCOPE_``, nested
+sections joined with ``__``, e.g. ``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TOML file named by
+``PERISCOPE_CONFIG`` or ``--config``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "PERISCOPE_CONFIG"
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message says which value is wrong and why."""
+
+
+class _Section(BaseModel):
+    # A typo in a section of the TOML file must fail at start, not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RtmpSettings(_Section):
+    app: str = Field(
+        "live",
+        description="RTMP application name publishers use: rtmp://HOST:PORT/<app>/<stream key>",
+    )
+    max_chunk_size: int = Field(
+        65536, ge=128, le=16_777_215, description="Largest Set Chunk Size accepted from a client"
+    )
+    max_message_size: int = Field(
+        8 * 1024 * 1024, ge=4096, le=16_777_215, description="Largest RTMP message (one frame)"
+    )
+    max_chunk_streams: int = Field(
+        32, ge=4, le=65599, description="Distinct chunk stream ids per connection"
+    )
+    out_chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send with")
+    window_ack_size: int = Field(5_000_000, ge=4096, description="Announced acknowledgement window")
+    handshake_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to finish the handshake and connect"
+    )
+    idle_timeout: float = Field(
+        30.0, gt=0, description="Seconds without any byte from a client before it is dropped"
+    )
+    max_connections: int = Field(256, ge=1, description="RTMP connections open at once")
+    publisher_takeover_after: float = Field(
+        5.0,
+        ge=0,
+        description="A new publisher may replace one that has sent no media for this many seconds"
+        " (OBS reconnects while the old TCP connection still looks alive)",
+    )
+
+
+class HlsSettings(_Section):
+    segment_duration: float = Field(
+        2.0,
+        ge=0.5,
+        le=30,
+        description="Target segment length in seconds; cuts happen at the first keyframe after it",
+    )
+    window: int = Field(6, ge=2, le=100, description="Segments listed in a live playlist")
+    start_buffer: float = Field(
+        3.0,
+        gt=0,
+        le=30,
+        description="Seconds of media held at publish start waiting for both sequence headers",
+    )
+    max_pending_packets: int = Field(
+        2000,
+        ge=100,
+        description="Packets queued for the disk writer of one stream before reading pauses",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PERISCOPE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    host: str = Field("0.0.0.0", description="Address both servers listen on")
+    rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP listen port (0: any free)")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP listen port (0: any free)")
+    data_dir: Path = Field(Path("data"), description="Where segments and playlists are written")
+    open_publish: bool = Field(
+        True, description="Any stream key may publish; the channel name is the key"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    rtmp: RtmpSettings = RtmpSettings()
+    hls: HlsSettings = HlsSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings, turning every problem into one readable SettingsError."""
+    previous = os.environ.get(CONFIG_ENV)
+    if config_file is not None:
+        if not config_file.is_file():
+            raise SettingsError(f"config file {config_file} does not exist")
+        os.environ[CONFIG_ENV] = str(config_file)
+    elif previous and not Path(previous).is_file():
+        raise SettingsError(f"config file {previous} (from {CONFIG_ENV}) does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    except Exception as exc:  # e.g. a TOML syntax error
+        raise SettingsError(f"cannot read settings: {exc}") from None
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop(CONFIG_ENV, None)
+            else:
+                os.environ[CONFIG_ENV] = previous

@@ -1,0 +1,273 @@
+"""One live stream on the event loop: RTMP media messages in, segment commands out.
+
+Everything here is cheap and pure-ish (FLV parsing, timeline, cut decisions); the blocking work is
+sent to the stream's SegmentWorker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from periscope_ingest.config import HlsSettings
+from periscope_ingest.live.segment_worker import (
+    CloseSegment,
+    EndPlaylist,
+    OpenSegment,
+    SegmentPublished,
+    SegmentWorker,
+    UseTracks,
+)
+from periscope_ingest.logs import log_event
+from periscope_ingest.media.aac import AacConfig
+from periscope_ingest.media.avc import AvcConfig
+from periscope_ingest.media.ingest import Notice, Placed, StreamAssembler, TracksReady
+from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
+from periscope_ingest.media.segmenter import Action, Segmenter
+from periscope_ingest.storage.layout import DataLayout
+
+log = logging.getLogger(__name__)
+
+# Segments over which the bitrate and frame rate in /api/streams are measured.
+_STATS_SEGMENTS = 5
+
+
+@dataclass(slots=True)
+class _SegmentTally:
+    payload_bytes: int = 0
+    video_frames: int = 0
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """What /api/streams reports about a live stream."""
+
+    channel: str
+    broadcast_id: str
+    started_at: datetime
+    video: AvcConfig | None = None
+    audio: AacConfig | None = None
+    metadata: dict = field(default_factory=dict)
+    segments: int = 0
+    bitrate: int | None = None  # measured bits/s of the media payload
+    frame_rate: float | None = None  # measured frames/s
+
+    def as_json(self) -> dict:
+        video = self.video
+        audio = self.audio
+        return {
+            "key": self.channel,
+            "channel": self.channel,
+            "broadcast_id": self.broadcast_id,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "video_codec": video.codecs if video else None,
+            "audio_codec": audio.codecs if audio else None,
+            "resolution": f"{video.width}x{video.height}" if video else None,
+            "width": video.width if video else None,
+            "height": video.height if video else None,
+            "frame_rate": self.frame_rate or (video.frame_rate if video else None),
+            "audio_sample_rate": audio.sample_rate if audio else None,
+            "audio_channels": audio.channels if audio else None,
+            "bitrate": self.bitrate,
+            "segments": self.segments,
+            "playlist": f"/live/{self.channel}/index.m3u8",
+        }
+
+
+class StreamPipeline:
+    def __init__(
+        self,
+        channel: str,
+        broadcast_id: str,
+        layout: DataLayout,
+        hls: HlsSettings,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.channel = channel
+        self.broadcast_id = broadcast_id
+        self._layout = layout
+        self._hls = hls
+        self._loop = loop
+        self.info = StreamInfo(channel, broadcast_id, datetime.now(UTC))
+        self._assembler = StreamAssembler(
+            start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
+        )
+        self._segmenter: Segmenter | None = None
+        self._next_sequence = 0
+        self._pending_discontinuity = False
+        self._clock_anchor: tuple[int, datetime] | None = None  # (pts ticks, wall clock)
+        self._tally = _SegmentTally()
+        self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=_STATS_SEGMENTS)
+        self.last_media_at = time.monotonic()
+        self._finished = False
+        layout.channel_dir(channel).mkdir(parents=True, exist_ok=True)
+        self._worker = SegmentWorker(
+            f"{channel}-{broadcast_id}",
+            layout.live_playlist(channel),
+            layout.master_playlist(channel),
+            hls.window,
+            self._published_from_thread,
+        )
+
+    # -- inputs from the RTMP session -------------------------------------------------------
+
+    def metadata(self, values: dict) -> None:
+        self.info.metadata = {k: v for k, v in values.items() if isinstance(v, str | float | bool)}
+        self._handle(self._assembler.metadata(values))
+
+    def video(self, timestamp: int, payload: bytes) -> None:
+        self.last_media_at = time.monotonic()
+        self._handle(self._assembler.video_message(timestamp, payload))
+
+    def audio(self, timestamp: int, payload: bytes) -> None:
+        self.last_media_at = time.monotonic()
+        self._handle(self._assembler.audio_message(timestamp, payload))
+
+    def backlog(self) -> int:
+        """Commands the disk writer has not done yet (the session pauses reading when high)."""
+        return self._worker.backlog()
+
+    async def finish(self) -> None:
+        """Close the open segment and end the playlist (EXT-X-ENDLIST); waits for the disk."""
+        if self._finished:
+            return
+        self._handle(self._assembler.flush())
+        self._finished = True
+        if self._segmenter is not None:
+            duration = self._segmenter.finish()
+            if duration is not None and self._segmenter.target_duration_s is not None:
+                self._close(duration, self._segmenter.target_duration_s)
+        self._worker.send(EndPlaylist())
+        self._worker.stop()
+        await asyncio.to_thread(self._worker.join)
+        log_event(
+            log,
+            logging.INFO,
+            "stream_ended",
+            channel=self.channel,
+            broadcast=self.broadcast_id,
+            segments=self.info.segments,
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _handle(self, outputs: list) -> None:
+        for output in outputs:
+            if isinstance(output, Placed):
+                self._packet(output.packet, output.discontinuity)
+            elif isinstance(output, TracksReady):
+                self._tracks(output)
+            elif isinstance(output, Notice):
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "stream_notice",
+                    channel=self.channel,
+                    broadcast=self.broadcast_id,
+                    reason=output.message,
+                )
+
+    def _tracks(self, ready: TracksReady) -> None:
+        self.info.video, self.info.audio = ready.video, ready.audio
+        codecs = tuple(c.codecs for c in (ready.video, ready.audio) if c is not None)
+        self._worker.send(
+            UseTracks(
+                avcc=ready.video.avcc if ready.video else None,
+                asc=ready.audio.asc if ready.audio else None,
+                codecs=codecs,
+                resolution=(ready.video.width, ready.video.height) if ready.video else None,
+                frame_rate=ready.video.frame_rate if ready.video else None,
+            )
+        )
+        if self._segmenter is None:
+            self._segmenter = Segmenter(self._hls.segment_duration, ready.video is not None)
+        else:
+            # New stream layout mid-broadcast: the next segment must be muxed with new streams.
+            self._pending_discontinuity = True
+        log_event(
+            log,
+            logging.INFO,
+            "stream_tracks",
+            channel=self.channel,
+            broadcast=self.broadcast_id,
+            video=ready.video.codecs if ready.video else None,
+            resolution=f"{ready.video.width}x{ready.video.height}" if ready.video else None,
+            audio=ready.audio.codecs if ready.audio else None,
+            sample_rate=ready.audio.sample_rate if ready.audio else None,
+        )
+
+    def _packet(self, packet: MediaPacket, discontinuity: bool) -> None:
+        segmenter = self._segmenter
+        if segmenter is None or self._finished:
+            return
+        decision = segmenter.place(packet, discontinuity or self._pending_discontinuity)
+        if decision.action is Action.DROP:
+            return
+        if decision.action is Action.CUT:
+            self._pending_discontinuity = False
+            if decision.closed_duration is not None:
+                assert segmenter.target_duration_s is not None
+                self._close(decision.closed_duration, segmenter.target_duration_s)
+            if decision.forced:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "segment_forced_cut",
+                    channel=self.channel,
+                    broadcast=self.broadcast_id,
+                    reason="no keyframe within the target duration; set a keyframe interval of"
+                    f" {self._hls.segment_duration:g} s in the encoder",
+                )
+            self._open(packet.pts, decision.discontinuity)
+        self._tally.payload_bytes += len(packet.data)
+        if packet.track == "video":
+            self._tally.video_frames += 1
+        self._worker.send(packet)
+
+    def _open(self, pts: int, discontinuity: bool) -> None:
+        if self._clock_anchor is None:
+            self._clock_anchor = (pts, datetime.now(UTC))
+        anchor_pts, anchor_wall = self._clock_anchor
+        wall = anchor_wall + timedelta(seconds=(pts - anchor_pts) / TICKS_PER_SECOND)
+        sequence = self._next_sequence
+        self._next_sequence += 1
+        self._worker.send(
+            OpenSegment(
+                sequence=sequence,
+                path=self._layout.segment_path(self.channel, self.broadcast_id, sequence),
+                uri=self._layout.segment_uri(self.broadcast_id, sequence),
+                program_date_time=wall,
+                discontinuity=discontinuity and sequence > 0,
+            )
+        )
+
+    def _close(self, duration_ticks: int, target_duration_s: int) -> None:
+        self._worker.send(CloseSegment(duration_ticks, target_duration_s))
+        self._recent.append((duration_ticks, self._tally))
+        self._tally = _SegmentTally()
+        total_ticks = sum(d for d, _ in self._recent)
+        if total_ticks > 0:
+            seconds = total_ticks / TICKS_PER_SECOND
+            self.info.bitrate = round(sum(t.payload_bytes for _, t in self._recent) * 8 / seconds)
+            frames = sum(t.video_frames for _, t in self._recent)
+            self.info.frame_rate = round(frames / seconds, 3) if frames else None
+
+    def _published_from_thread(self, published: SegmentPublished) -> None:
+        self._loop.call_soon_threadsafe(self._published, published)
+
+    def _published(self, published: SegmentPublished) -> None:
+        self.info.segments += 1
+        log_event(
+            log,
+            logging.DEBUG,
+            "segment_published",
+            channel=self.channel,
+            broadcast=self.broadcast_id,
+            sequence=published.sequence,
+            duration_ms=published.duration_ms,
+            size=published.size,
+        )

@@ -1,0 +1,333 @@
+"""The thin asyncio adapter around the sans-IO RTMP connection: sockets, timers, publishing.
+
+One RtmpSession per TCP connection. It feeds bytes to ServerConnection, writes back what it has to
+send, and turns publish events into a StreamPipeline registered for the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from periscope_ingest.config import Settings
+from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.registry import ChannelBusy, Publication, PublisherRegistry
+from periscope_ingest.logs import log_event
+from periscope_ingest.media.aac import CodecConfigError as AacConfigError
+from periscope_ingest.media.avc import CodecConfigError as AvcConfigError
+from periscope_ingest.media.flv import FlvError
+from periscope_ingest.rtmp.connection import (
+    AudioReceived,
+    Connected,
+    IgnoredMessage,
+    MetadataReceived,
+    PublishRequested,
+    PublishStopped,
+    RtmpLimits,
+    ServerConnection,
+    VideoReceived,
+)
+from periscope_ingest.rtmp.errors import ProtocolError
+from periscope_ingest.storage.layout import DataLayout, is_channel_name, new_broadcast_id
+
+log = logging.getLogger(__name__)
+
+_MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
+
+
+class RtmpServer:
+    def __init__(self, settings: Settings, layout: DataLayout, registry: PublisherRegistry) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.registry = registry
+        self.limits = RtmpLimits(
+            max_chunk_size=settings.rtmp.max_chunk_size,
+            max_message_size=settings.rtmp.max_message_size,
+            max_chunk_streams=settings.rtmp.max_chunk_streams,
+            out_chunk_size=settings.rtmp.out_chunk_size,
+            window_ack_size=settings.rtmp.window_ack_size,
+        )
+        self.sessions: set[RtmpSession] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: RtmpSession(self), self.settings.host, self.settings.rtmp_port
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting, end every live stream cleanly (ENDLIST), close every connection."""
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(
+            *(s.end("server shutting down") for s in list(self.sessions)), return_exceptions=True
+        )
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class RtmpSession(asyncio.Protocol):
+    def __init__(self, server: RtmpServer) -> None:
+        self._server = server
+        self._settings = server.settings
+        self._conn = ServerConnection(server.limits)
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self.client = "?"
+        self._publication: Publication | None = None
+        self._channel: str | None = None
+        self._stream_id: int | None = None
+        self._last_data = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._connected = False
+        self._closed = False
+        self._paused = False
+        self._tasks: set[asyncio.Task] = set()
+        self._ended: asyncio.Task | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if len(self._server.sessions) >= self._settings.rtmp.max_connections:
+            log_event(
+                log,
+                logging.WARNING,
+                "rtmp_refused",
+                client=self.client,
+                reason=f"max_connections={self._settings.rtmp.max_connections} reached",
+            )
+            transport.abort()
+            self._closed = True
+            return
+        self._server.sessions.add(self)
+        self._arm_timer(self._settings.rtmp.handshake_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._last_data = self._loop.time()
+        try:
+            events = self._conn.receive_data(data)
+            for event in events:
+                self._handle(event)
+        except ProtocolError as exc:
+            self._fail(f"protocol error: {exc}")
+            return
+        except _MEDIA_ERRORS as exc:
+            self._fail(f"malformed media: {exc}")
+            return
+        self._flush()
+        self._apply_backpressure()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._server.sessions.discard(self)
+        self._ensure_ended("publisher disconnected")
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, VideoReceived | AudioReceived):
+            publication = self._publication
+            if publication is not None and event.stream_id == self._stream_id:
+                if isinstance(event, VideoReceived):
+                    publication.pipeline.video(event.timestamp, event.payload)
+                else:
+                    publication.pipeline.audio(event.timestamp, event.payload)
+        elif isinstance(event, MetadataReceived):
+            if self._publication is not None:
+                self._publication.pipeline.metadata(event.values)
+        elif isinstance(event, Connected):
+            self._connected = True
+            self._arm_timer(self._settings.rtmp.idle_timeout)
+            log_event(log, logging.INFO, "rtmp_connected", client=self.client, app=event.app)
+        elif isinstance(event, PublishRequested):
+            self._spawn(self._publish(event))
+        elif isinstance(event, PublishStopped):
+            if self._publication is not None and event.stream_id == self._stream_id:
+                self._ensure_ended(f"publisher sent {event.reason}")
+        elif isinstance(event, IgnoredMessage):
+            log_event(
+                log, logging.DEBUG, "rtmp_ignored", client=self.client, reason=event.description
+            )
+
+    async def _publish(self, request: PublishRequested) -> None:
+        channel = request.name
+        refusal = None
+        if self._publication is not None or self._ended is not None:
+            refusal = "this connection already published"
+        elif request.app != self._settings.rtmp.app:
+            refusal = f"unknown application {request.app!r}; publish to /{self._settings.rtmp.app}"
+        elif not is_channel_name(channel):
+            refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
+        elif not self._settings.open_publish:
+            refusal = "publishing is closed on this server"
+        if refusal is None:
+            try:
+                await self._server.registry.make_room(channel)
+            except ChannelBusy:
+                refusal = "this stream key is already live"
+        if self._closed:
+            return
+        if refusal is not None:
+            self._refuse(request.stream_id, channel, refusal)
+            return
+        broadcast_id = new_broadcast_id()
+        # A new broadcast on the channel: the previous one's playlists must not be served as
+        # this one's while its first segment is being written.
+        for stale in (
+            self._server.layout.live_playlist(channel),
+            self._server.layout.master_playlist(channel),
+        ):
+            stale.unlink(missing_ok=True)
+        pipeline = StreamPipeline(
+            channel, broadcast_id, self._server.layout, self._settings.hls, self._loop
+        )
+        publication = Publication(pipeline, self.client, self._disconnect_for)
+        self._server.registry.add(channel, publication)
+        self._publication = publication
+        self._channel = channel
+        self._stream_id = request.stream_id
+        self._conn.accept_publish(request.stream_id)
+        self._flush()
+        log_event(
+            log,
+            logging.INFO,
+            "publish_started",
+            channel=channel,
+            broadcast=broadcast_id,
+            client=self.client,
+        )
+
+    def _refuse(self, stream_id: int, channel: str, reason: str) -> None:
+        log_event(
+            log,
+            logging.WARNING,
+            "publish_refused",
+            channel=channel if is_channel_name(channel) else None,
+            client=self.client,
+            reason=reason,
+        )
+        self._conn.reject_publish(stream_id, reason)
+        self._flush()
+        self._close()
+
+    # -- ending -----------------------------------------------------------------------------
+
+    async def end(self, reason: str) -> None:
+        """End this session: the stream's playlist gets ENDLIST, the connection closes."""
+        if self._publication is not None and self._stream_id is not None and not self._closed:
+            self._conn.stop_publish(self._stream_id, reason)
+            self._flush()
+        self._close()
+        await self._ensure_ended(reason)
+
+    async def _disconnect_for(self, reason: str) -> None:
+        log_event(
+            log, logging.INFO, "publisher_replaced", channel=self._channel, client=self.client
+        )
+        await self.end(reason)
+
+    def _ensure_ended(self, reason: str) -> asyncio.Task:
+        if self._ended is None:
+            self._ended = self._loop.create_task(self._end_publication(reason))
+        return self._ended
+
+    async def _end_publication(self, reason: str) -> None:
+        publication = self._publication
+        if publication is None or self._channel is None:
+            return
+        try:
+            await publication.pipeline.finish()
+        finally:
+            self._server.registry.remove(self._channel, publication)
+            log_event(
+                log,
+                logging.INFO,
+                "publish_ended",
+                channel=self._channel,
+                broadcast=publication.pipeline.broadcast_id,
+                client=self.client,
+                reason=reason,
+            )
+
+    def _fail(self, reason: str) -> None:
+        log_event(
+            log,
+            logging.WARNING,
+            "rtmp_closed",
+            client=self.client,
+            channel=self._channel,
+            reason=reason,
+        )
+        self._close()
+        self._ensure_ended(reason)
+
+    def _close(self) -> None:
+        if not self._closed and self._transport is not None:
+            self._closed = True
+            self._transport.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        out = self._conn.data_to_send()
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(out)
+
+    def _spawn(self, coro) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm_timer(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(seconds, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        if self._closed:
+            return
+        if not self._connected:
+            limit = self._settings.rtmp.handshake_timeout
+            self._fail(f"no handshake and connect within handshake_timeout={limit:g} s")
+            return
+        idle_limit = self._settings.rtmp.idle_timeout
+        idle = self._loop.time() - self._last_data
+        if idle >= idle_limit and not self._paused:
+            self._fail(f"no data for idle_timeout={idle_limit:g} s")
+            return
+        self._arm_timer(max(0.5, idle_limit - idle))
+
+    def _apply_backpressure(self) -> None:
+        """Stop reading while the disk writer is behind, so memory stays bounded."""
+        publication = self._publication
+        if publication is None or self._paused or self._transport is None:
+            return
+        if publication.pipeline.backlog() > self._settings.hls.max_pending_packets:
+            self._paused = True
+            self._transport.pause_reading()
+            self._loop.call_later(0.05, self._maybe_resume)
+
+    def _maybe_resume(self) -> None:
+        publication = self._publication
+        if self._closed or publication is None or self._transport is None:
+            return
+        if publication.pipeline.backlog() <= self._settings.hls.max_pending_packets // 2:
+            self._paused = False
+            self._last_data = self._loop.time()
+            self._transport.resume_reading()
+        else:
+            self._loop.call_later(0.05, self._maybe_resume)

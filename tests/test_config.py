@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from periscope_ingest.config import SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert (settings.rtmp_port, settings.http_port, settings.host) == (1935, 8080, "0.0.0.0")
+    assert settings.open_publish is True
+    assert settings.hls.segment_duration == 2.0 and settings.hls.window == 6
+
+
+def test_env_with_nested_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERISCOPE_RTMP_PORT", "1936")
+    monkeypatch.setenv("PERISCOPE_OPEN_PUBLISH", "false")
+    monkeypatch.setenv("PERISCOPE_HLS__WINDOW", "9")
+    monkeypatch.setenv("PERISCOPE_RTMP__MAX_MESSAGE_SIZE", "1000000")
+    settings = load_settings()
+    assert settings.rtmp_port == 1936 and settings.open_publish is False
+    assert settings.hls.window == 9 and settings.rtmp.max_message_size == 1_000_000
+
+
+def test_example_toml_is_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[1] / "config" / "periscope.toml"
+    assert load_settings(example) == load_settings()
+
+
+def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text("http_port = 9000\n[hls]\nsegment_duration = 4.0\n")
+    monkeypatch.setenv("PERISCOPE_HTTP_PORT", "9001")
+    settings = load_settings(config)
+    assert settings.http_port == 9001  # env wins
+    assert settings.hls.segment_duration == 4.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[hls]\nwindow = 1\n", "hls.window"),
+        ("[hls]\nsegmnet_duration = 2\n", "hls.segmnet_duration"),
+        ("rtmp_port = 70000\n", "rtmp_port"),
+        ("log_level = 'chatty'\n", "log_level"),
+        ("this is not toml", "cannot read settings"),
+    ],
+)
+def test_invalid_settings_name_the_problem(tmp_path: Path, toml: str, needle: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    with pytest.raises(SettingsError, match=needle.replace(".", r"\.")):
+        load_settings(config)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")

@@ -1,0 +1,121 @@
+"""The HTTP side over real sockets: content types, caching, Range, HEAD, CORS, path safety."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from periscope_ingest.config import load_settings
+from periscope_ingest.service import Service
+
+BROADCAST = "AbCdEfGhIjKl"
+SEGMENT = bytes(range(256)) * 40  # 10240 bytes
+
+
+@pytest.fixture
+async def service(tmp_path: Path):
+    settings = load_settings(host="127.0.0.1", rtmp_port=0, http_port=0, data_dir=tmp_path / "d")
+    svc = Service(settings)
+    await svc.start()
+    channel = svc.layout.channel_dir("chan")
+    (channel / BROADCAST).mkdir(parents=True)
+    (channel / BROADCAST / "000000.ts").write_bytes(SEGMENT)
+    (channel / "index.m3u8").write_text("#EXTM3U\n")
+    (channel / "master.m3u8").write_text("#EXTM3U\n")
+    (tmp_path / "secret.txt").write_text("not for you")
+    yield svc
+    await svc.stop()
+
+
+async def fetch(svc: Service, path: str, method: str = "GET", headers: dict | None = None):
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, f"http://127.0.0.1:{svc.http_port}{path}", headers=headers
+        ) as response,
+    ):
+        return response.status, response.headers, await response.read()
+
+
+async def test_playlists_have_hls_type_short_cache_and_cors(service: Service) -> None:
+    for name in ("index.m3u8", "master.m3u8"):
+        status, headers, body = await fetch(service, f"/live/chan/{name}")
+        assert status == 200 and body == b"#EXTM3U\n"
+        assert headers["Content-Type"] == "application/vnd.apple.mpegurl"
+        assert headers["Cache-Control"] == "max-age=1, must-revalidate"
+        assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_segment_is_immutable_and_supports_range_and_head(service: Service) -> None:
+    path = f"/live/chan/{BROADCAST}/000000.ts"
+    status, headers, body = await fetch(service, path)
+    assert status == 200 and body == SEGMENT
+    assert headers["Content-Type"] == "video/mp2t"
+    assert "immutable" in headers["Cache-Control"]
+
+    status, headers, body = await fetch(service, path, headers={"Range": "bytes=100-299"})
+    assert status == 206
+    assert body == SEGMENT[100:300]
+    assert headers["Content-Range"] == f"bytes 100-299/{len(SEGMENT)}"
+
+    status, headers, body = await fetch(service, path, method="HEAD")
+    assert status == 200 and body == b""
+    assert int(headers["Content-Length"]) == len(SEGMENT)
+
+    etag = (await fetch(service, path))[1]["ETag"]
+    status, _, _ = await fetch(service, path, headers={"If-None-Match": etag})
+    assert status == 304
+
+
+async def test_cors_preflight_allows_range(service: Service) -> None:
+    status, headers, _ = await fetch(
+        service,
+        f"/live/chan/{BROADCAST}/000000.ts",
+        method="OPTIONS",
+        headers={"Origin": "https://player.example", "Access-Control-Request-Headers": "range"},
+    )
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "Range" in headers["Access-Control-Allow-Headers"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/live/nobody/index.m3u8",
+        "/live/chan/ZZZZZZZZZZZZ/000000.ts",
+        f"/live/chan/{BROADCAST}/000001.ts",
+        "/live/../secret.txt",
+        "/live/chan/../../secret.txt",
+        "/live/%2e%2e/index.m3u8",
+        f"/live/chan/{BROADCAST}/..%2f..%2f..%2fsecret.txt",
+        "/live/chan/%2e%2e%2f%2e%2e/secret.txt",
+        f"/live/chan/{BROADCAST}/%2e%2e",
+        "/live/.hidden/index.m3u8",
+        f"/live/chan/{BROADCAST}/.000000.ts.part",
+    ],
+)
+async def test_unknown_and_escaping_paths_are_404(service: Service, path: str) -> None:
+    status, headers, body = await fetch(service, path)
+    assert status == 404, path
+    assert b"not for you" not in body
+    assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_streams_and_health_are_json(service: Service) -> None:
+    status, headers, body = await fetch(service, "/api/streams")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert body == b'{"streams": []}'
+    status, _, body = await fetch(service, "/healthz")
+    assert status == 200 and b'"status": "ok"' in body
+
+
+async def test_service_stop_leaves_no_listener(service: Service) -> None:
+    port = service.http_port
+    await service.stop()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+    await service.start()  # the fixture stops it again
