@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The real encoders the end-to-end tests push with: Debian's ffmpeg and GStreamer (rtmp2sink,
+# x264enc, avenc_aac). Installed only when missing; needs root (or sudo) and apt.
+set -euo pipefail
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+if command -v gst-inspect-1.0 >/dev/null; then
+  gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-bad)
+  gst-inspect-1.0 x264enc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-ugly)
+  gst-inspect-1.0 avenc_aac >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
+  gst-inspect-1.0 flvmux >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
+  gst-inspect-1.0 videotestsrc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)
+else
+  need+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+         gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi

@@ -1,0 +1,99 @@
+"""A real periscope-ingest server in a subprocess, on free ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.rtmp_port = free_port()
+        self.http_port = free_port()
+        self.env = {
+            **os.environ,
+            "PERISCOPE_HOST": "127.0.0.1",
+            "PERISCOPE_RTMP_PORT": str(self.rtmp_port),
+            "PERISCOPE_HTTP_PORT": str(self.http_port),
+            "PERISCOPE_DATA_DIR": str(data_dir),
+            "PERISCOPE_LOG_LEVEL": "DEBUG",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def rtmp_url(self, key: str, app: str = "live") -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{key}"
+
+    def start(self, timeout: float = 20) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "periscope_ingest", "serve"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited at start:\n{self.log()}")
+            try:
+                self.get_json("/healthz")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.05)
+        raise TimeoutError(f"server did not start:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            self._log.close()
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(self.http + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def get_json(self, path: str) -> dict:
+        with urllib.request.urlopen(self.http + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    def wait_for(self, predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+        """Poll ``predicate`` until it returns something truthy; the server gives no push events."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{self.log()[-4000:]}")
