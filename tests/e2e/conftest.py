@@ -21,7 +21,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"server-{request.module.__name__.rsplit('.', 1)[-1]}.log"
     log_path.unlink(missing_ok=True)
-    proc = ServerProcess(base / "data", log_path)
+    proc = ServerProcess(base / "data", log_path, **getattr(request.module, "SERVER_ENV", {}))
     proc.start()
     yield proc
     proc.stop()

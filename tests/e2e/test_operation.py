@@ -178,3 +178,29 @@ def test_taken_port_is_one_line_not_a_traceback(tmp_path) -> None:
     assert "Traceback" not in result.stderr
     errors = [x for x in result.stderr.splitlines() if "periscope-ingest:" in x]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], result.stderr
+
+
+def test_publisher_that_drops_off_gets_endlist(server: ServerProcess) -> None:
+    """A killed encoder sends no FCUnpublish: the closed TCP connection alone ends the stream."""
+    require("ffmpeg")
+    key = "dropped"
+    pusher = subprocess.Popen(ffmpeg_command(server.rtmp_url(key), 30), stderr=subprocess.DEVNULL)
+    try:
+        wait_first_segment(server, key)
+    finally:
+        pusher.kill()
+        pusher.wait()
+    killed_at = time.monotonic()
+    ended = server.wait_for(lambda: (p := playlist(server, key)) and p.ended and p, 5)
+    assert time.monotonic() - killed_at <= 1.0
+    line = server.wait_for(
+        lambda: next(
+            (x for x in server.log().splitlines() if "publish_ended channel=dropped" in x), None
+        ),
+        5,
+    )
+    assert 'reason="publisher disconnected"' in line
+    for listed in ended.segments:
+        status, _, body = server.get(f"/live/{key}/{listed.uri}")
+        assert status == 200
+        analyse_segment(body)
