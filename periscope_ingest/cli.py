@@ -1,15 +1,25 @@
-"""Command line: ``periscope-ingest serve [--config FILE]``."""
+"""Command line: ``periscope-ingest serve | broadcasts list | export | catalog rebuild``.
+
+Everything but ``serve`` works on the data directory directly, with or without a running server.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from periscope_ingest import __version__
-from periscope_ingest.config import SettingsError, load_settings
+from periscope_ingest.config import Settings, SettingsError, load_settings
 from periscope_ingest.logs import configure_logging
+
+
+class CliError(Exception):
+    """A problem to tell the user in one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,29 +27,68 @@ def _parser() -> argparse.ArgumentParser:
         prog="periscope-ingest", description="Self-hosted live video: RTMP in, HLS out."
     )
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the RTMP and HTTP servers")
-    serve.add_argument(
+    parser.add_argument(
         "--config", type=Path, help="TOML settings file (default: $PERISCOPE_CONFIG if set)"
+    )
+    # --config is accepted after the command too (`serve --config FILE`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the RTMP and HTTP servers", parents=[common])
+
+    broadcasts = commands.add_parser("broadcasts", help="recorded broadcasts")
+    broadcasts_commands = broadcasts.add_subparsers(dest="action", required=True)
+    listing = broadcasts_commands.add_parser(
+        "list", help="list broadcasts, newest first", parents=[common]
+    )
+    listing.add_argument("--channel")
+    listing.add_argument("--status", choices=["live", "ended", "interrupted"])
+    listing.add_argument("--json", action="store_true", help="one JSON document")
+
+    export = commands.add_parser(
+        "export",
+        help="write a broadcast (or a clip of it, or a whole channel) as MP4",
+        parents=[common],
+    )
+    export.add_argument("broadcast", nargs="?", help="broadcast id")
+    export.add_argument("--channel", help="export every finished broadcast of this channel")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file, or directory")
+    export.add_argument("--start", type=float, help="clip start, seconds")
+    export.add_argument("--end", type=float, help="clip end, seconds")
+
+    catalog = commands.add_parser("catalog", help="the broadcast catalog")
+    catalog_commands = catalog.add_subparsers(dest="action", required=True)
+    catalog_commands.add_parser(
+        "rebuild", help="rebuild the catalog from the files on disk", parents=[common]
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "serve":
-        return _serve(args.config)
-    return 2
-
-
-def _serve(config: Path | None) -> int:
-    from periscope_ingest.service import PortInUse, serve
-
     try:
-        settings = load_settings(config)
+        settings = load_settings(args.config)
     except SettingsError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve":
+        return _serve(settings)
+    try:
+        if args.command == "broadcasts":
+            return _broadcasts_list(settings, args)
+        if args.command == "export":
+            return _export(settings, args)
+        if args.command == "catalog":
+            return _catalog_rebuild(settings)
+    except CliError as exc:
+        print(f"periscope-ingest: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _serve(settings: Settings) -> int:
+    from periscope_ingest.service import PortInUse, serve
+
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
@@ -48,6 +97,142 @@ def _serve(config: Path | None) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _open_catalog(settings: Settings):
+    from periscope_ingest.storage.catalog import Catalog
+    from periscope_ingest.storage.layout import DataLayout
+
+    layout = DataLayout(settings.data_dir)
+    if not layout.catalog_path.exists():
+        raise CliError(f"no catalog in {layout.root} (is PERISCOPE_DATA_DIR right?)")
+    return layout, Catalog(layout.catalog_path)
+
+
+def _broadcasts_list(settings: Settings, args: argparse.Namespace) -> int:
+    _, catalog = _open_catalog(settings)
+    records = [
+        r
+        for r in reversed(catalog.all())
+        if r.status != "deleted"
+        and (args.channel is None or r.channel == args.channel)
+        and (args.status is None or r.status == args.status)
+    ]
+    if args.json:
+        print(json.dumps([r.as_json() for r in records], indent=1))
+        return 0
+    print(f"{'ID':12}  {'CHANNEL':16}  {'STARTED':24}  {'STATUS':11}  {'DURATION':>9}  TITLE")
+    for r in records:
+        print(
+            f"{r.id:12}  {r.channel:16.16}  {r.started_at:24}  {r.status:11}"
+            f"  {r.duration:8.1f}s  {r.title or ''}"
+        )
+    return 0
+
+
+class _Progress:
+    """A one-line progress report on a terminal; silent when output is redirected."""
+
+    def __init__(self, label: str, total_bytes: int) -> None:
+        self.label = label
+        self.total = max(1, total_bytes)
+        self.done = 0
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.tty and now - self._last > 0.1:
+            self._last = now
+            share = min(1.0, self.done / self.total)
+            bar = "#" * int(share * 30)
+            sys.stderr.write(f"\r{self.label} [{bar:30}] {share:4.0%}")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            sys.stderr.write(f"\r{self.label} [{'#' * 30}] 100%\n")
+
+
+def _export_one(layout, record, output: Path, start=None, end=None) -> int:
+    from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
+    from periscope_ingest.storage.recordings import recording_segments
+
+    segments = recording_segments(layout, record)
+    if not segments:
+        raise CliError(f"broadcast {record.id} has no recorded media")
+    temporary = output.with_name(f".{output.name}.part")
+    try:
+        if start is not None or end is not None:
+            # A clip exact to a frame needs an edit list: a complete (faststart) MP4.
+            export_mp4(segments, temporary, start=start, end=end)
+        else:
+            progress = _Progress(
+                f"{record.id} {record.channel}", sum(p.stat().st_size for p in segments)
+            )
+            with open(temporary, "wb") as f:
+
+                def write(data: bytes) -> None:
+                    f.write(data)
+                    progress.add(len(data))
+
+                stream_mp4(segments, write)
+            progress.finish()
+        os.replace(temporary, output)
+    except ExportError as exc:
+        raise CliError(f"cannot export {record.id}: {exc}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return output.stat().st_size
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from periscope_ingest.storage.recordings import download_name
+
+    layout, catalog = _open_catalog(settings)
+    if (args.broadcast is None) == (args.channel is None):
+        raise CliError("name a broadcast id, or --channel NAME (not both)")
+    if args.broadcast is not None:
+        record = catalog.get(args.broadcast)
+        if record is None or record.status == "deleted":
+            raise CliError(f"no broadcast {args.broadcast}")
+        output = args.output
+        if output.is_dir():
+            output = output / download_name(record)
+        size = _export_one(layout, record, output, args.start, args.end)
+        print(f"{output} ({size} bytes)")
+        return 0
+    if args.start is not None or args.end is not None:
+        raise CliError("--start/--end apply to one broadcast, not a channel")
+    records = [
+        r
+        for r in catalog.all()
+        if r.channel == args.channel and r.status in ("ended", "interrupted") and r.segments
+    ]
+    if not records:
+        raise CliError(f"channel {args.channel} has no finished broadcasts")
+    args.output.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        output = args.output / f"{record.id}-{download_name(record)}"
+        size = _export_one(layout, record, output)
+        print(f"{output} ({size} bytes)")
+    return 0
+
+
+def _catalog_rebuild(settings: Settings) -> int:
+    from periscope_ingest.storage.catalog import Catalog
+    from periscope_ingest.storage.layout import DataLayout
+    from periscope_ingest.storage.recovery import rebuild_catalog
+
+    layout = DataLayout(settings.data_dir)
+    if not layout.channels_dir.is_dir():
+        raise CliError(f"no recordings in {layout.root} (is PERISCOPE_DATA_DIR right?)")
+    catalog = Catalog(layout.catalog_path)
+    count = rebuild_catalog(layout, catalog)
+    catalog.close()
+    print(f"catalog rebuilt: {count} broadcasts")
     return 0
 
 

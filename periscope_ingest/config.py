@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -83,6 +83,27 @@ class HlsSettings(_Section):
     )
 
 
+class RecordingSettings(_Section):
+    reconnect_grace: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds a dropped publisher has to come back and continue its broadcast",
+    )
+    make_mp4: bool = Field(
+        True,
+        description="Write each finished broadcast as an MP4 beside its segments (fast downloads"
+        " with Range and Content-Length); without it, MP4 downloads are streamed",
+    )
+    max_age_days: float = Field(
+        0, ge=0, description="Delete ended broadcasts older than this (0: keep forever)"
+    )
+    max_total_gb: float = Field(
+        0, ge=0, description="Delete the oldest ended broadcasts beyond this total (0: no limit)"
+    )
+    retention_interval: float = Field(300, ge=1, description="Seconds between retention sweeps")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERISCOPE_",
@@ -98,8 +119,14 @@ class Settings(BaseSettings):
         True, description="Any stream key may publish; the channel name is the key"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for changing and deleting broadcasts over the API"
+        " (unset: those calls are refused)",
+    )
     rtmp: RtmpSettings = RtmpSettings()
     hls: HlsSettings = HlsSettings()
+    recording: RecordingSettings = RecordingSettings()
 
     @field_validator("log_level")
     @classmethod

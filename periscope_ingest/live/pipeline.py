@@ -7,19 +7,23 @@ sent to the stream's SegmentWorker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from periscope_ingest.config import HlsSettings
 from periscope_ingest.live.segment_worker import (
+    BroadcastFiles,
     CloseSegment,
     EndPlaylist,
     OpenSegment,
     SegmentPublished,
     SegmentWorker,
+    UpdateRecord,
     UseTracks,
 )
 from periscope_ingest.logs import log_event
@@ -28,6 +32,7 @@ from periscope_ingest.media.avc import AvcConfig
 from periscope_ingest.media.ingest import Notice, Placed, StreamAssembler, TracksReady
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
 from periscope_ingest.media.segmenter import Action, Segmenter
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,8 @@ class StreamInfo:
 
 
 class StreamPipeline:
+    """One broadcast: it may outlive a connection (reconnect grace) and continue on the next."""
+
     def __init__(
         self,
         channel: str,
@@ -86,13 +93,17 @@ class StreamPipeline:
         layout: DataLayout,
         hls: HlsSettings,
         loop: asyncio.AbstractEventLoop,
+        catalog: Catalog,
+        on_ended: Callable[[BroadcastRecord], None] | None = None,
     ) -> None:
         self.channel = channel
         self.broadcast_id = broadcast_id
         self._layout = layout
         self._hls = hls
         self._loop = loop
+        self._on_ended = on_ended
         self.info = StreamInfo(channel, broadcast_id, datetime.now(UTC))
+        self.suspended = False
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
@@ -104,19 +115,26 @@ class StreamPipeline:
         self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=_STATS_SEGMENTS)
         self.last_media_at = time.monotonic()
         self._finished = False
-        layout.channel_dir(channel).mkdir(parents=True, exist_ok=True)
+        self._title_known = False
+        record = BroadcastRecord(broadcast_id, channel, iso(self.info.started_at))
+        files = BroadcastFiles(
+            directory=layout.broadcast_dir(channel, broadcast_id),
+            live_playlist=layout.live_playlist(channel),
+            master_playlist=layout.master_playlist(channel),
+            recording_playlist=layout.recording_playlist(channel, broadcast_id),
+        )
         self._worker = SegmentWorker(
-            f"{channel}-{broadcast_id}",
-            layout.live_playlist(channel),
-            layout.master_playlist(channel),
-            hls.window,
-            self._published_from_thread,
+            record, files, hls.window, catalog, self._published_from_thread, self._ended_from_thread
         )
 
     # -- inputs from the RTMP session -------------------------------------------------------
 
     def metadata(self, values: dict) -> None:
         self.info.metadata = {k: v for k, v in values.items() if isinstance(v, str | float | bool)}
+        title = values.get("title")
+        if isinstance(title, str) and title.strip() and not self._title_known:
+            self._title_known = True
+            self._worker.send(UpdateRecord({"title": title.strip()[:200]}))
         self._handle(self._assembler.metadata(values))
 
     def video(self, timestamp: int, payload: bytes) -> None:
@@ -131,17 +149,37 @@ class StreamPipeline:
         """Commands the disk writer has not done yet (the session pauses reading when high)."""
         return self._worker.backlog()
 
-    async def finish(self) -> None:
-        """Close the open segment and end the playlist (EXT-X-ENDLIST); waits for the disk."""
-        if self._finished:
+    def suspend(self) -> None:
+        """The publisher dropped off: publish what was received; the broadcast stays live."""
+        if self._finished or self.suspended:
             return
+        self.suspended = True
         self._handle(self._assembler.flush())
-        self._finished = True
+        self._close_open_segment()
+
+    def resume(self) -> None:
+        """The same key is back: continue this broadcast after a discontinuity."""
+        self.suspended = False
+        self.last_media_at = time.monotonic()
+        self._assembler.restart()
+        self._pending_discontinuity = True
+        # Wall-clock time went on while nobody published: PROGRAM-DATE-TIME re-anchors.
+        self._clock_anchor = None
+
+    def _close_open_segment(self) -> None:
         if self._segmenter is not None:
             duration = self._segmenter.finish()
             if duration is not None and self._segmenter.target_duration_s is not None:
                 self._close(duration, self._segmenter.target_duration_s)
-        self._worker.send(EndPlaylist())
+
+    async def finish(self, status: str = "ended") -> None:
+        """Close the open segment and end the playlists (EXT-X-ENDLIST); waits for the disk."""
+        if self._finished:
+            return
+        self._handle(self._assembler.flush())
+        self._finished = True
+        self._close_open_segment()
+        self._worker.send(EndPlaylist(status))
         self._worker.stop()
         await asyncio.to_thread(self._worker.join)
         log_event(
@@ -174,6 +212,17 @@ class StreamPipeline:
     def _tracks(self, ready: TracksReady) -> None:
         self.info.video, self.info.audio = ready.video, ready.audio
         codecs = tuple(c.codecs for c in (ready.video, ready.audio) if c is not None)
+        self._worker.send(
+            UpdateRecord(
+                {
+                    "video_codec": ready.video.codecs if ready.video else None,
+                    "audio_codec": ready.audio.codecs if ready.audio else None,
+                    "width": ready.video.width if ready.video else None,
+                    "height": ready.video.height if ready.video else None,
+                    "frame_rate": ready.video.frame_rate if ready.video else None,
+                }
+            )
+        )
         self._worker.send(
             UseTracks(
                 avcc=ready.video.avcc if ready.video else None,
@@ -208,6 +257,7 @@ class StreamPipeline:
         if decision.action is Action.DROP:
             return
         if decision.action is Action.CUT:
+            discontinuity = decision.discontinuity or self._pending_discontinuity
             self._pending_discontinuity = False
             if decision.closed_duration is not None:
                 assert segmenter.target_duration_s is not None
@@ -222,7 +272,7 @@ class StreamPipeline:
                     reason="no keyframe within the target duration; set a keyframe interval of"
                     f" {self._hls.segment_duration:g} s in the encoder",
                 )
-            self._open(packet.pts, decision.discontinuity)
+            self._open(packet.pts, discontinuity)
         self._tally.payload_bytes += len(packet.data)
         if packet.track == "video":
             self._tally.video_frames += 1
@@ -257,7 +307,16 @@ class StreamPipeline:
             self.info.frame_rate = round(frames / seconds, 3) if frames else None
 
     def _published_from_thread(self, published: SegmentPublished) -> None:
-        self._loop.call_soon_threadsafe(self._published, published)
+        self._call_on_loop(self._published, published)
+
+    def _ended_from_thread(self, record: BroadcastRecord) -> None:
+        if self._on_ended is not None:
+            self._call_on_loop(self._on_ended, record)
+
+    def _call_on_loop(self, callback: Callable, argument: object) -> None:
+        # A closed loop means the server is gone and nobody is listening.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, argument)
 
     def _published(self, published: SegmentPublished) -> None:
         self.info.segments += 1

@@ -1,13 +1,23 @@
-"""Who is publishing to which channel: one publisher per channel at a time."""
+"""Who is publishing to which channel, and how broadcasts end.
+
+One publisher per channel at a time. A broadcast outlives a dropped connection for a grace window
+(phones drop off networks): if the same key publishes again within it, the broadcast continues
+after a discontinuity; otherwise it ends when the window closes. An explicit unpublish (the
+broadcaster pressed "stop") ends it at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.logs import log_event
+
+log = logging.getLogger(__name__)
 
 
 class ChannelBusy(Exception):
@@ -17,44 +27,108 @@ class ChannelBusy(Exception):
 @dataclass(slots=True)
 class Publication:
     pipeline: StreamPipeline
-    client: str
-    disconnect: Callable[[str], Awaitable[None]]  # ends the publisher's session, then its pipeline
+    client: str | None  # None while suspended (no connection)
+    disconnect: Callable[[str], Awaitable[None]] | None  # ends the publisher's session
+    grace: asyncio.TimerHandle | None = None
+    ending: asyncio.Task | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PublisherRegistry:
-    def __init__(self, takeover_after_s: float) -> None:
+    def __init__(self, takeover_after_s: float, reconnect_grace_s: float) -> None:
         self._takeover_after_s = takeover_after_s
+        self._grace_s = reconnect_grace_s
         self._by_channel: dict[str, Publication] = {}
 
     def live(self) -> list[StreamPipeline]:
-        return [p.pipeline for p in self._by_channel.values()]
+        return [p.pipeline for p in self._by_channel.values() if p.ending is None]
 
     def get(self, channel: str) -> StreamPipeline | None:
         publication = self._by_channel.get(channel)
-        return publication.pipeline if publication else None
+        return publication.pipeline if publication and publication.ending is None else None
 
-    async def make_room(self, channel: str) -> None:
-        """Wait until ``channel`` is free; raise ChannelBusy if a live publisher holds it.
+    async def claim(self, channel: str) -> StreamPipeline | None:
+        """Make ``channel`` available to a new publisher.
+
+        Returns the broadcast to continue (one suspended within its grace window), or None when
+        the caller starts a new broadcast. Raises ChannelBusy if a live publisher holds it.
 
         OBS reconnects within seconds of a network drop while the old TCP connection may still
         look alive here. A holder that has sent no media for ``takeover_after_s`` is taken to be
-        that stale connection and is disconnected, instead of refusing the reconnect until the old
-        connection times out (OBS would loop on BadName meanwhile).
+        that stale connection and is disconnected (its broadcast is then continued), instead of
+        refusing the reconnect until the old connection times out (OBS would loop on BadName).
         """
         while (holder := self._by_channel.get(channel)) is not None:
+            if holder.ending is not None:
+                await holder.done.wait()
+                continue
+            if holder.client is None:  # suspended: continue it
+                if holder.grace is not None:
+                    holder.grace.cancel()
+                    holder.grace = None
+                del self._by_channel[channel]
+                return holder.pipeline
             idle = time.monotonic() - holder.pipeline.last_media_at
-            if not holder.done.is_set() and idle < self._takeover_after_s:
+            if idle < self._takeover_after_s or holder.disconnect is None:
                 raise ChannelBusy(channel)
+            # The session's connection_lost suspends the publication; the loop then resumes it.
             await holder.disconnect(f"replaced by a new publisher after {idle:.1f} s without media")
-            await holder.done.wait()
+            await asyncio.sleep(0)
+        return None
 
     def add(self, channel: str, publication: Publication) -> None:
         if channel in self._by_channel:
             raise ChannelBusy(channel)
         self._by_channel[channel] = publication
 
-    def remove(self, channel: str, publication: Publication) -> None:
-        if self._by_channel.get(channel) is publication:
-            del self._by_channel[channel]
-        publication.done.set()
+    def suspend(self, channel: str, publication: Publication) -> None:
+        """The publisher's connection is gone without an unpublish: wait for it to come back."""
+        if self._by_channel.get(channel) is not publication or publication.ending is not None:
+            return
+        publication.pipeline.suspend()
+        publication.client = None
+        publication.disconnect = None
+        if self._grace_s <= 0:
+            self.end(channel, publication, "publisher disconnected")
+            return
+        loop = asyncio.get_running_loop()
+        publication.grace = loop.call_later(
+            self._grace_s,
+            self.end,
+            channel,
+            publication,
+            f"no reconnect within reconnect_grace={self._grace_s:g} s",
+        )
+
+    def end(
+        self, channel: str, publication: Publication, reason: str, status: str = "ended"
+    ) -> asyncio.Task:
+        """End the broadcast (ENDLIST, VOD recording); idempotent. Returns the ending task."""
+        if publication.ending is None:
+            if publication.grace is not None:
+                publication.grace.cancel()
+                publication.grace = None
+            publication.ending = asyncio.get_running_loop().create_task(
+                self._finish(channel, publication, reason, status)
+            )
+        return publication.ending
+
+    async def _finish(self, channel: str, publication: Publication, reason: str, status: str):
+        try:
+            await publication.pipeline.finish(status)
+        finally:
+            if self._by_channel.get(channel) is publication:
+                del self._by_channel[channel]
+            publication.done.set()
+            log_event(
+                log,
+                logging.INFO,
+                "broadcast_ended",
+                channel=channel,
+                broadcast=publication.pipeline.broadcast_id,
+                reason=reason,
+            )
+
+    async def end_all(self, reason: str) -> None:
+        tasks = [self.end(c, p, reason) for c, p in list(self._by_channel.items())]
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from periscope_ingest.config import Settings
 from periscope_ingest.live.pipeline import StreamPipeline
@@ -28,6 +29,7 @@ from periscope_ingest.rtmp.connection import (
     VideoReceived,
 )
 from periscope_ingest.rtmp.errors import ProtocolError
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout, is_channel_name, new_broadcast_id
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,19 @@ _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
 
 
 class RtmpServer:
-    def __init__(self, settings: Settings, layout: DataLayout, registry: PublisherRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: DataLayout,
+        registry: PublisherRegistry,
+        catalog: Catalog,
+        on_broadcast_ended: Callable[[BroadcastRecord], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
+        self.catalog = catalog
+        self.on_broadcast_ended = on_broadcast_ended
         self.limits = RtmpLimits(
             max_chunk_size=settings.rtmp.max_chunk_size,
             max_message_size=settings.rtmp.max_message_size,
@@ -65,9 +76,9 @@ class RtmpServer:
         """Stop accepting, end every live stream cleanly (ENDLIST), close every connection."""
         if self._server is not None:
             self._server.close()
-        await asyncio.gather(
-            *(s.end("server shutting down") for s in list(self.sessions)), return_exceptions=True
-        )
+        for session in list(self.sessions):
+            session.close_for_shutdown("server shutting down")
+        await self.registry.end_all("server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -89,7 +100,6 @@ class RtmpSession(asyncio.Protocol):
         self._closed = False
         self._paused = False
         self._tasks: set[asyncio.Task] = set()
-        self._ended: asyncio.Task | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -134,7 +144,7 @@ class RtmpSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._server.sessions.discard(self)
-        self._ensure_ended("publisher disconnected")
+        self._suspend()
 
     # -- events -----------------------------------------------------------------------------
 
@@ -156,8 +166,12 @@ class RtmpSession(asyncio.Protocol):
         elif isinstance(event, PublishRequested):
             self._spawn(self._publish(event))
         elif isinstance(event, PublishStopped):
-            if self._publication is not None and event.stream_id == self._stream_id:
-                self._ensure_ended(f"publisher sent {event.reason}")
+            publication = self._publication
+            if publication is not None and self._channel and event.stream_id == self._stream_id:
+                self._server.registry.end(
+                    self._channel, publication, f"publisher sent {event.reason}"
+                )
+                self._publication = None
         elif isinstance(event, IgnoredMessage):
             log_event(
                 log, logging.DEBUG, "rtmp_ignored", client=self.client, reason=event.description
@@ -166,7 +180,7 @@ class RtmpSession(asyncio.Protocol):
     async def _publish(self, request: PublishRequested) -> None:
         channel = request.name
         refusal = None
-        if self._publication is not None or self._ended is not None:
+        if self._publication is not None or self._channel is not None:
             refusal = "this connection already published"
         elif request.app != self._settings.rtmp.app:
             refusal = f"unknown application {request.app!r}; publish to /{self._settings.rtmp.app}"
@@ -174,41 +188,56 @@ class RtmpSession(asyncio.Protocol):
             refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
         elif not self._settings.open_publish:
             refusal = "publishing is closed on this server"
+        pipeline = None
         if refusal is None:
             try:
-                await self._server.registry.make_room(channel)
+                pipeline = await self._server.registry.claim(channel)
             except ChannelBusy:
                 refusal = "this stream key is already live"
-        if self._closed:
-            return
         if refusal is not None:
-            self._refuse(request.stream_id, channel, refusal)
+            if not self._closed:
+                self._refuse(request.stream_id, channel, refusal)
             return
-        broadcast_id = new_broadcast_id()
-        # A new broadcast on the channel: the previous one's playlists must not be served as
-        # this one's while its first segment is being written.
-        for stale in (
-            self._server.layout.live_playlist(channel),
-            self._server.layout.master_playlist(channel),
-        ):
-            stale.unlink(missing_ok=True)
-        pipeline = StreamPipeline(
-            channel, broadcast_id, self._server.layout, self._settings.hls, self._loop
-        )
-        publication = Publication(pipeline, self.client, self._disconnect_for)
-        self._server.registry.add(channel, publication)
+        registry = self._server.registry
+        if pipeline is None:
+            pipeline = self._new_broadcast(channel)
+            event = "publish_started"
+        else:
+            pipeline.resume()
+            event = "broadcast_continued"
+        publication = Publication(pipeline, self.client, self._drop_for_takeover)
+        registry.add(channel, publication)
         self._publication = publication
         self._channel = channel
         self._stream_id = request.stream_id
+        if self._closed:  # the publisher left while we were deciding
+            registry.suspend(channel, publication)
+            return
         self._conn.accept_publish(request.stream_id)
         self._flush()
         log_event(
             log,
             logging.INFO,
-            "publish_started",
+            event,
             channel=channel,
-            broadcast=broadcast_id,
+            broadcast=pipeline.broadcast_id,
             client=self.client,
+        )
+
+    def _new_broadcast(self, channel: str) -> StreamPipeline:
+        layout = self._server.layout
+        # A new broadcast on the channel: the previous one's live playlists must not be served as
+        # this one's while its first segment is being written.
+        for stale in (layout.live_playlist(channel), layout.master_playlist(channel)):
+            stale.unlink(missing_ok=True)
+        return StreamPipeline(
+            channel,
+            new_broadcast_id(),
+            layout,
+            self._settings.hls,
+            self._loop,
+            self._server.catalog,
+            self._server.on_broadcast_ended,
         )
 
     def _refuse(self, stream_id: int, channel: str, reason: str) -> None:
@@ -226,41 +255,32 @@ class RtmpSession(asyncio.Protocol):
 
     # -- ending -----------------------------------------------------------------------------
 
-    async def end(self, reason: str) -> None:
-        """End this session: the stream's playlist gets ENDLIST, the connection closes."""
+    def close_for_shutdown(self, reason: str) -> None:
+        """Tell the publisher we stop (Unpublish.Success) and close; the registry ends streams."""
         if self._publication is not None and self._stream_id is not None and not self._closed:
             self._conn.stop_publish(self._stream_id, reason)
             self._flush()
         self._close()
-        await self._ensure_ended(reason)
 
-    async def _disconnect_for(self, reason: str) -> None:
+    async def _drop_for_takeover(self, reason: str) -> None:
         log_event(
             log, logging.INFO, "publisher_replaced", channel=self._channel, client=self.client
         )
-        await self.end(reason)
+        self._close()
+        self._suspend()
 
-    def _ensure_ended(self, reason: str) -> asyncio.Task:
-        if self._ended is None:
-            self._ended = self._loop.create_task(self._end_publication(reason))
-        return self._ended
-
-    async def _end_publication(self, reason: str) -> None:
-        publication = self._publication
-        if publication is None or self._channel is None:
-            return
-        try:
-            await publication.pipeline.finish()
-        finally:
-            self._server.registry.remove(self._channel, publication)
+    def _suspend(self) -> None:
+        """The connection is gone without an unpublish: the broadcast waits for a reconnect."""
+        publication, self._publication = self._publication, None
+        if publication is not None and self._channel is not None:
+            self._server.registry.suspend(self._channel, publication)
             log_event(
                 log,
                 logging.INFO,
-                "publish_ended",
+                "publisher_gone",
                 channel=self._channel,
                 broadcast=publication.pipeline.broadcast_id,
                 client=self.client,
-                reason=reason,
             )
 
     def _fail(self, reason: str) -> None:
@@ -273,7 +293,7 @@ class RtmpSession(asyncio.Protocol):
             reason=reason,
         )
         self._close()
-        self._ensure_ended(reason)
+        self._suspend()
 
     def _close(self) -> None:
         if not self._closed and self._transport is not None:

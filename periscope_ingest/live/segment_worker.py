@@ -1,8 +1,9 @@
-"""The disk side of one live stream, in its own thread.
+"""The disk side of one broadcast, in its own thread.
 
 Muxing and file writes block for tens of milliseconds at times, so none of it runs on the event
 loop. The loop decides (what to cut, when to end) and sends commands; this thread owns every file of
-the stream: the segment being written, the live playlist and the master playlist. Commands are
+the broadcast: the segment being written, the live and master playlists of the channel, the
+recording's EVENT/VOD playlist and its record (broadcast.json and the catalog row). Commands are
 executed strictly in order, so a playlist never lists a segment that is not complete on disk.
 """
 
@@ -13,8 +14,8 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from periscope_ingest.logs import log_event
@@ -27,7 +28,10 @@ from periscope_ingest.media.playlist import (
     render_master,
     segment_bitrate,
 )
+from periscope_ingest.media.playlist_reader import render_vod
 from periscope_ingest.storage.atomic import partial_path, publish_partial, write_atomic
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
+from periscope_ingest.storage.recordings import write_record
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class UseTracks:
 class OpenSegment:
     sequence: int
     path: Path
-    uri: str
+    uri: str  # relative to the channel's live playlist
     program_date_time: datetime
     discontinuity: bool
 
@@ -58,7 +62,16 @@ class CloseSegment:
 
 @dataclass(frozen=True, slots=True)
 class EndPlaylist:
-    pass
+    """The broadcast is over: ENDLIST on the live playlist, the recording becomes VOD."""
+
+    status: str = "ended"  # or "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRecord:
+    """Facts the loop learned (title from metadata, codecs) for broadcast.json and the catalog."""
+
+    changes: dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +83,39 @@ class SegmentPublished:
     size: int
 
 
-Command = UseTracks | OpenSegment | MediaPacket | CloseSegment | EndPlaylist
+@dataclass(frozen=True, slots=True)
+class BroadcastFiles:
+    """Where the worker writes; built by storage's DataLayout, the owner of every path."""
+
+    directory: Path
+    live_playlist: Path
+    master_playlist: Path
+    recording_playlist: Path
+
+
+Command = UseTracks | OpenSegment | MediaPacket | CloseSegment | EndPlaylist | UpdateRecord
 _STOP = object()
 
 
 class SegmentWorker:
     def __init__(
         self,
-        name: str,
-        playlist_path: Path,
-        master_path: Path,
+        record: BroadcastRecord,
+        files: BroadcastFiles,
         window: int,
+        catalog: Catalog,
         on_published: Callable[[SegmentPublished], None],
+        on_ended: Callable[[BroadcastRecord], None],
     ) -> None:
-        self._playlist_path = playlist_path
-        self._master_path = master_path
+        self._record = record
+        self._files = files
+        self._playlist_path = files.live_playlist
+        self._master_path = files.master_playlist
         self._window = window
+        self._catalog = catalog
         self._on_published = on_published
+        self._on_ended = on_ended
+        self._recording: LivePlaylist | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._templates: StreamTemplates | None = None
         self._tracks: UseTracks | None = None
@@ -97,7 +126,9 @@ class SegmentWorker:
         self._peak_bandwidth = 0
         self._master_bandwidth = 0
         self.failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"segments-{name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"segments-{record.channel}-{record.id}", daemon=True
+        )
         self._thread.start()
 
     # -- loop side --------------------------------------------------------------------------
@@ -118,6 +149,12 @@ class SegmentWorker:
     # -- thread side ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._files.directory.mkdir(parents=True, exist_ok=True)
+            self._save_record()
+        except Exception as exc:
+            self.failed = exc
+            log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))
         while True:
             command = self._queue.get()
             if command is _STOP:
@@ -145,9 +182,11 @@ class SegmentWorker:
         elif isinstance(command, UseTracks):
             # Takes effect at the next segment: a segment's streams are fixed when it opens.
             self._next_tracks = command
-        elif isinstance(command, EndPlaylist) and self._playlist is not None:
-            self._playlist.end()
-            self._write_playlist()
+        elif isinstance(command, UpdateRecord):
+            self._record = replace(self._record, **command.changes)
+            self._save_record()
+        elif isinstance(command, EndPlaylist):
+            self._end(command.status)
 
     def _open_segment(self, command: OpenSegment) -> None:
         if self._next_tracks is not None:
@@ -168,26 +207,53 @@ class SegmentWorker:
         self._muxer = None
         opened, self._open = self._open, None
         publish_partial(opened.path)
-        if self._playlist is None:
+        if self._playlist is None or self._recording is None:
             self._playlist = LivePlaylist(command.target_duration_s, self._window)
+            self._recording = LivePlaylist(command.target_duration_s, 0, "EVENT")
         duration_ms = max(1, ticks_to_ms(command.duration_ticks))
-        self._playlist.append(
-            Segment(
-                sequence=opened.sequence,
-                uri=opened.uri,
-                duration_ms=duration_ms,
-                program_date_time=opened.program_date_time,
-                discontinuity=opened.discontinuity,
-                size=size,
-            )
+        segment = Segment(
+            sequence=opened.sequence,
+            uri=opened.uri,
+            duration_ms=duration_ms,
+            program_date_time=opened.program_date_time,
+            discontinuity=opened.discontinuity,
+            size=size,
         )
+        self._playlist.append(segment)
+        # The recording's playlist sits beside its segments: URIs are bare file names.
+        self._recording.append(replace(segment, uri=opened.path.name))
+        # Recording first: a viewer of the live playlist may switch to the replay at once.
+        write_atomic(self._files.recording_playlist, self._recording.render().encode())
         self._write_playlist()
         self._update_master(segment_bitrate(size, duration_ms))
+        record = self._record
+        self._record = replace(
+            record,
+            duration=round(record.duration + duration_ms / 1000, 3),
+            size=record.size + size,
+            segments=record.segments + 1,
+            discontinuities=record.discontinuities + (1 if opened.discontinuity else 0),
+        )
+        self._save_record()
         self._on_published(SegmentPublished(opened.sequence, duration_ms, size))
 
     def _write_playlist(self) -> None:
         assert self._playlist is not None
         write_atomic(self._playlist_path, self._playlist.render().encode())
+
+    def _save_record(self) -> None:
+        write_record(self._files.directory, self._record)
+        self._catalog.put(self._record)
+
+    def _end(self, status: str) -> None:
+        if self._playlist is not None and self._recording is not None:
+            self._playlist.end()
+            self._write_playlist()
+            vod = render_vod(self._recording.target_duration_s, self._recording.segments)
+            write_atomic(self._files.recording_playlist, vod.encode())
+        self._record = replace(self._record, status=status, ended_at=iso(datetime.now(UTC)))
+        self._save_record()
+        self._on_ended(self._record)
 
     def _update_master(self, bitrate: int) -> None:
         # BANDWIDTH is the peak segment bitrate. Rewrite only when it grows noticeably: players

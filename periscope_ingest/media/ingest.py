@@ -81,6 +81,29 @@ class StreamAssembler:
         self._audio_anchor = 0  # ticks of the sample clock's origin
         self._audio_samples = 0  # samples since the anchor
         self._audio_clock_running = False
+        self._base_ms = 0  # added to the timeline: a resumed broadcast continues where it was
+        self._latest_ms = 0  # end of the latest packet placed, on the output timeline
+        self._restarted = False
+
+    def restart(self) -> None:
+        """A new connection continues this stream: its clock starts afresh, ours goes on.
+
+        The new encoder's timestamps restart (at 0, usually), so they get a new Timeline whose
+        origin lands just after the last packet placed so far; the first packet after this is
+        flagged as a discontinuity. Track configurations are kept: a repeated sequence header
+        changes nothing, a different one starts new tracks as usual.
+        """
+        self._timeline = Timeline()
+        self._base_ms = self._latest_ms + 1
+        self._last_video_dts_ms = None
+        self._audio_clock_running = False
+        self._restarted = True
+
+    def _place(self, track: str, timestamp: int) -> tuple[int, bool]:
+        placed = self._timeline.place(track, timestamp)
+        discontinuity = placed.discontinuity or self._restarted
+        self._restarted = False
+        return placed.dts + self._base_ms, discontinuity
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -175,34 +198,35 @@ class StreamAssembler:
             out.append(TracksReady(self.video, self.audio))
 
     def _video_frame(self, timestamp: int, frame: VideoFrame, out: list[Output]) -> None:
-        placed = self._timeline.place("video", timestamp)
-        if self._last_video_dts_ms is not None and not placed.discontinuity:
-            delta = placed.dts - self._last_video_dts_ms
+        dts, discontinuity = self._place("video", timestamp)
+        if self._last_video_dts_ms is not None and not discontinuity:
+            delta = dts - self._last_video_dts_ms
             if 0 < delta < 1000:
                 self._video_frame_ms = delta
-        self._last_video_dts_ms = placed.dts
-        pts = rebase_pts(placed.dts, frame.composition_offset)
+        self._last_video_dts_ms = dts
+        pts = rebase_pts(dts, frame.composition_offset)
+        self._latest_ms = max(self._latest_ms, pts + self._video_frame_ms)
         packet = MediaPacket(
             "video",
-            placed.dts * TICKS_PER_MS,
+            dts * TICKS_PER_MS,
             pts * TICKS_PER_MS,
             frame.keyframe,
             frame.data,
             self._video_frame_ms * TICKS_PER_MS,
         )
-        out.append(Placed(packet, placed.discontinuity))
+        out.append(Placed(packet, discontinuity))
 
     def _audio_frame(
         self, timestamp: int, frame: AudioFrame, config: AacConfig, out: list[Output]
     ) -> None:
-        placed = self._timeline.place("audio", timestamp)
-        encoder_ticks = placed.dts * TICKS_PER_MS
+        dts, discontinuity = self._place("audio", timestamp)
+        encoder_ticks = dts * TICKS_PER_MS
         rate = config.sample_rate or 48_000
-        if self._audio_clock_running and not placed.discontinuity:
+        if self._audio_clock_running and not discontinuity:
             clock = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
             if abs(clock - encoder_ticks) > _AUDIO_RESYNC_TICKS:
                 self._audio_clock_running = False
-        if not self._audio_clock_running or placed.discontinuity:
+        if not self._audio_clock_running or discontinuity:
             self._audio_anchor = encoder_ticks
             self._audio_samples = 0
             self._audio_clock_running = True
@@ -210,8 +234,9 @@ class StreamAssembler:
         start = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
         self._audio_samples += config.samples_per_frame
         end = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
+        self._latest_ms = max(self._latest_ms, -(-end // TICKS_PER_MS))
         packet = MediaPacket("audio", start, start, True, frame.data, end - start)
-        out.append(Placed(packet, placed.discontinuity))
+        out.append(Placed(packet, discontinuity))
 
     def _track_settled(self, expected: bool | None, config: object, unsupported: bool) -> bool:
         # A track the metadata did not mention is not waited for.

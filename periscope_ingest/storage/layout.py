@@ -7,6 +7,10 @@ publisher can reach outside the data directory.
     <data_dir>/channels/<channel>/index.m3u8    live playlist of the current or last broadcast
     <data_dir>/channels/<channel>/master.m3u8   its master playlist
     <data_dir>/channels/<channel>/<broadcast>/000042.ts   segments, never reused
+    <data_dir>/channels/<channel>/<broadcast>/recording.m3u8   EVENT while live, then VOD
+    <data_dir>/channels/<channel>/<broadcast>/broadcast.json   the broadcast's record (the truth)
+    <data_dir>/channels/<channel>/<broadcast>/recording.mp4    the MP4 export, once made
+    <data_dir>/catalog.sqlite3                        index over the records, rebuildable
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ SEGMENT_NAME_PATTERN = re.compile(r"(\d{6,9})\.ts")
 
 LIVE_PLAYLIST = "index.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
+RECORDING_PLAYLIST = "recording.m3u8"
+RECORD_FILE = "broadcast.json"
+RECORDING_MP4 = "recording.mp4"
 
 
 class InvalidName(ValueError):
@@ -48,6 +55,33 @@ class DataLayout:
 
     def ensure(self) -> None:
         self.channels_dir.mkdir(parents=True, exist_ok=True)
+
+    def temporary_file(self, suffix: str) -> Path:
+        """A fresh hidden file name for short-lived output (clips), on the same file system."""
+        directory = self.root / "tmp"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f".{secrets.token_hex(8)}{suffix}"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite3"
+
+    def broadcast_dirs(self) -> list[Path]:
+        """Every broadcast directory on disk (those holding a record), for rebuilds."""
+        return sorted(p.parent for p in self.channels_dir.glob(f"*/*/{RECORD_FILE}"))
+
+    def recording_playlist(self, channel: str, broadcast_id: str) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / RECORDING_PLAYLIST
+
+    def record_file(self, channel: str, broadcast_id: str) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / RECORD_FILE
+
+    def recording_mp4(self, channel: str, broadcast_id: str) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / RECORDING_MP4
+
+    def segment_paths(self, channel: str, broadcast_id: str, names: list[str]) -> list[Path]:
+        """Paths of segments named in a recording playlist (names checked like requests)."""
+        return [self.find_segment(channel, broadcast_id, n) for n in names]
 
     def channel_dir(self, channel: str) -> Path:
         if not is_channel_name(channel):

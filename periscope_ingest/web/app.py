@@ -1,4 +1,4 @@
-"""HTTP: live playlists and segments, the stream list, health.
+"""HTTP: the app, live playlists and segments; the API and replays have their own modules.
 
 Files are served with aiohttp's FileResponse (sendfile, Range, HEAD, conditional requests), never
 read whole into memory. Every path is built by DataLayout from names checked against strict
@@ -10,20 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import SecretStr
 
-from periscope_ingest import __version__
+from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, InvalidName
-
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-SEGMENT_TYPE = "video/mp2t"
-# A live playlist changes every segment; players reload it about once per target duration.
-LIVE_PLAYLIST_CACHE = "max-age=1, must-revalidate"
-# Segment names are never reused (the broadcast id is part of the path), so they never change.
-SEGMENT_CACHE = "public, max-age=31536000, immutable"
-
-LAYOUT_KEY = web.AppKey("layout", DataLayout)
-REGISTRY_KEY = web.AppKey("registry", PublisherRegistry)
+from periscope_ingest.web.api import add_api_routes
+from periscope_ingest.web.context import (
+    ADMIN_TOKEN,
+    CATALOG,
+    EXPORTS,
+    LAYOUT,
+    LIVE_PLAYLIST_CACHE,
+    PLAYLIST_TYPE,
+    REGISTRY,
+    SEGMENT_CACHE,
+    SEGMENT_TYPE,
+)
+from periscope_ingest.web.replays import add_replay_routes
 
 
 @web.middleware
@@ -31,8 +36,10 @@ async def cors(request: web.Request, handler):
     """Players on other origins (hls.js pages) may fetch playlists and segments, with Range."""
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = "Range, If-None-Match, If-Modified-Since"
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS, PATCH, DELETE"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type"
+        )
         response.headers["Access-Control-Max-Age"] = "86400"
     else:
         try:
@@ -57,7 +64,7 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
 
 
 async def live_playlist(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT_KEY]
+    layout = request.app[LAYOUT]
     try:
         path = layout.live_playlist(request.match_info["channel"])
     except InvalidName:
@@ -66,7 +73,7 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
 
 
 async def master_playlist(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT_KEY]
+    layout = request.app[LAYOUT]
     try:
         path = layout.master_playlist(request.match_info["channel"])
     except InvalidName:
@@ -75,7 +82,7 @@ async def master_playlist(request: web.Request) -> web.StreamResponse:
 
 
 async def segment(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT_KEY]
+    layout = request.app[LAYOUT]
     m = request.match_info
     try:
         path = layout.find_segment(m["channel"], m["broadcast"], m["segment"])
@@ -84,29 +91,22 @@ async def segment(request: web.Request) -> web.StreamResponse:
     return _file(path, SEGMENT_TYPE, SEGMENT_CACHE)
 
 
-async def streams(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY_KEY]
-    live = sorted(registry.live(), key=lambda p: p.info.started_at)
-    return web.json_response(
-        {"streams": [p.info.as_json() for p in live]}, headers={"Cache-Control": "no-cache"}
-    )
-
-
-async def healthz(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY_KEY]
-    return web.json_response(
-        {"status": "ok", "version": __version__, "live_streams": len(registry.live())},
-        headers={"Cache-Control": "no-cache"},
-    )
-
-
-def build_app(layout: DataLayout, registry: PublisherRegistry) -> web.Application:
+def build_app(
+    layout: DataLayout,
+    registry: PublisherRegistry,
+    catalog: Catalog,
+    exports: Mp4Exports,
+    admin_token: SecretStr | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[cors])
-    app[LAYOUT_KEY] = layout
-    app[REGISTRY_KEY] = registry
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/streams", streams)
+    app[ADMIN_TOKEN] = admin_token
+    app[LAYOUT] = layout
+    app[REGISTRY] = registry
+    app[CATALOG] = catalog
+    app[EXPORTS] = exports
+    add_api_routes(app)
     app.router.add_get("/live/{channel}/index.m3u8", live_playlist)
     app.router.add_get("/live/{channel}/master.m3u8", master_playlist)
     app.router.add_get("/live/{channel}/{broadcast}/{segment}", segment)
+    add_replay_routes(app)
     return app

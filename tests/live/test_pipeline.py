@@ -11,6 +11,7 @@ import pytest
 from periscope_ingest.config import HlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.rtmp import amf0
+from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
 from tests.e2e.hls_check import FRAME_90K, analyse_segment, parse_media_playlist, video_duration
 from tests.e2e.pushers import push_pyav
@@ -30,8 +31,14 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[object, bytes]]]:
     layout = DataLayout(tmp_path / "data")
     layout.ensure()
+    catalog = Catalog(layout.catalog_path)
     pipeline = StreamPipeline(
-        "chan", new_broadcast_id(), layout, HlsSettings(**hls), asyncio.get_running_loop()
+        "chan",
+        new_broadcast_id(),
+        layout,
+        HlsSettings(**hls),
+        asyncio.get_running_loop(),
+        catalog,
     )
     for tag_type, timestamp, body in tags:
         if tag_type == 9:

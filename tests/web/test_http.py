@@ -119,3 +119,68 @@ async def test_service_stop_leaves_no_listener(service: Service) -> None:
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
     await service.start()  # the fixture stops it again
+
+
+async def test_changing_or_deleting_broadcasts_needs_the_admin_token(tmp_path: Path) -> None:
+    from periscope_ingest.storage.catalog import BroadcastRecord
+
+    settings = load_settings(
+        host="127.0.0.1",
+        rtmp_port=0,
+        http_port=0,
+        data_dir=tmp_path / "d",
+        admin_token="s3cret-token",
+    )
+    svc = Service(settings)
+    await svc.start()
+    try:
+        assert svc.catalog is not None
+        record = BroadcastRecord(BROADCAST, "chan", "2026-01-01T00:00:00.000Z", status="ended")
+        svc.catalog.put(record)
+        svc.layout.broadcast_dir("chan", BROADCAST).mkdir(parents=True)
+        path = f"/api/broadcasts/{BROADCAST}"
+        assert (await fetch(svc, path, "DELETE"))[0] == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await fetch(svc, path, "DELETE", headers=wrong))[0] == 401
+        good = {"Authorization": "Bearer s3cret-token"}
+        status, _, _ = await fetch(
+            svc, path, "PATCH", headers={**good, "Content-Type": "application/json"}
+        )
+        assert status == 400  # no JSON body
+        async with (
+            aiohttp.ClientSession() as session,
+            session.patch(
+                f"http://127.0.0.1:{svc.http_port}{path}", json={"title": "Hello"}, headers=good
+            ) as response,
+        ):
+            assert response.status == 200
+            assert (await response.json())["title"] == "Hello"
+        assert (await fetch(svc, path, "DELETE", headers=good))[0] == 204
+        assert (await fetch(svc, path))[0] == 404
+    finally:
+        await svc.stop()
+
+
+async def test_broadcast_listing_validates_and_paginates(service: Service) -> None:
+    from periscope_ingest.storage.catalog import BroadcastRecord
+
+    assert service.catalog is not None
+    for i in range(5):
+        service.catalog.put(
+            BroadcastRecord(f"id{i:010d}", "chan", f"2026-01-0{i + 1}T00:00:00.000Z", "ended")
+        )
+    for bad in ("limit=0", "limit=x", "status=weird", "channel=../x", "cursor=!!"):
+        status, _, _ = await fetch(service, f"/api/broadcasts?{bad}")
+        assert status == 400, bad
+    seen = []
+    path = "/api/broadcasts?channel=chan&limit=2"
+    while path:
+        status, _, body = await fetch(service, path)
+        assert status == 200
+        page = __import__("json").loads(body)
+        seen += [b["id"] for b in page["broadcasts"]]
+        path = page["next"]
+    assert seen == [f"id{i:010d}" for i in reversed(range(5))]
+    status, _, _ = await fetch(service, "/api/broadcasts/id0000000001")
+    assert status == 200
+    assert (await fetch(service, "/api/broadcasts/AbCdEfGhIjKz"))[0] == 404

@@ -1,0 +1,98 @@
+"""MP4 files of finished broadcasts, made in the background one at a time.
+
+A finished broadcast gets ``recording.mp4`` beside its segments so that downloads are plain files:
+instant first byte, Range, HEAD and a right Content-Length. Until it exists (or when disabled),
+the HTTP side streams a fragmented MP4 made on the fly instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import replace
+
+from periscope_ingest.logs import log_event
+from periscope_ingest.media.export import ExportError, export_mp4
+from periscope_ingest.storage.atomic import partial_path
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
+from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.recordings import read_record, recording_segments, write_record
+
+log = logging.getLogger(__name__)
+
+
+class Mp4Exports:
+    def __init__(self, layout: DataLayout, catalog: Catalog, enabled: bool = True) -> None:
+        self._layout = layout
+        self._catalog = catalog
+        self._enabled = enabled
+        self._one_at_a_time = asyncio.Semaphore(1)  # a remux is disk-bound: no point in more
+        self._tasks: set[asyncio.Task] = set()
+        self._done: dict[str, asyncio.Event] = {}
+
+    def schedule(self, record: BroadcastRecord) -> None:
+        """Called when a broadcast ends (on the event loop)."""
+        if not self._enabled or record.segments == 0:
+            return
+        event = self._done.setdefault(record.id, asyncio.Event())
+        task = asyncio.get_running_loop().create_task(self._make(record, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self, broadcast_id: str) -> None:
+        """For tests and the CLI: until the MP4 of this broadcast is made (or failed)."""
+        event = self._done.get(broadcast_id)
+        if event is not None:
+            await event.wait()
+
+    async def _make(self, record: BroadcastRecord, done: asyncio.Event) -> None:
+        try:
+            async with self._one_at_a_time:
+                size = await asyncio.to_thread(self._export, record)
+            if size is not None:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "recording_ready",
+                    channel=record.channel,
+                    broadcast=record.id,
+                    size=size,
+                )
+        except Exception as exc:  # the streamed download still works without the file
+            log_event(
+                log,
+                logging.ERROR,
+                "mp4_export_failed",
+                channel=record.channel,
+                broadcast=record.id,
+                reason=repr(exc),
+            )
+        finally:
+            done.set()
+
+    def _export(self, record: BroadcastRecord) -> int | None:
+        """Blocking: remux the segments into recording.mp4 and note its size in the record."""
+        target = self._layout.recording_mp4(record.channel, record.id)
+        segments = recording_segments(self._layout, record)
+        if not segments:
+            return None
+        temporary = partial_path(target)
+        try:
+            export_mp4(segments, temporary)
+            os.replace(temporary, target)
+        except ExportError:
+            temporary.unlink(missing_ok=True)
+            raise
+        size = target.stat().st_size
+        directory = target.parent
+        current = read_record(directory) or record
+        current = replace(current, mp4_size=size)
+        write_record(directory, current)
+        self._catalog.put(current)
+        return size
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

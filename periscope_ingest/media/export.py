@@ -1,0 +1,398 @@
+"""Export a recorded broadcast (its MPEG-TS segments) as MP4: copied packets, never re-encoded.
+
+Calls here block (file reads, muxing): run them in a worker thread, never on the event loop.
+
+The broadcast timeline
+    Segments of one broadcast normally form one continuous timeline (see muxer.TIMESTAMP_OFFSET).
+    After a crash or an encoder clock jump the next segment may start earlier than the previous one
+    ended, or much later. Such a step is a discontinuity: the segment is shifted so that it starts
+    where the previous one ended. The shift is the same for every track of a segment, so audio and
+    video keep their relative offset. Time 0 is the first video frame of the first segment (the
+    first audio frame for audio-only broadcasts); ``start``/``end`` are seconds on that timeline.
+
+Exact clips without decoding
+    Video can only start at a keyframe. Every packet is shifted so that ``start`` maps to 0: the
+    frames from the keyframe at or before ``start`` get negative timestamps and FFmpeg's mov muxer
+    writes an edit list that hides them (they are decoded as references, never shown). At the other
+    end, video packets are kept while their decode time is before ``end``: every frame shown before
+    ``end`` and every reference it needs has an earlier decode time. Frames among them that would be
+    shown at or after ``end`` get their presentation time clamped to ``end`` with no duration, so
+    the track (and its edit list) ends exactly at ``end``.
+
+    AAC frames (21.3 ms at 48 kHz) cannot be split either. Frames overlapping an edge are kept:
+    dropping them would leave up to a frame of silence at the edge and a decoder without the
+    overlap it needs to reconstruct the first shown samples. At the start the edit list hides the
+    part before ``start``; at the end the audio may run on by less than one AAC frame.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+from av.bitstream import BitStreamFilterContext
+
+# Our segments count time in 90 kHz ticks (MPEG-TS); everything here stays in that unit.
+TICKS_PER_SECOND = 90_000
+# A forward step larger than this between two segments is a gap to close, not a timeline.
+MAX_GAP = TICKS_PER_SECOND
+# Consecutive segments overlap slightly at their edges (audio of the next segment can start a
+# few ms before the last video frame of the previous one ends). A larger overlap is a backward
+# step of the clock.
+MAX_OVERLAP = TICKS_PER_SECOND // 2
+# Sample entry names in MP4 (HEVC must be hvc1, not hev1, for Apple players).
+_MP4_TAGS = {"h264": "avc1", "hevc": "hvc1", "aac": "mp4a"}
+# Fragments of a streamed export: at video keyframes, but not shorter than this.
+MIN_FRAGMENT_US = 1_000_000
+# Audio-only streamed exports have no keyframes worth cutting at (every AAC frame is one).
+AUDIO_FRAGMENT_US = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportInfo:
+    duration: float  # seconds of the output
+    size: int  # bytes written
+    video: bool
+    audio: bool
+
+
+class ExportError(Exception):
+    """The export cannot be made; the message says why (no media in range, unreadable input...)."""
+
+
+def export_mp4(
+    segments: Sequence[Path],
+    out: BinaryIO | Path,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> ExportInfo:
+    """Write a complete MP4 with its index (moov) before the media (mdat), so players seek at once.
+
+    FFmpeg's faststart pass rereads the finished file by name, so a file object gets the MP4 via a
+    temporary file (a Path is written in place: the caller gives a temporary name and renames it).
+    """
+    if isinstance(out, Path):
+        return _export(segments, str(out), {"movflags": "+faststart"}, start, end, out)
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        path = Path(tmp) / "export.mp4"
+        info = _export(segments, str(path), {"movflags": "+faststart"}, start, end, path)
+        with path.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return info
+
+
+def stream_mp4(
+    segments: Sequence[Path],
+    write: Callable[[bytes], None],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> ExportInfo:
+    """Write a fragmented MP4 through ``write`` while it is produced; memory stays bounded.
+
+    The init segment (ftyp + moov without samples) comes after the first fragment is cut
+    (delay_moov), because only then does the muxer know the edit list and the AAC configuration;
+    fragments follow at keyframes, and an mfra index at the end lets players seek.
+    """
+    sink = _CallbackSink(write)
+    return _export(segments, sink, None, start, end, None)
+
+
+# -- reading segments ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Segment:
+    """An opened segment and its extent on its own clock, in 90 kHz ticks."""
+
+    path: Path
+    container: av.container.InputContainer
+    # The extent of the video (audio when there is none): the track segments are cut by, whose
+    # first frame is where a clip may begin and whose continuity defines the timeline. Audio of
+    # a segment starts and ends a few ms away from it and simply follows.
+    first: int  # presentation time of the first frame
+    end: int  # presentation end of the last frame
+
+
+def _ticks(value: int | None, time_base: Fraction | None) -> int | None:
+    if value is None or time_base is None:
+        return None
+    return round(value * time_base * TICKS_PER_SECOND)
+
+
+def _open_segment(path: Path) -> _Segment:
+    """Open a segment; FFmpeg has read its first packets and the end of the file by then."""
+    try:
+        container = av.open(str(path), format="mpegts")
+    except (OSError, av.FFmpegError) as exc:
+        raise ExportError(f"cannot read segment {path}: {exc}") from exc
+    extents = {}
+    for stream in container.streams:
+        first = _ticks(stream.start_time, stream.time_base)
+        if stream.type in ("video", "audio") and first is not None:
+            length = _ticks(stream.duration, stream.time_base) or 0
+            extents[stream.type] = (first, first + length)
+    extent = extents.get("video") or extents.get("audio")
+    if extent is None:
+        container.close()
+        raise ExportError(f"segment {path} holds no audio or video")
+    return _Segment(path, container, *extent)
+
+
+def _placed(paths: Sequence[Path]) -> Iterator[tuple[_Segment, int]]:
+    """Open segments in order; yield each with the shift that puts it on the broadcast timeline.
+
+    The caller closes what it receives. ``segment time + shift`` is broadcast time.
+    """
+    shift = 0
+    previous: _Segment | None = None
+    for path in paths:
+        segment = _open_segment(path)
+        if previous is None:
+            shift = -segment.first
+        else:
+            step = segment.first - previous.end
+            if step < -MAX_OVERLAP or step > MAX_GAP:
+                # Discontinuity: continue where the previous segment ended.
+                shift = previous.end + shift - segment.first
+        previous = segment
+        yield segment, shift
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+class _CallbackSink:
+    """A write-only file object: without seek/tell, FFmpeg knows it cannot go back."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        chunk = bytes(data)
+        self._write(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+
+@dataclass(slots=True)
+class _Track:
+    stream: av.stream.Stream
+    adts: BitStreamFilterContext | None  # AAC from TS carries ADTS headers; MP4 wants raw frames
+    last_dts: int | None = None  # output ticks, to keep decode times strictly increasing
+    end: int = 0  # latest presentation end written, output ticks
+    hidden: int = 0  # frames past the end of a clip, kept as references
+
+
+class _Writer:
+    """Shifts, trims and muxes packets of consecutive segments into one output."""
+
+    def __init__(
+        self,
+        target: str | _CallbackSink,
+        options: dict[str, str] | None,
+        start: int,
+        end: int | None,
+    ) -> None:
+        self._target = target
+        self._options = options
+        self._start = start
+        self._end = end
+        self._output: av.container.OutputContainer | None = None
+        self._tracks: dict[str, _Track] = {}
+        # Video of a clip: packets since the last keyframe at or before ``start``, held until
+        # it is clear no later keyframe still precedes ``start``.
+        self._preroll: list[av.Packet] | None = [] if start > 0 else None
+
+    def _open(self, segment: _Segment) -> None:
+        streams = {s.type: s for s in segment.container.streams if s.type in ("video", "audio")}
+        if isinstance(self._target, str):
+            options = self._options or {}
+        elif "video" in streams:
+            options = {
+                "movflags": "+frag_keyframe+empty_moov+delay_moov+default_base_moof",
+                "min_frag_duration": str(MIN_FRAGMENT_US),
+            }
+        else:
+            options = {
+                "movflags": "+empty_moov+delay_moov+default_base_moof",
+                "frag_duration": str(AUDIO_FRAGMENT_US),
+            }
+        output = av.open(self._target, mode="w", format="mp4", options=options)
+        for kind, template in streams.items():
+            stream = output.add_stream_from_template(template)
+            adts = None
+            if kind == "audio":
+                # Also hands the AAC configuration (from the first ADTS header) to the muxer.
+                adts = BitStreamFilterContext("aac_adtstoasc", template, stream)
+            # The filter copied the TS stream type as codec tag; MP4 wants its own.
+            stream.codec_context.codec_tag = _MP4_TAGS.get(template.codec_context.name, "")
+            self._tracks[kind] = _Track(stream, adts)
+        self._output = output
+
+    def copy(self, segment: _Segment, shift: int) -> None:
+        if self._output is None:
+            self._open(segment)
+        offset = shift - self._start
+        end = None if self._end is None else self._end - self._start
+        streams = [s for s in segment.container.streams if s.type in self._tracks]
+        try:
+            for packet in segment.container.demux(streams):
+                if packet.dts is None or packet.pts is None:
+                    continue  # the demuxer's end-of-stream marker
+                kind = packet.stream.type
+                packet.dts += offset
+                packet.pts += offset
+                if kind == "video":
+                    self._video(packet, end)
+                else:
+                    self._audio(packet, end)
+        except av.FFmpegError as exc:
+            raise ExportError(f"cannot read segment {segment.path}: {exc}") from exc
+
+    def _video(self, packet: av.Packet, end: int | None) -> None:
+        if end is not None and packet.dts >= end:
+            return
+        if self._preroll is not None:
+            if packet.is_keyframe and packet.pts <= 0:
+                self._preroll.clear()  # a later keyframe still at or before start
+            elif not packet.is_keyframe and not self._preroll and packet.dts < 0:
+                return  # no keyframe yet: nothing could decode this
+            elif packet.is_keyframe or packet.dts >= 0:
+                self._flush_preroll()  # everything from here on is needed
+                self._mux("video", packet, end)
+                return
+            self._preroll.append(packet)
+            return
+        self._mux("video", packet, end)
+
+    def _flush_preroll(self) -> None:
+        held, self._preroll = self._preroll or [], None
+        for packet in held:
+            self._mux("video", packet, None)
+
+    def _audio(self, packet: av.Packet, end: int | None) -> None:
+        if packet.pts + (packet.duration or 0) <= 0:
+            return  # entirely before start
+        if end is not None and packet.pts >= end:
+            return
+        self._mux("audio", packet, end)
+
+    def _mux(self, kind: str, packet: av.Packet, end: int | None) -> None:
+        assert self._output is not None
+        track = self._tracks[kind]
+        if track.last_dts is not None and packet.dts <= track.last_dts:
+            return  # overlap left at a segment junction: keep decode times increasing
+        if kind == "video" and end is not None and packet.pts + (packet.duration or 0) > end:
+            if packet.pts >= end:
+                # A reference frame shown after the end: decoded, but outside the edit. One tick,
+                # not zero: the muxer would replace a zero duration with a whole frame.
+                # Distinct times keep the presentation order unambiguous.
+                packet.pts = max(end + track.hidden, packet.dts)
+                packet.duration = 1
+                track.hidden += 1
+            else:
+                packet.duration = end - packet.pts  # the last frame is shown until the end
+        track.last_dts = packet.dts
+        track.end = max(track.end, packet.pts + (packet.duration or 0))
+        packet.stream = track.stream
+        if track.adts is None:
+            self._output.mux_one(packet)
+            return
+        for raw in track.adts.filter(packet):
+            raw.stream = track.stream
+            self._output.mux_one(raw)
+
+    def close(self) -> tuple[float, bool, bool]:
+        """Finish the file; returns (duration s, video, audio). Raises if nothing was written."""
+        if self._preroll and any(p.pts + (p.duration or 0) > 0 for p in self._preroll):
+            self._flush_preroll()  # the input ended before a frame decoded after start
+        video = self._tracks.get("video")
+        audio = self._tracks.get("audio")
+        wrote = any(t.last_dts is not None for t in self._tracks.values())
+        if self._output is not None:
+            try:
+                self._output.close()
+            except av.FFmpegError as exc:
+                if wrote:
+                    raise ExportError(f"cannot finish the MP4: {exc}") from exc
+        if not wrote:
+            raise ExportError("no media in the requested range")
+        ends = [t.end for t in (video, audio) if t is not None and t.last_dts is not None]
+        duration = max(ends)
+        if self._end is not None:
+            duration = min(duration, self._end - self._start) if audio is None else duration
+        return (
+            duration / TICKS_PER_SECOND,
+            video is not None and video.last_dts is not None,
+            audio is not None and audio.last_dts is not None,
+        )
+
+
+def _export(
+    segments: Sequence[Path],
+    target: str | _CallbackSink,
+    options: dict[str, str] | None,
+    start: float | None,
+    end: float | None,
+    path: Path | None,
+) -> ExportInfo:
+    if not segments:
+        raise ExportError("no segments to export")
+    if start is not None and start < 0:
+        raise ExportError(f"start {start} s is before the broadcast's beginning")
+    if start is not None and end is not None and start >= end:
+        raise ExportError(f"start {start} s is not before end {end} s")
+    start_ticks = round((start or 0) * TICKS_PER_SECOND)
+    end_ticks = None if end is None else round(end * TICKS_PER_SECOND)
+    writer = _Writer(target, options, start_ticks, end_ticks)
+    held: tuple[_Segment, int] | None = None  # the latest segment beginning at or before start
+    broadcast_end = 0
+    try:
+        for segment, shift in _placed(segments):
+            broadcast_end = max(broadcast_end, segment.end + shift)
+            begins = segment.first + shift
+            if end_ticks is not None and begins >= end_ticks and held is None:
+                segment.container.close()
+                break
+            if begins <= start_ticks:
+                # Only the last segment that begins by ``start`` is needed (its keyframe).
+                if held is not None:
+                    held[0].container.close()
+                held = (segment, shift)
+                continue
+            if held is not None:
+                writer.copy(*held)
+                held[0].container.close()
+                held = None
+            if end_ticks is not None and begins >= end_ticks:
+                segment.container.close()
+                break
+            writer.copy(segment, shift)
+            segment.container.close()
+        if held is not None:
+            writer.copy(*held)
+            held[0].container.close()
+            held = None
+        try:
+            duration, video, audio = writer.close()
+        except ExportError as exc:
+            if start_ticks >= broadcast_end:
+                raise ExportError(
+                    f"start {start} s is beyond the broadcast's end "
+                    f"({broadcast_end / TICKS_PER_SECOND:.3f} s)"
+                ) from exc
+            raise
+    finally:
+        if held is not None:
+            held[0].container.close()
+    size = path.stat().st_size if path is not None else target.size  # type: ignore[union-attr]
+    return ExportInfo(duration, size, video, audio)

@@ -1,0 +1,92 @@
+"""Reads back the media playlists we wrote (recovery after a crash, exports, catalog rebuilds).
+
+Not a general m3u8 parser: it understands the tags ``playlist.py`` renders and ignores the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from periscope_ingest.media.playlist import LivePlaylist, Segment
+
+
+class PlaylistReadError(ValueError):
+    """The text is not a media playlist we can read."""
+
+
+@dataclass(slots=True)
+class ReadPlaylist:
+    target_duration_s: int = 0
+    media_sequence: int = 0
+    discontinuity_sequence: int = 0
+    playlist_type: str | None = None
+    ended: bool = False
+    segments: list[Segment] = field(default_factory=list)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def read_media_playlist(text: str) -> ReadPlaylist:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise PlaylistReadError("not an m3u8 playlist")
+    result = ReadPlaylist()
+    duration_ms: int | None = None
+    discontinuity = False
+    pdt: datetime | None = None
+    last_pdt: datetime | None = None
+    for line in lines[1:]:
+        tag, _, value = line.partition(":")
+        try:
+            if tag == "#EXT-X-TARGETDURATION":
+                result.target_duration_s = int(value)
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                result.media_sequence = int(value)
+            elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+                result.discontinuity_sequence = int(value)
+            elif tag == "#EXT-X-PLAYLIST-TYPE":
+                result.playlist_type = value
+            elif tag == "#EXT-X-ENDLIST":
+                result.ended = True
+            elif tag == "#EXT-X-DISCONTINUITY":
+                discontinuity = True
+            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+                pdt = _parse_time(value)
+            elif tag == "#EXTINF":
+                duration_ms = round(float(value.split(",", 1)[0]) * 1000)
+            elif not line.startswith("#"):
+                if duration_ms is None:
+                    raise PlaylistReadError(f"segment {line} has no EXTINF")
+                if pdt is None and last_pdt is not None and result.segments:
+                    # PROGRAM-DATE-TIME may be given only after discontinuities: carry it on.
+                    previous = result.segments[-1]
+                    pdt = previous.program_date_time + timedelta(milliseconds=previous.duration_ms)
+                sequence = result.media_sequence + len(result.segments)
+                result.segments.append(
+                    Segment(
+                        sequence=sequence,
+                        uri=line,
+                        duration_ms=duration_ms,
+                        program_date_time=pdt or datetime.fromtimestamp(0, UTC),
+                        discontinuity=discontinuity,
+                    )
+                )
+                last_pdt = pdt
+                duration_ms, discontinuity, pdt = None, False, None
+        except ValueError as exc:
+            if isinstance(exc, PlaylistReadError):
+                raise
+            raise PlaylistReadError(f"bad line {line!r}: {exc}") from None
+    return result
+
+
+def render_vod(target_duration_s: int, segments: list[Segment] | tuple[Segment, ...]) -> str:
+    """A finished recording: the segments as a VOD playlist with ENDLIST."""
+    vod = LivePlaylist(target_duration_s, 0, "VOD")
+    for segment in segments:
+        vod.append(segment)
+    vod.end()
+    return vod.render()

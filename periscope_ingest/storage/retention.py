@@ -1,0 +1,48 @@
+"""Which recordings to delete, and deleting them (files and catalog row together)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
+from periscope_ingest.storage.layout import DataLayout
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def select_expired(
+    records: list[BroadcastRecord], now: datetime, max_age_days: float, max_total_bytes: int
+) -> list[BroadcastRecord]:
+    """Oldest first: ended broadcasts past the age limit, then more until under the size limit.
+
+    A broadcast that is live is never selected.
+    """
+    finished = sorted(
+        (r for r in records if r.status in ("ended", "interrupted")), key=lambda r: r.started_at
+    )
+    chosen: dict[str, BroadcastRecord] = {}
+    if max_age_days > 0:
+        cutoff = now - timedelta(days=max_age_days)
+        for record in finished:
+            if _parse(record.ended_at or record.started_at) < cutoff:
+                chosen[record.id] = record
+    if max_total_bytes > 0:
+        total = sum(r.size + (r.mp4_size or 0) for r in records if r.status != "deleted")
+        total -= sum(r.size + (r.mp4_size or 0) for r in chosen.values())
+        for record in finished:
+            if total <= max_total_bytes:
+                break
+            if record.id not in chosen:
+                chosen[record.id] = record
+                total -= record.size + (record.mp4_size or 0)
+    return list(chosen.values())
+
+
+def delete_broadcast(layout: DataLayout, catalog: Catalog, record: BroadcastRecord) -> None:
+    """Remove the broadcast's files, then its catalog row: a crash in between leaves a row whose
+    files are gone, which a catalog rebuild drops, never files that nothing lists."""
+    shutil.rmtree(layout.broadcast_dir(record.channel, record.id), ignore_errors=True)
+    catalog.remove(record.id)

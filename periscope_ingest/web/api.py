@@ -1,0 +1,147 @@
+"""The JSON API: live streams, broadcasts, health."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from dataclasses import replace
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from periscope_ingest import __version__
+from periscope_ingest.storage.catalog import STATUSES, BroadcastRecord, InvalidCursor
+from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_name
+from periscope_ingest.storage.recordings import write_record
+from periscope_ingest.storage.retention import delete_broadcast
+from periscope_ingest.web.context import ADMIN_TOKEN, CATALOG, LAYOUT, REGISTRY
+
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def broadcast_json(record: BroadcastRecord) -> dict:
+    data = record.as_json()
+    data["replay"] = f"/replays/{record.id}/index.m3u8"
+    data["mp4"] = f"/replays/{record.id}.mp4"
+    data["mp4_ready"] = record.mp4_size is not None
+    return data
+
+
+def bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def find_broadcast(request: web.Request) -> BroadcastRecord:
+    broadcast_id = request.match_info["id"]
+    if BROADCAST_ID_PATTERN.fullmatch(broadcast_id) is None:
+        raise web.HTTPNotFound(text="unknown broadcast\n")
+    record = await asyncio.to_thread(request.app[CATALOG].get, broadcast_id)
+    if record is None or record.status == "deleted":
+        raise web.HTTPNotFound(text="unknown broadcast\n")
+    return record
+
+
+async def streams(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    live = sorted(registry.live(), key=lambda p: p.info.started_at)
+    return web.json_response(
+        {"streams": [{**p.info.as_json(), "reconnecting": p.suspended} for p in live]},
+        headers=_NO_CACHE,
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return web.json_response(
+        {"status": "ok", "version": __version__, "live_streams": len(registry.live())},
+        headers=_NO_CACHE,
+    )
+
+
+async def list_broadcasts(request: web.Request) -> web.Response:
+    query = request.query
+    channel = query.get("channel")
+    status = query.get("status")
+    if channel is not None and not is_channel_name(channel):
+        raise bad_request("channel: not a channel name")
+    if status is not None and status not in STATUSES:
+        raise bad_request(f"status: one of {', '.join(STATUSES)}")
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        raise bad_request("limit: a whole number from 1 to 500") from None
+    if not 1 <= limit <= 500:
+        raise bad_request("limit: a whole number from 1 to 500")
+    try:
+        records, cursor = await asyncio.to_thread(
+            request.app[CATALOG].list, channel, status, limit, query.get("cursor")
+        )
+    except InvalidCursor:
+        raise bad_request("cursor: not a cursor from this API") from None
+    body = {"broadcasts": [broadcast_json(r) for r in records], "next": None}
+    if cursor is not None:
+        params = {k: v for k, v in {"channel": channel, "status": status}.items() if v}
+        params.update(limit=str(limit), cursor=cursor)
+        body["next"] = str(request.rel_url.with_query(params))
+    return web.json_response(body, headers=_NO_CACHE)
+
+
+async def get_broadcast(request: web.Request) -> web.Response:
+    return web.json_response(broadcast_json(await find_broadcast(request)), headers=_NO_CACHE)
+
+
+class BroadcastChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=200)
+
+
+def require_admin(request: web.Request) -> None:
+    """Changing or deleting recordings needs the operator's token (constant-time compare)."""
+    token = request.app[ADMIN_TOKEN]
+    if token is None:
+        raise web.HTTPForbidden(text="set admin_token (PERISCOPE_ADMIN_TOKEN) to allow this\n")
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise web.HTTPUnauthorized(
+            text="an admin token is required\n", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+async def patch_broadcast(request: web.Request) -> web.Response:
+    require_admin(request)
+    record = await find_broadcast(request)
+    try:
+        changes = BroadcastChanges.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise bad_request(exc.errors()[0]["msg"]) from None
+    updated = replace(record, title=changes.title)
+    layout = request.app[LAYOUT]
+
+    def save() -> None:
+        write_record(layout.broadcast_dir(record.channel, record.id), updated)
+        request.app[CATALOG].put(updated)
+
+    if record.status == "live":
+        raise web.HTTPConflict(text="set the title once the broadcast has ended\n")
+    await asyncio.to_thread(save)
+    return web.json_response(broadcast_json(updated), headers=_NO_CACHE)
+
+
+async def delete_broadcast_route(request: web.Request) -> web.Response:
+    require_admin(request)
+    record = await find_broadcast(request)
+    if record.status == "live":
+        raise web.HTTPConflict(text="the broadcast is live; it can be deleted once it ends\n")
+    await asyncio.to_thread(delete_broadcast, request.app[LAYOUT], request.app[CATALOG], record)
+    return web.Response(status=204)
+
+
+def add_api_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/streams", streams)
+    app.router.add_get("/api/broadcasts", list_broadcasts)
+    app.router.add_get("/api/broadcasts/{id}", get_broadcast)
+    app.router.add_patch("/api/broadcasts/{id}", patch_broadcast)
+    app.router.add_delete("/api/broadcasts/{id}", delete_broadcast_route)

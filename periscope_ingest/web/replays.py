@@ -1,0 +1,234 @@
+"""Recordings over HTTP: replay playlists and segments, MP4 downloads and clips, archives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from pathlib import Path
+
+from aiohttp import web
+
+from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
+from periscope_ingest.storage.catalog import BroadcastRecord
+from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
+from periscope_ingest.storage.recordings import download_name, recording_segments
+from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
+from periscope_ingest.web.context import (
+    CATALOG,
+    LAYOUT,
+    LIVE_PLAYLIST_CACHE,
+    PLAYLIST_TYPE,
+    SEGMENT_CACHE,
+    SEGMENT_TYPE,
+)
+from periscope_ingest.web.streaming import stream_from_thread
+
+MP4_TYPE = "video/mp4"
+# A finished recording's playlist never changes, but the broadcast may be deleted.
+VOD_PLAYLIST_CACHE = "public, max-age=300"
+
+
+def _file(path: Path, content_type: str, cache_control: str, **headers: str) -> web.FileResponse:
+    if not path.is_file():
+        raise web.HTTPNotFound(text="not found\n")
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": cache_control, **headers}
+    )
+
+
+def _attachment(name: str) -> str:
+    return f'attachment; filename="{name}"'
+
+
+async def replay_playlist(request: web.Request) -> web.StreamResponse:
+    record = await find_broadcast(request)
+    path = request.app[LAYOUT].recording_playlist(record.channel, record.id)
+    cache = LIVE_PLAYLIST_CACHE if record.status == "live" else VOD_PLAYLIST_CACHE
+    return _file(path, PLAYLIST_TYPE, cache)
+
+
+async def replay_segment(request: web.Request) -> web.StreamResponse:
+    record = await find_broadcast(request)
+    try:
+        path = request.app[LAYOUT].find_segment(
+            record.channel, record.id, request.match_info["segment"]
+        )
+    except InvalidName:
+        raise web.HTTPNotFound(text="not found\n") from None
+    return _file(path, SEGMENT_TYPE, SEGMENT_CACHE)
+
+
+def _clip_range(request: web.Request) -> tuple[float | None, float | None]:
+    values = []
+    for name in ("start", "end"):
+        raw = request.query.get(name)
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise bad_request(f"{name}: seconds, e.g. {name}=12.5") from None
+        if not 0 <= value < 1e7:
+            raise bad_request(f"{name}: seconds from the start of the broadcast")
+        values.append(value)
+    start, end = values
+    if start is not None and end is not None and end <= start:
+        raise bad_request("end must be after start")
+    return start, end
+
+
+async def replay_mp4(request: web.Request) -> web.StreamResponse:
+    record = await find_broadcast(request)
+    start, end = _clip_range(request)
+    layout = request.app[LAYOUT]
+    if start is not None and record.status != "live" and start >= record.duration:
+        raise bad_request(f"start: the broadcast lasts {record.duration:g} s")
+    if start is not None or end is not None:
+        return await _clip(request, record, start, end)
+    ready = layout.recording_mp4(record.channel, record.id)
+    if record.status != "live" and ready.is_file():
+        # The finished file: sendfile, Range (206), HEAD and Content-Length by aiohttp.
+        return _file(
+            ready,
+            MP4_TYPE,
+            "public, max-age=3600",
+            **{"Content-Disposition": _attachment(download_name(record))},
+        )
+    # Not made yet (or still live): a fragmented MP4 made while it is sent, so the first byte
+    # goes out at once and memory stays bounded. Its length is not known: no ranges.
+    segments = await asyncio.to_thread(recording_segments, layout, record)
+    if not segments:
+        raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": MP4_TYPE,
+            "Content-Disposition": _attachment(download_name(record)),
+            "Cache-Control": "no-cache",
+            "Accept-Ranges": "none",
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method != "HEAD":
+        # Once the headers are out, an error can only cut the body short.
+        await stream_from_thread(response, lambda write: stream_mp4(segments, write))
+    await response.write_eof()
+    return response
+
+
+async def _clip(
+    request: web.Request, record: BroadcastRecord, start: float | None, end: float | None
+) -> web.StreamResponse:
+    """A clip exact to a frame needs an edit list, which only a complete (non-fragmented) MP4
+    carries reliably: it is made into a temporary file, sent (with Range), then removed."""
+    layout = request.app[LAYOUT]
+    segments = await asyncio.to_thread(recording_segments, layout, record)
+    if not segments:
+        raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
+    temporary = layout.temporary_file(".mp4")
+    try:
+        await asyncio.to_thread(export_mp4, segments, temporary, start=start, end=end)
+    except ExportError as exc:
+        temporary.unlink(missing_ok=True)
+        raise bad_request(str(exc)) from None
+    suffix = f"-clip-{start or 0:g}-{end:g}s" if end is not None else f"-from-{start:g}s"
+    if not temporary.is_file():
+        raise web.HTTPNotFound(text="not found\n")
+    return _TemporaryFileResponse(
+        temporary,
+        headers={
+            "Content-Type": MP4_TYPE,
+            "Cache-Control": "no-cache",
+            "Content-Disposition": _attachment(download_name(record, suffix)),
+        },
+    )
+
+
+class _TemporaryFileResponse(web.FileResponse):
+    """Sends a file made for this one request, then removes it."""
+
+    def __init__(self, path: Path, **kwargs) -> None:
+        super().__init__(path, **kwargs)
+        self._temporary = path
+
+    async def prepare(self, request: web.BaseRequest):
+        try:
+            return await super().prepare(request)  # the whole body has been sent on return
+        finally:
+            self._temporary.unlink(missing_ok=True)
+
+
+def _archive_name(record: BroadcastRecord) -> str:
+    return f"{record.id}-{download_name(record)}"
+
+
+def _write_archive(layout: DataLayout, channel: str, records: list[BroadcastRecord], write) -> None:
+    """Blocking: the zip, entry by entry, straight into ``write`` (no temporary file)."""
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            write(bytes(data))
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    with zipfile.ZipFile(Sink(), mode="w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
+        metadata = [broadcast_json(r) for r in records]
+        archive.writestr(f"{channel}/broadcasts.json", json.dumps(metadata, indent=1) + "\n")
+        for record in records:
+            name = f"{channel}/{_archive_name(record)}"
+            ready = layout.recording_mp4(record.channel, record.id)
+            if ready.is_file():
+                archive.write(ready, name)
+                continue
+            segments = recording_segments(layout, record)
+            if not segments:
+                continue
+            # Size unknown until written: zip64 headers so it may pass 4 GiB.
+            with archive.open(name, mode="w", force_zip64=True) as entry:
+                stream_mp4(segments, entry.write)
+
+
+async def channel_archive(request: web.Request) -> web.StreamResponse:
+    channel = request.match_info["channel"]
+    if not is_channel_name(channel):
+        raise web.HTTPNotFound(text="unknown channel\n")
+    catalog = request.app[CATALOG]
+
+    def finished_broadcasts() -> list[BroadcastRecord]:
+        return [
+            r
+            for r in catalog.all()
+            if r.channel == channel and r.status in ("ended", "interrupted") and r.segments
+        ]
+
+    records = await asyncio.to_thread(finished_broadcasts)
+    if not records:
+        raise web.HTTPNotFound(text="this channel has no finished broadcasts\n")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": _attachment(f"{channel}-archive.zip"),
+            "Cache-Control": "no-store",
+            "Accept-Ranges": "none",
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method != "HEAD":
+        layout = request.app[LAYOUT]
+        await stream_from_thread(
+            response, lambda write: _write_archive(layout, channel, records, write)
+        )
+    await response.write_eof()
+    return response
+
+
+def add_replay_routes(app: web.Application) -> None:
+    app.router.add_get("/replays/{id}/index.m3u8", replay_playlist)
+    app.router.add_get("/replays/{id}/{segment}", replay_segment)
+    app.router.add_get("/replays/{id}.mp4", replay_mp4)
+    app.router.add_get("/api/channels/{channel}/archive.zip", channel_archive)

@@ -1,0 +1,71 @@
+"""Sending what a blocking producer writes, as it writes it, with bounded memory.
+
+Exports run in a worker thread and call ``write(bytes)``; each chunk crosses to the event loop
+through a small bounded queue, so a slow client slows the producer down instead of filling memory,
+and a client that goes away stops the producer at its next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from aiohttp import web
+
+T = TypeVar("T")
+
+_QUEUE_CHUNKS = 8  # chunks in flight between the thread and the socket
+_COALESCE = 256 * 1024  # small writes (zip headers, MP4 boxes) are sent together
+
+
+class ClientGone(Exception):
+    """The HTTP client closed the connection: the producer stops."""
+
+
+_DONE = object()
+
+
+async def stream_from_thread(
+    response: web.StreamResponse, produce: Callable[[Callable[[bytes], None]], T]
+) -> T:
+    """Run ``produce(write)`` in a thread, sending everything it writes through ``response``."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_CHUNKS)
+    gone = False
+    pending = bytearray()
+
+    def put(item: object) -> None:
+        if gone:
+            raise ClientGone()
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    def write(data: bytes) -> None:
+        pending.extend(data)
+        if len(pending) >= _COALESCE:
+            put(bytes(pending))
+            pending.clear()
+
+    def run() -> T:
+        try:
+            result = produce(write)
+            if pending:
+                put(bytes(pending))
+            return result
+        finally:
+            if not gone:
+                asyncio.run_coroutine_threadsafe(queue.put(_DONE), loop).result()
+
+    producer = asyncio.ensure_future(asyncio.to_thread(run))
+    # If the client leaves, nobody awaits the producer: still consume its outcome.
+    producer.add_done_callback(lambda f: f.cancelled() or f.exception())
+    try:
+        while (chunk := await queue.get()) is not _DONE:
+            assert isinstance(chunk, bytes)
+            await response.write(chunk)
+    except BaseException:
+        gone = True
+        while not queue.empty():  # unblock a producer waiting for room
+            queue.get_nowait()
+        raise
+    return await producer
