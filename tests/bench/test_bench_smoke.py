@@ -1,0 +1,151 @@
+"""Smoke tests for scripts/bench/: each benchmark runs with tiny parameters and writes its JSON.
+
+They keep the scripts from rotting; they assert structure and that streams advanced, never speed
+(speed and memory are measured by the benchmarks themselves, next to nginx-rtmp). nginx-rtmp is
+included when installed (or installable: as root the fixture tries apt-get once); otherwise the
+scripts run with --no-nginx. The three scripts run in parallel to keep this file well under a
+minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "scripts" / "bench"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+INGEST_FIELDS = {
+    "server", "streams", "cpu_percent_of_core", "cpu_percent_per_stream", "cpu_seconds",
+    "interval_s", "processes", "machine_busy_percent", "loadavg_1m_start_end", "pss_idle_mib",
+    "pss_mean_mib", "pss_max_mib",
+    "pss_per_stream_mib", "pss_added_per_stream_mib", "first_segment_s_p50",
+    "first_segment_s_max", "streams_with_segments", "segment_latency_s_p50",
+    "segment_latency_s_p99", "segment_latency_s_max", "segments_listed",
+    "segments_listed_in_window", "segments_missed_between_polls", "max_gap_between_segments_s",
+    "streams_advancing", "all_advancing", "pushers_alive_at_end", "poll_errors", "http_check_ok",
+}  # fmt: skip
+VIEWER_FIELDS = {
+    "server", "viewers", "stream_ready", "interval_s", "requests", "requests_per_s",
+    "mbytes_per_s", "playlists", "segments_fetched", "viewers_with_segments",
+    "playlist_ttlb_ms_p50", "playlist_ttlb_ms_p99", "playlist_ttlb_ms_max",
+    "segment_ttlb_ms_p50", "segment_ttlb_ms_p99", "segment_ttlb_ms_max", "errors",
+    "errors_by_kind", "late_segments", "segments_listed_during_run", "cpu_percent_of_core",
+    "client_cpu_percent_of_core", "machine_busy_percent", "loadavg_1m_start_end", "pss_mean_mib",
+    "pss_max_mib", "pusher_alive_at_end",
+}  # fmt: skip
+PARSE_FIELDS = {
+    "chunk_size", "bytes", "chunks", "messages", "media_messages", "media_events",
+    "reader_messages", "media_seconds", "connection_s_best", "connection_s_median",
+    "connection_us_per_chunk", "connection_mb_per_s", "connection_ms_per_stream_minute",
+    "reader_s_best", "reader_us_per_chunk", "reader_mb_per_s", "baseline_s_best",
+    "baseline_us_per_chunk", "baseline_mb_per_s", "connection_vs_baseline", "reader_vs_baseline",
+}  # fmt: skip
+
+SCRIPTS = {
+    "ingest": ["--streams", "1", "--warmup", "3", "--seconds", "6"],
+    "viewers": ["--viewers", "5", "--warmup", "3", "--seconds", "5"],
+    "rtmp_parse": ["--capture-seconds", "3", "--repeats", "1"],
+}
+
+
+@pytest.fixture(scope="module")
+def with_nginx() -> bool:
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed: run scripts/install-test-tools.sh")
+    usable, _why = common.nginx_available(install=os.geteuid() == 0)
+    return usable
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    common.ensure_test_file(common.DEFAULT_CACHE)  # once, before the parallel runs
+    processes = {}
+    for name, args in SCRIPTS.items():
+        json_path = out / f"{name}.json"
+        cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
+        if not with_nginx and name != "rtmp_parse":
+            cmd.append("--no-nginx")
+        processes[name] = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    found = {}
+    failures = []
+    for name, process in processes.items():
+        try:
+            output, _ = process.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        if process.returncode != 0:
+            failures.append(f"{name}.py exited with {process.returncode}:\n{output[-3000:]}")
+            continue
+        assert "|---" in output, f"{name}.py printed no markdown table:\n{output}"
+        found[name] = json.loads((out / f"{name}.json").read_text())
+    if failures:
+        pytest.fail("\n\n".join(failures))
+    return found
+
+
+def _servers(with_nginx: bool) -> set[str]:
+    return {"periscope", "nginx-rtmp"} if with_nginx else {"periscope"}
+
+
+def test_ingest_reports_every_field_and_streams_advanced(results, with_nginx: bool) -> None:
+    data = results["ingest"]
+    assert {x["server"] for x in data["runs"]} == _servers(with_nginx)
+    assert data["machine"]["nproc"] >= 1
+    for run in data["runs"]:
+        assert run.keys() >= INGEST_FIELDS, INGEST_FIELDS - run.keys()
+        assert run["segments_listed"] > 0, run
+        assert run["segments_listed_in_window"] > 0, run
+        assert run["streams_with_segments"] == run["streams"] == 1
+        assert run["pushers_alive_at_end"] == 1
+        assert run["http_check_ok"], run
+        assert run["poll_errors"] == 0
+        assert run["pss_mean_mib"] > 0
+        assert run["cpu_percent_of_core"] is not None
+    if with_nginx:
+        assert {"streams", "cpu", "pss_per_stream"} <= data["ratios"][0].keys()
+    else:
+        assert data["ratios"] == [] and data["nginx_skipped"]
+
+
+def test_viewers_reports_every_field_without_errors(results, with_nginx: bool) -> None:
+    data = results["viewers"]
+    assert {x["server"] for x in data["runs"]} == _servers(with_nginx)
+    for run in data["runs"]:
+        assert run.keys() >= VIEWER_FIELDS, VIEWER_FIELDS - run.keys()
+        assert run["stream_ready"], run
+        assert run["errors"] == 0, run["errors_by_kind"]
+        assert run["playlists"] > 0
+        assert run["segments_fetched"] > 0
+        assert run["viewers_with_segments"] == run["viewers"] == 5
+        assert run["pusher_alive_at_end"]
+    if with_nginx:
+        assert {"viewers", "cpu", "cpu_per_request"} <= data["ratios"][0].keys()
+
+
+def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
+    data = results["rtmp_parse"]
+    assert [x["chunk_size"] for x in data["runs"]] == [128, 4096]
+    for run in data["runs"]:
+        assert run.keys() >= PARSE_FIELDS, PARSE_FIELDS - run.keys()
+        assert run["media_messages"] > 0
+        # Every media message of the recorded push came out of the connection as an event.
+        assert run["media_events"] == run["media_messages"]
+        assert run["chunks"] >= run["messages"]
+    small, large = data["runs"]
+    assert small["chunks"] > large["chunks"]
