@@ -2,6 +2,12 @@
 
 Everything here is cheap and pure-ish (FLV parsing, timeline, cut decisions); the blocking work is
 sent to the stream's SegmentWorker thread.
+
+With LL-HLS the pipeline also decides where partial segments end (media/segmenter.PartCutter) and
+keeps the latest live playlist the worker published, so the web layer can hold blocking playlist
+reloads: `wait_for(msn, part)` awaits one shared future that the worker's notification (through
+call_soon_threadsafe) resolves; nothing polls, and a thousand waiters cost a thousand futures'
+callbacks once per part.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from periscope_ingest.config import HlsSettings
 from periscope_ingest.live.segment_worker import (
     BroadcastFiles,
     CloseSegment,
+    CutPart,
     EndPlaylist,
     OpenSegment,
+    PlaylistUpdate,
     SegmentPublished,
     SegmentWorker,
     UpdateRecord,
@@ -28,15 +36,25 @@ from periscope_ingest.live.segment_worker import (
 )
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.aac import AacConfig
-from periscope_ingest.media.avc import AvcConfig
-from periscope_ingest.media.ingest import Notice, Placed, StreamAssembler, TracksReady
+from periscope_ingest.media.ingest import (
+    Notice,
+    Placed,
+    StreamAssembler,
+    TracksReady,
+    VideoConfig,
+    video_codec,
+    video_record,
+)
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
-from periscope_ingest.media.segmenter import Action, Segmenter
+from periscope_ingest.media.playlist import LowLatencySettings
+from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 
 log = logging.getLogger(__name__)
 
+# Blocking playlist reloads are held at most this many target durations.
+_HOLD_TARGET_DURATIONS = 3
 # Segments over which the bitrate and frame rate in /api/streams are measured.
 _STATS_SEGMENTS = 5
 
@@ -54,7 +72,7 @@ class StreamInfo:
     channel: str
     broadcast_id: str
     started_at: datetime
-    video: AvcConfig | None = None
+    video: VideoConfig | None = None
     audio: AacConfig | None = None
     metadata: dict = field(default_factory=dict)
     segments: int = 0
@@ -123,8 +141,28 @@ class StreamPipeline:
             master_playlist=layout.master_playlist(channel),
             recording_playlist=layout.recording_playlist(channel, broadcast_id),
         )
+        # MPEG-TS or fMP4; an AV1 stream switches a "ts" server to fMP4 for this broadcast.
+        self.segment_format = hls.segment_format
+        self.low_latency = hls.low_latency
+        self._part_cutter: PartCutter | None = None
+        self._segment_start_pts = 0
+        self._init_needed = True  # the next fMP4 segment starts a new init segment
+        # The live playlist as last published by the worker, and the future its next change
+        # resolves (blocking playlist reload).
+        self.playlist: PlaylistUpdate | None = None
+        self._changed: asyncio.Future[None] = loop.create_future()
+        low_latency = None
+        if hls.low_latency:
+            low_latency = LowLatencySettings(part_target_ms=round(hls.part_duration * 1000))
         self._worker = SegmentWorker(
-            record, files, hls.window, catalog, self._published_from_thread, self._ended_from_thread
+            record,
+            files,
+            hls.window,
+            catalog,
+            self._published_from_thread,
+            self._ended_from_thread,
+            low_latency=low_latency,
+            on_playlist=self._playlist_from_thread,
         )
 
     # -- inputs from the RTMP session -------------------------------------------------------
@@ -170,7 +208,11 @@ class StreamPipeline:
         if self._segmenter is not None:
             duration = self._segmenter.finish()
             if duration is not None and self._segmenter.target_duration_s is not None:
-                self._close(duration, self._segmenter.target_duration_s)
+                self._close(
+                    duration,
+                    self._segmenter.target_duration_s,
+                    self._segment_start_pts + duration,
+                )
 
     async def finish(self, status: str = "ended") -> None:
         """Close the open segment and end the playlists (EXT-X-ENDLIST); waits for the disk."""
@@ -182,6 +224,7 @@ class StreamPipeline:
         self._worker.send(EndPlaylist(status))
         self._worker.stop()
         await asyncio.to_thread(self._worker.join)
+        self._notify_changed()  # blocked requests answer with whatever is final
         log_event(
             log,
             logging.INFO,
@@ -212,6 +255,21 @@ class StreamPipeline:
     def _tracks(self, ready: TracksReady) -> None:
         self.info.video, self.info.audio = ready.video, ready.audio
         codecs = tuple(c.codecs for c in (ready.video, ready.audio) if c is not None)
+        codec = video_codec(ready.video) if ready.video is not None else "avc1"
+        if codec == "av01" and self.segment_format == "ts":
+            # HLS carries AV1 only in fMP4 (and FFmpeg's TS muxer writes it as private data).
+            self.segment_format = "fmp4"
+            log_event(
+                log,
+                logging.WARNING,
+                "stream_format_switched",
+                channel=self.channel,
+                broadcast=self.broadcast_id,
+                format="fmp4",
+                reason="AV1 cannot be packaged in MPEG-TS (hls.segment_format=ts); this"
+                " broadcast is packaged as fMP4",
+            )
+        self._init_needed = True
         self._worker.send(
             UpdateRecord(
                 {
@@ -225,15 +283,18 @@ class StreamPipeline:
         )
         self._worker.send(
             UseTracks(
-                avcc=ready.video.avcc if ready.video else None,
+                avcc=video_record(ready.video) if ready.video else None,
                 asc=ready.audio.asc if ready.audio else None,
                 codecs=codecs,
                 resolution=(ready.video.width, ready.video.height) if ready.video else None,
                 frame_rate=ready.video.frame_rate if ready.video else None,
+                video_codec=codec,
             )
         )
         if self._segmenter is None:
             self._segmenter = Segmenter(self._hls.segment_duration, ready.video is not None)
+            if self.low_latency:
+                self._part_cutter = PartCutter(self._hls.part_duration, ready.video is not None)
         else:
             # New stream layout mid-broadcast: the next segment must be muxed with new streams.
             self._pending_discontinuity = True
@@ -261,7 +322,7 @@ class StreamPipeline:
             self._pending_discontinuity = False
             if decision.closed_duration is not None:
                 assert segmenter.target_duration_s is not None
-                self._close(decision.closed_duration, segmenter.target_duration_s)
+                self._close(decision.closed_duration, segmenter.target_duration_s, packet.pts)
             if decision.forced:
                 log_event(
                     log,
@@ -273,6 +334,13 @@ class StreamPipeline:
                     f" {self._hls.segment_duration:g} s in the encoder",
                 )
             self._open(packet.pts, discontinuity)
+            if self._part_cutter is not None:
+                self._part_cutter.open_segment(packet, discontinuity)
+        elif self._part_cutter is not None:
+            # A part is complete when the frame that starts the next one arrives.
+            cut = self._part_cutter.place(packet)
+            if cut is not None:
+                self._worker.send(CutPart(cut))
         self._tally.payload_bytes += len(packet.data)
         if packet.track == "video":
             self._tally.video_frames += 1
@@ -285,18 +353,37 @@ class StreamPipeline:
         wall = anchor_wall + timedelta(seconds=(pts - anchor_pts) / TICKS_PER_SECOND)
         sequence = self._next_sequence
         self._next_sequence += 1
+        self._segment_start_pts = pts
+        layout, channel, broadcast, fmt = (
+            self._layout,
+            self.channel,
+            self.broadcast_id,
+            self.segment_format,
+        )
+        init_path = init_uri = None
+        if fmt == "fmp4":
+            init_path = layout.init_segment_path(channel, broadcast, sequence)
+            init_uri = layout.init_segment_uri(broadcast, sequence)
         self._worker.send(
             OpenSegment(
                 sequence=sequence,
-                path=self._layout.segment_path(self.channel, self.broadcast_id, sequence),
-                uri=self._layout.segment_uri(self.broadcast_id, sequence),
+                path=layout.segment_path(channel, broadcast, sequence, fmt),
+                uri=layout.segment_uri(broadcast, sequence, fmt),
                 program_date_time=wall,
                 discontinuity=discontinuity and sequence > 0,
+                segment_format=fmt,
+                init_path=init_path,
+                init_uri=init_uri,
             )
         )
 
-    def _close(self, duration_ticks: int, target_duration_s: int) -> None:
-        self._worker.send(CloseSegment(duration_ticks, target_duration_s))
+    def _close(self, duration_ticks: int, target_duration_s: int, end_pts: int) -> None:
+        if self._part_cutter is not None and self._part_cutter.open:
+            last_part, duration_ms = self._part_cutter.close_segment(end_pts)
+            command = CloseSegment(duration_ticks, target_duration_s, duration_ms, last_part)
+        else:
+            command = CloseSegment(duration_ticks, target_duration_s)
+        self._worker.send(command)
         self._recent.append((duration_ticks, self._tally))
         self._tally = _SegmentTally()
         total_ticks = sum(d for d, _ in self._recent)
@@ -308,6 +395,58 @@ class StreamPipeline:
 
     def _published_from_thread(self, published: SegmentPublished) -> None:
         self._call_on_loop(self._published, published)
+
+    def _playlist_from_thread(self, update: PlaylistUpdate) -> None:
+        self._call_on_loop(self._playlist_changed, update)
+
+    def _playlist_changed(self, update: PlaylistUpdate) -> None:
+        self.playlist = update
+        self._notify_changed()
+
+    def _notify_changed(self) -> None:
+        changed, self._changed = self._changed, self._loop.create_future()
+        if not changed.done():
+            changed.set_result(None)
+
+    # -- blocking playlist reload (LL-HLS) ----------------------------------------------------
+
+    def has(self, msn: int, part: int | None) -> bool:
+        """Whether the published live playlist holds segment `msn` (complete, when `part` is
+        None) or part `part` of it, or anything later; always True once it has ended."""
+        update = self.playlist
+        if update is None:
+            return False
+        if update.ended or msn < update.next_sequence:
+            return True
+        return part is not None and msn == update.next_sequence and part < update.parts
+
+    def hold_timeout(self) -> float:
+        """How long a blocking request may be held: three target durations (RFC 8216bis)."""
+        if self.playlist is not None:
+            target = self.playlist.target_duration_s
+        else:
+            target = max(1, round(self._hls.segment_duration))
+        return _HOLD_TARGET_DURATIONS * target
+
+    async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
+        """Wait until `has(msn, part)`; False after `timeout` seconds. Costs no CPU meanwhile:
+        every waiter awaits the same future, resolved once per playlist change."""
+        loop = self._loop
+        deadline = loop.time() + timeout
+        while not self.has(msn, part):
+            if self._finished and self._worker_done():
+                return self.has(msn, part)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(self._changed), remaining)
+            except TimeoutError:
+                return self.has(msn, part)
+        return True
+
+    def _worker_done(self) -> bool:
+        return not self._worker.alive()
 
     def _ended_from_thread(self, record: BroadcastRecord) -> None:
         if self._on_ended is not None:

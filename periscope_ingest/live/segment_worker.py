@@ -5,32 +5,46 @@ loop. The loop decides (what to cut, when to end) and sends commands; this threa
 the broadcast: the segment being written, the live and master playlists of the channel, the
 recording's EVENT/VOD playlist and its record (broadcast.json and the catalog row). Commands are
 executed strictly in order, so a playlist never lists a segment that is not complete on disk.
+
+Segments are MPEG-TS (FFmpeg's muxer) or fragmented MP4 (our Fmp4SegmentWriter: an init segment
+written once per stream layout, then moof+mdat fragments). With LL-HLS the loop sends `CutPart`
+at every part boundary: the fragment written since the previous cut becomes a part file and is
+appended to the segment file, so a whole segment is the concatenation of its parts. After every
+live playlist change the loop gets a `PlaylistUpdate` (what is listed, and the rendered text) so
+blocked playlist requests can be answered the moment their part exists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import posixpath
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from periscope_ingest.logs import log_event
-from periscope_ingest.media.muxer import StreamTemplates, TsSegmentMuxer
+from periscope_ingest.media.muxer import Fmp4SegmentWriter, StreamTemplates, TsSegmentMuxer
 from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
 from periscope_ingest.media.playlist import (
     LivePlaylist,
+    LowLatencyPlaylist,
+    LowLatencySettings,
+    Part,
     Segment,
     Variant,
     render_master,
     segment_bitrate,
 )
 from periscope_ingest.media.playlist_reader import render_vod
+from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.atomic import partial_path, publish_partial, write_atomic
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
+from periscope_ingest.storage.layout import part_name
 from periscope_ingest.storage.recordings import write_record
 
 log = logging.getLogger(__name__)
@@ -38,11 +52,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class UseTracks:
-    avcc: bytes | None
+    avcc: bytes | None  # the video decoder configuration record: avcC, hvcC or av1C
     asc: bytes | None
     codecs: tuple[str, ...]
     resolution: tuple[int, int] | None
     frame_rate: float | None
+    video_codec: str = "avc1"  # "avc1", "hvc1" or "av01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +67,26 @@ class OpenSegment:
     uri: str  # relative to the channel's live playlist
     program_date_time: datetime
     discontinuity: bool
+    segment_format: str = "ts"  # "ts" or "fmp4"
+    # fMP4: where the init segment goes if this segment needs a new one (first segment, new
+    # tracks), and its URI relative to the channel's live playlist.
+    init_path: Path | None = None
+    init_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CutPart:
+    """LL-HLS: the media written since the previous cut is a complete part."""
+
+    cut: PartCut
 
 
 @dataclass(frozen=True, slots=True)
 class CloseSegment:
     duration_ticks: int
     target_duration_s: int
+    duration_ms: int | None = None  # LL-HLS: from the same ms positions as the parts
+    last_part: PartCut | None = None  # LL-HLS: the segment's last part ends with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +113,24 @@ class SegmentPublished:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaylistUpdate:
+    """Reported back to the loop after every change of the live playlist (file already written).
+
+    `next_sequence` is the media sequence number of the segment being written and `parts` how
+    many of its parts are listed: a blocking request for (msn, part) can be answered once
+    msn < next_sequence, or msn == next_sequence and part < parts. `text`/`delta` are the
+    rendered playlist and its delta update (None without LL-HLS).
+    """
+
+    next_sequence: int
+    parts: int
+    ended: bool
+    target_duration_s: int
+    text: str
+    delta: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BroadcastFiles:
     """Where the worker writes; built by storage's DataLayout, the owner of every path."""
 
@@ -93,7 +140,9 @@ class BroadcastFiles:
     recording_playlist: Path
 
 
-Command = UseTracks | OpenSegment | MediaPacket | CloseSegment | EndPlaylist | UpdateRecord
+Command = (
+    UseTracks | OpenSegment | MediaPacket | CutPart | CloseSegment | EndPlaylist | UpdateRecord
+)
 _STOP = object()
 
 
@@ -106,8 +155,23 @@ class SegmentWorker:
         catalog: Catalog,
         on_published: Callable[[SegmentPublished], None],
         on_ended: Callable[[BroadcastRecord], None],
+        *,
+        low_latency: LowLatencySettings | None = None,
+        on_playlist: Callable[[PlaylistUpdate], None] | None = None,
     ) -> None:
         self._record = record
+        self._low_latency = low_latency
+        self._on_playlist = on_playlist
+        # fMP4 state: the fragment writer of the current stream layout, the segment file being
+        # appended to, the parts of the open segment, the init segment's URIs.
+        self._fmp4: Fmp4SegmentWriter | None = None
+        self._fmp4_tracks: UseTracks | None = None
+        self._segment_file: BinaryIO | None = None
+        self._segment_size = 0
+        self._parts: list[Part] = []
+        self._map_uri: str | None = None  # relative to the live playlist
+        self._map_name: str | None = None  # relative to the recording playlist
+        self._last_sequence: int | None = None
         self._files = files
         self._playlist_path = files.live_playlist
         self._master_path = files.master_playlist
@@ -146,6 +210,9 @@ class SegmentWorker:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     # -- thread side ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -175,6 +242,10 @@ class SegmentWorker:
         if isinstance(command, MediaPacket):
             if self._muxer is not None:
                 self._muxer.write(command)
+            elif self._fmp4 is not None and self._segment_file is not None:
+                self._fmp4.write(command)
+        elif isinstance(command, CutPart):
+            self._cut_part(command.cut)
         elif isinstance(command, OpenSegment):
             self._open_segment(command)
         elif isinstance(command, CloseSegment):
@@ -193,24 +264,106 @@ class SegmentWorker:
             if self._templates is not None:
                 self._templates.close()
             self._tracks, self._next_tracks = self._next_tracks, None
-            self._templates = StreamTemplates(self._tracks.avcc, self._tracks.asc)
-        if self._templates is None:
+            self._templates = StreamTemplates(
+                self._tracks.avcc, self._tracks.asc, video_codec=self._tracks.video_codec
+            )
+        if self._templates is None or self._tracks is None:
             raise RuntimeError("a segment was opened before any track was known")
         command.path.parent.mkdir(parents=True, exist_ok=True)
-        self._muxer = TsSegmentMuxer(self._templates, partial_path(command.path))
+        if command.segment_format == "fmp4":
+            self._open_fmp4_segment(command)
+        else:
+            self._muxer = TsSegmentMuxer(self._templates, partial_path(command.path))
         self._open = command
+        if isinstance(self._playlist, LowLatencyPlaylist):
+            self._playlist.start_segment(command.program_date_time, command.discontinuity)
+            self._playlist.set_preload_hint(self._part_uri(command, 0))
+
+    def _open_fmp4_segment(self, command: OpenSegment) -> None:
+        assert self._templates is not None and self._tracks is not None
+        if self._fmp4 is None or self._fmp4_tracks is not self._tracks:
+            if command.init_path is None or command.init_uri is None:
+                raise RuntimeError("an fMP4 segment needs an init segment path")
+            # Fragment sequence numbers keep increasing over the whole broadcast.
+            number = self._fmp4.sequence_number if self._fmp4 is not None else 1
+            self._fmp4 = Fmp4SegmentWriter(self._templates, sequence_number=number)
+            self._fmp4_tracks = self._tracks
+            write_atomic(command.init_path, self._fmp4.init_segment())
+            self._map_uri = command.init_uri
+            self._map_name = command.init_path.name
+            if isinstance(self._playlist, LowLatencyPlaylist):
+                self._playlist.set_map_uri(self._map_uri)
+        self._segment_file = open(partial_path(command.path), "wb")  # noqa: SIM115 - see close
+        self._segment_size = 0
+        self._parts = []
+
+    @staticmethod
+    def _part_uri(opened: OpenSegment, index: int) -> str:
+        return posixpath.join(posixpath.dirname(opened.uri), part_name(opened.sequence, index))
+
+    def _cut_part(self, cut: PartCut) -> None:
+        """LL-HLS: the fragment since the last cut becomes part file <sequence>.<n>.m4s."""
+        if self._fmp4 is None or self._segment_file is None or self._open is None:
+            return
+        fragment = self._fmp4.cut()
+        if not fragment:
+            return
+        opened = self._open
+        index = len(self._parts)
+        write_atomic(opened.path.with_name(part_name(opened.sequence, index)), fragment)
+        self._segment_file.write(fragment)
+        self._segment_size += len(fragment)
+        part = Part(self._part_uri(opened, index), cut.duration_ms, cut.independent)
+        self._parts.append(part)
+        if isinstance(self._playlist, LowLatencyPlaylist):
+            self._playlist.add_part(part)
+            self._playlist.set_preload_hint(self._part_uri(opened, index + 1))
+            self._write_playlist()
+
+    def _finish_fmp4_segment(self, command: CloseSegment) -> int:
+        assert self._fmp4 is not None and self._segment_file is not None
+        if command.last_part is not None:
+            self._cut_part(command.last_part)
+        else:
+            fragment = self._fmp4.cut()
+            self._segment_file.write(fragment)
+            self._segment_size += len(fragment)
+        self._segment_file.close()
+        self._segment_file = None
+        return self._segment_size
+
+    def _new_playlists(self, target_duration_s: int, opened: OpenSegment) -> None:
+        self._recording = LivePlaylist(target_duration_s, 0, "EVENT")
+        if self._low_latency is None or opened.segment_format != "fmp4" or self._map_uri is None:
+            self._playlist = LivePlaylist(target_duration_s, self._window)
+            return
+        playlist = LowLatencyPlaylist(
+            target_duration_s, self._window, low_latency=self._low_latency, map_uri=self._map_uri
+        )
+        # The target duration is known once the first segment closes: list its parts now.
+        playlist.start_segment(opened.program_date_time, opened.discontinuity)
+        for part in self._parts:
+            playlist.add_part(part)
+        self._playlist = playlist
 
     def _close_segment(self, command: CloseSegment) -> None:
-        if self._muxer is None or self._open is None:
+        if self._open is None or (self._muxer is None and self._segment_file is None):
             return
-        size = self._muxer.close()
-        self._muxer = None
+        if self._muxer is not None:
+            size = self._muxer.close()
+            self._muxer = None
+        else:
+            size = self._finish_fmp4_segment(command)
         opened, self._open = self._open, None
         publish_partial(opened.path)
         if self._playlist is None or self._recording is None:
-            self._playlist = LivePlaylist(command.target_duration_s, self._window)
-            self._recording = LivePlaylist(command.target_duration_s, 0, "EVENT")
-        duration_ms = max(1, ticks_to_ms(command.duration_ticks))
+            self._new_playlists(command.target_duration_s, opened)
+        assert self._playlist is not None and self._recording is not None
+        if command.duration_ms is not None:
+            duration_ms = max(1, command.duration_ms)
+        else:
+            duration_ms = max(1, ticks_to_ms(command.duration_ticks))
+        fmp4 = opened.segment_format == "fmp4"
         segment = Segment(
             sequence=opened.sequence,
             uri=opened.uri,
@@ -218,10 +371,21 @@ class SegmentWorker:
             program_date_time=opened.program_date_time,
             discontinuity=opened.discontinuity,
             size=size,
+            map_uri=self._map_uri if fmp4 else None,
         )
-        self._playlist.append(segment)
+        if isinstance(self._playlist, LowLatencyPlaylist):
+            self._playlist.append(segment)
+            # The next part is the first of the next segment (if the stream goes on).
+            self._playlist.set_preload_hint(
+                posixpath.join(posixpath.dirname(opened.uri), part_name(opened.sequence + 1, 0))
+            )
+        else:
+            self._playlist.append(segment)
+        self._last_sequence = opened.sequence
         # The recording's playlist sits beside its segments: URIs are bare file names.
-        self._recording.append(replace(segment, uri=opened.path.name))
+        self._recording.append(
+            replace(segment, uri=opened.path.name, map_uri=self._map_name if fmp4 else None)
+        )
         # Recording first: a viewer of the live playlist may switch to the replay at once.
         write_atomic(self._files.recording_playlist, self._recording.render().encode())
         self._write_playlist()
@@ -238,8 +402,27 @@ class SegmentWorker:
         self._on_published(SegmentPublished(opened.sequence, duration_ms, size))
 
     def _write_playlist(self) -> None:
-        assert self._playlist is not None
-        write_atomic(self._playlist_path, self._playlist.render().encode())
+        playlist = self._playlist
+        assert playlist is not None
+        text = playlist.render()
+        write_atomic(self._playlist_path, text.encode())
+        if self._on_playlist is None:
+            return
+        if isinstance(playlist, LowLatencyPlaylist):
+            delta = playlist.render(skip=True) if playlist.skippable_segments() else text
+            parts = len(playlist.pending_parts)
+        else:
+            delta, parts = None, 0
+        self._on_playlist(
+            PlaylistUpdate(
+                next_sequence=playlist.next_sequence,
+                parts=parts,
+                ended=playlist.ended,
+                target_duration_s=playlist.target_duration_s,
+                text=text,
+                delta=delta,
+            )
+        )
 
     def _save_record(self) -> None:
         write_record(self._files.directory, self._record)
@@ -277,5 +460,10 @@ class SegmentWorker:
             with contextlib.suppress(Exception):  # it is being thrown away anyway
                 self._muxer.close()
             partial_path(self._open.path).unlink(missing_ok=True)
+        if self._segment_file is not None and self._open is not None:
+            with contextlib.suppress(Exception):
+                self._segment_file.close()
+            partial_path(self._open.path).unlink(missing_ok=True)
         self._muxer = None
+        self._segment_file = None
         self._open = None

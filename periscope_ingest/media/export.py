@@ -1,4 +1,8 @@
-"""Export a recorded broadcast (its MPEG-TS segments) as MP4: copied packets, never re-encoded.
+"""Export a recorded broadcast (its MPEG-TS or fMP4 segments) as MP4: copied packets, never
+re-encoded.
+
+fMP4 segments (``.m4s``: moof+mdat only) are read with their init segment (the latest
+``init-NNNNNN.mp4`` beside them, see storage/layout.py) prepended in memory; a segment is a few MB.
 
 Calls here block (file reads, muxing): run them in a worker thread, never on the event loop.
 
@@ -27,6 +31,7 @@ Exact clips without decoding
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +43,11 @@ from typing import BinaryIO
 import av
 from av.bitstream import BitStreamFilterContext
 
+from periscope_ingest.storage.layout import init_segment_for
+
 # Our segments count time in 90 kHz ticks (MPEG-TS); everything here stays in that unit.
 TICKS_PER_SECOND = 90_000
+_TICK = Fraction(1, TICKS_PER_SECOND)
 # A forward step larger than this between two segments is a gap to close, not a timeline.
 MAX_GAP = TICKS_PER_SECOND
 # Consecutive segments overlap slightly at their edges (audio of the next segment can start a
@@ -47,7 +55,7 @@ MAX_GAP = TICKS_PER_SECOND
 # step of the clock.
 MAX_OVERLAP = TICKS_PER_SECOND // 2
 # Sample entry names in MP4 (HEVC must be hvc1, not hev1, for Apple players).
-_MP4_TAGS = {"h264": "avc1", "hevc": "hvc1", "aac": "mp4a"}
+_MP4_TAGS = {"h264": "avc1", "hevc": "hvc1", "av1": "av01", "libdav1d": "av01", "aac": "mp4a"}
 # Fragments of a streamed export: at video keyframes, but not shorter than this.
 MIN_FRAGMENT_US = 1_000_000
 # Audio-only streamed exports have no keyframes worth cutting at (every AAC frame is one).
@@ -127,18 +135,50 @@ def _ticks(value: int | None, time_base: Fraction | None) -> int | None:
     return round(value * time_base * TICKS_PER_SECOND)
 
 
+def _fmp4_bytes(path: Path) -> bytes:
+    init = init_segment_for(path)
+    if init is None:
+        raise ExportError(f"fMP4 segment {path} has no init segment beside it")
+    return init.read_bytes() + path.read_bytes()
+
+
+def _fmp4_extents(data: bytes) -> dict[str, tuple[int, int]]:
+    """First PTS and presentation end per track of a fragment, from its packets (no decoding):
+    the mov demuxer reports fragment durations from the start of the timeline, not the segment."""
+    extents: dict[str, tuple[int, int]] = {}
+    with av.open(io.BytesIO(data), format="mp4") as container:
+        for packet in container.demux():
+            if packet.pts is None or packet.stream.type not in ("video", "audio"):
+                continue
+            base = packet.time_base
+            start = _ticks(packet.pts, base)
+            end = _ticks(packet.pts + (packet.duration or 0), base)
+            assert start is not None and end is not None
+            kind = packet.stream.type
+            first, last = extents.get(kind, (start, end))
+            extents[kind] = (min(first, start), max(last, end))
+    return extents
+
+
 def _open_segment(path: Path) -> _Segment:
     """Open a segment; FFmpeg has read its first packets and the end of the file by then."""
+    fmp4 = path.suffix == ".m4s"
     try:
-        container = av.open(str(path), format="mpegts")
+        if fmp4:
+            data = _fmp4_bytes(path)
+            extents = _fmp4_extents(data)
+            container = av.open(io.BytesIO(data), format="mp4")
+        else:
+            container = av.open(str(path), format="mpegts")
     except (OSError, av.FFmpegError) as exc:
         raise ExportError(f"cannot read segment {path}: {exc}") from exc
-    extents = {}
-    for stream in container.streams:
-        first = _ticks(stream.start_time, stream.time_base)
-        if stream.type in ("video", "audio") and first is not None:
-            length = _ticks(stream.duration, stream.time_base) or 0
-            extents[stream.type] = (first, first + length)
+    if not fmp4:
+        extents = {}
+        for stream in container.streams:
+            first = _ticks(stream.start_time, stream.time_base)
+            if stream.type in ("video", "audio") and first is not None:
+                length = _ticks(stream.duration, stream.time_base) or 0
+                extents[stream.type] = (first, first + length)
     extent = extents.get("video") or extents.get("audio")
     if extent is None:
         container.close()
@@ -228,7 +268,9 @@ class _Writer:
             }
         output = av.open(self._target, mode="w", format="mp4", options=options)
         for kind, template in streams.items():
-            stream = output.add_stream_from_template(template)
+            # AV1 templates carry the decoder (libdav1d), which names no encoder: reuse it.
+            opaque = True if template.codec_context.name in ("av1", "libdav1d") else None
+            stream = output.add_stream_from_template(template, opaque=opaque)
             adts = None
             if kind == "audio":
                 # Also hands the AAC configuration (from the first ADTS header) to the muxer.
@@ -249,6 +291,13 @@ class _Writer:
                 if packet.dts is None or packet.pts is None:
                     continue  # the demuxer's end-of-stream marker
                 kind = packet.stream.type
+                if packet.time_base != _TICK:
+                    # fMP4 audio counts in samples: bring every packet to 90 kHz ticks.
+                    packet.dts = _ticks(packet.dts, packet.time_base)
+                    packet.pts = _ticks(packet.pts, packet.time_base)
+                    if packet.duration:
+                        packet.duration = _ticks(packet.duration, packet.time_base)
+                    packet.time_base = _TICK
                 packet.dts += offset
                 packet.pts += offset
                 if kind == "video":

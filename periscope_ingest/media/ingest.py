@@ -6,7 +6,9 @@ It answers the questions between FLV tags and a muxer:
   ``start_buffer_ms``) until every track announced in onMetaData has its sequence header.
 - what are the exact timestamps? The Timeline makes DTS monotonic per track; audio timestamps are
   rebuilt from the sample count because FLV's millisecond timestamps jitter by ±1 ms on AAC.
-- what can we not package yet (HEVC, AV1, Opus, ...)? Said once, as a Notice for the log.
+- what can we not package (Opus, VP9, tracks other than the default one, ...)? Said once, as a
+  Notice for the log. Video is H.264 (legacy or FourCC avc1), HEVC (hvc1, also the unofficial
+  legacy codec id 12) or AV1 (av01), on track 0 of a multitrack push; audio is AAC.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from periscope_ingest.media.aac import AacConfig
+from periscope_ingest.media.av1 import Av1Config, parse_av1c
 from periscope_ingest.media.avc import AvcConfig
 from periscope_ingest.media.flv import (
     AudioFrame,
@@ -25,6 +28,7 @@ from periscope_ingest.media.flv import (
     parse_audio,
     parse_video,
 )
+from periscope_ingest.media.hevc import HevcConfig, parse_hvcc
 from periscope_ingest.media.packets import TICKS_PER_MS, TICKS_PER_SECOND, MediaPacket
 from periscope_ingest.media.timeline import Timeline, rebase_pts
 
@@ -36,11 +40,39 @@ _AUDIO_RESYNC_TICKS = 100 * TICKS_PER_MS
 _DEFAULT_FRAME_MS = 33
 
 
+VideoConfig = AvcConfig | HevcConfig | Av1Config
+# Video FourCCs packaged (without transcoding); anything else is reported as a Notice.
+PACKAGED_VIDEO_CODECS = ("avc1", "hvc1", "av01")
+
+
+def video_codec(config: VideoConfig) -> str:
+    """The FourCC / sample entry of a video configuration: "avc1", "hvc1" or "av01"."""
+    if isinstance(config, HevcConfig):
+        return "hvc1"
+    if isinstance(config, Av1Config):
+        return "av01"
+    return "avc1"
+
+
+def video_record(config: VideoConfig) -> bytes:
+    """The decoder configuration record (avcC, hvcC or av1C) as received."""
+    return config.avcc if isinstance(config, AvcConfig) else config.record
+
+
+def _parse_video_config(codec: str, config: AvcConfig | None, record: bytes) -> VideoConfig:
+    if codec == "hvc1":
+        return parse_hvcc(record)
+    if codec == "av01":
+        return parse_av1c(record)
+    assert config is not None
+    return config
+
+
 @dataclass(frozen=True, slots=True)
 class TracksReady:
     """The tracks to package from now on; sent at start and again when a configuration changes."""
 
-    video: AvcConfig | None
+    video: VideoConfig | None
     audio: AacConfig | None
 
 
@@ -67,7 +99,7 @@ class StreamAssembler:
         self._timeline = Timeline()
         self._start_buffer_ticks = start_buffer_ms * TICKS_PER_MS
         self._max_pending = max_pending
-        self.video: AvcConfig | None = None
+        self.video: VideoConfig | None = None
         self.audio: AacConfig | None = None
         self._expect_video: bool | None = None  # from onMetaData; None = not announced
         self._expect_audio: bool | None = None
@@ -118,20 +150,28 @@ class StreamAssembler:
     def video_message(self, timestamp: int, payload: bytes) -> list[Output]:
         out: list[Output] = []
         for item in parse_video(payload):
+            packaged = item.codec in PACKAGED_VIDEO_CODECS and getattr(item, "track_id", 0) == 0
             if isinstance(item, VideoFrame):
-                if item.codec == "avc1" and item.track_id == 0 and self.video is not None:
+                if packaged and self.video is not None and video_codec(self.video) == item.codec:
                     self._video_frame(timestamp, item, out)
-                elif item.codec == "avc1" and item.track_id == 0:
-                    self._notice(out, "video frames before the AVC sequence header are dropped")
+                elif packaged:
+                    self._notice(
+                        out, f"{item.codec} video frames before its sequence header are dropped"
+                    )
                 else:
                     self._unsupported_track(out, "video", item.codec, item.track_id)
             elif isinstance(item, VideoSequenceStart):
-                if item.codec == "avc1" and item.track_id == 0 and item.config is not None:
-                    self._video_config(item.config, out)
+                if packaged and (item.codec != "avc1" or item.config is not None):
+                    config = _parse_video_config(item.codec, item.config, item.record)
+                    self._video_config(config, out)
                 else:
                     self._unsupported_track(out, "video", item.codec, item.track_id)
             elif isinstance(item, Unsupported):
-                self._notice(out, f"{item.kind} {item.codec} is not packaged: {item.detail}")
+                if item.kind == "video" and item.detail.startswith("Metadata packet"):
+                    # Enhanced RTMP video metadata (colorInfo): nothing a remuxer needs.
+                    self._notice(out, f"video {item.codec} metadata is ignored ({item.detail})")
+                else:
+                    self._notice(out, f"{item.kind} {item.codec} is not packaged: {item.detail}")
             elif isinstance(item, VideoSequenceEnd):
                 pass  # the publisher's end is handled when it unpublishes
         return self._maybe_start(out)
@@ -177,8 +217,12 @@ class StreamAssembler:
             out, f"{kind} codec {codec} is not packaged yet; the stream goes on without it"
         )
 
-    def _video_config(self, config: AvcConfig, out: list[Output]) -> None:
-        if self.video is not None and config.avcc == self.video.avcc:
+    def _video_config(self, config: VideoConfig, out: list[Output]) -> None:
+        if (
+            self.video is not None
+            and video_codec(config) == video_codec(self.video)
+            and video_record(config) == video_record(self.video)
+        ):
             return  # encoders repeat the sequence header; nothing changed
         changed = self.video is not None
         self.video = config

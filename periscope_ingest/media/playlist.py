@@ -100,6 +100,8 @@ class Segment:
     program_date_time: datetime  # wall-clock (aware) of the segment's first sample
     discontinuity: bool = False  # an EXT-X-DISCONTINUITY precedes this segment
     size: int = 0  # bytes, for bandwidth measurement
+    # fMP4: the init segment (EXT-X-MAP URI) this segment is decoded with; None for MPEG-TS.
+    map_uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,8 @@ class LivePlaylist:
                 segment.sequence, segment.duration_ms, self._target_duration_s
             )
         _check_line(segment.uri, "segment URI")
+        if segment.map_uri is not None:
+            _check_quoted(segment.map_uri, "EXT-X-MAP URI")
         if segment.program_date_time.utcoffset() is None:
             # A naive time would be rendered as whatever zone this host happens to be in.
             raise PlaylistError(f"segment {segment.sequence} has a naive program_date_time")
@@ -325,9 +329,11 @@ class LivePlaylist:
         """The whole m3u8 text, every line ending in "\\n"."""
         if self._playlist_type == "VOD" and not self._ended:
             raise PlaylistStateError("a VOD playlist is rendered only once it has ended")
+        # fMP4 segments carry EXT-X-MAP, which needs version 6 (RFC 8216 section 7).
+        mapped = any(segment.map_uri for segment in self._segments)
         lines = [
             "#EXTM3U",
-            f"#EXT-X-VERSION:{PROTOCOL_VERSION}",
+            f"#EXT-X-VERSION:{MAP_PROTOCOL_VERSION if mapped else PROTOCOL_VERSION}",
             f"#EXT-X-TARGETDURATION:{self._target_duration_s}",
             f"#EXT-X-MEDIA-SEQUENCE:{self._media_sequence}",
         ]
@@ -338,9 +344,14 @@ class LivePlaylist:
         # Every segment starts with a keyframe (the segmenter cuts only there), so each one can
         # be decoded without its predecessor; the tag is allowed in media playlists (4.3.5.1).
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+        current_map: str | None = None
         for segment in self._segments:
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if segment.map_uri is not None and segment.map_uri != current_map:
+                # Applies to every segment after it, until the next EXT-X-MAP (4.3.2.5).
+                current_map = segment.map_uri
+                lines.append(_map_line(current_map))
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_date_time(segment.program_date_time)}")
             lines.append(f"#EXTINF:{_format_seconds(segment.duration_ms)},")
             lines.append(segment.uri)
@@ -609,6 +620,16 @@ class LowLatencyPlaylist(LivePlaylist):
         self._pending_parts.append(part)
         self._drop_old_parts()
 
+    def set_map_uri(self, uri: str) -> None:
+        """The init segment of the segment being written (and later ones), e.g. after a codec
+        change; completed segments keep the map given in their `Segment.map_uri`."""
+        _check_quoted(uri, "EXT-X-MAP URI")
+        self._map_uri = uri
+
+    @property
+    def map_uri(self) -> str:
+        return self._map_uri
+
     def set_preload_hint(self, uri: str | None) -> None:
         """EXT-X-PRELOAD-HINT:TYPE=PART for the part being written; None removes it."""
         if uri is not None:
@@ -694,14 +715,19 @@ class LowLatencyPlaylist(LivePlaylist):
         if self._playlist_type is not None:
             lines.append(f"#EXT-X-PLAYLIST-TYPE:{self._playlist_type}")
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
-        lines.append(f'#EXT-X-MAP:URI="{self._map_uri}"')
+        # The map of the first segment shown (or of the one being written) goes in the header;
+        # a later segment with another init segment gets its own EXT-X-MAP.
+        shown = list(self._segments)[skipped:]
+        current_map = next((s.map_uri for s in shown[:1] if s.map_uri), self._map_uri)
+        lines.append(_map_line(current_map))
         if skipped:
             lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
-        for index, segment in enumerate(self._segments):
-            if index < skipped:
-                continue
+        for segment in shown:
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if segment.map_uri is not None and segment.map_uri != current_map:
+                current_map = segment.map_uri
+                lines.append(_map_line(current_map))
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_format_date_time(segment.program_date_time)}")
             lines.extend(_part_line(part) for part in self._parts.get(segment.sequence, ()))
             lines.append(f"#EXTINF:{_format_seconds(segment.duration_ms)},")
@@ -709,6 +735,9 @@ class LowLatencyPlaylist(LivePlaylist):
         if self._open is not None:
             if self._open.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if self._map_uri != current_map:
+                current_map = self._map_uri
+                lines.append(_map_line(current_map))
             if self._open.program_date_time is not None:
                 moment = _format_date_time(self._open.program_date_time)
                 lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{moment}")
@@ -718,6 +747,10 @@ class LowLatencyPlaylist(LivePlaylist):
         if self._ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+
+def _map_line(uri: str) -> str:
+    return f'#EXT-X-MAP:URI="{uri}"'
 
 
 def _part_line(part: Part) -> str:

@@ -5,6 +5,7 @@ Not a general m3u8 parser: it understands the tags ``playlist.py`` renders and i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,7 @@ def read_media_playlist(text: str) -> ReadPlaylist:
     discontinuity = False
     pdt: datetime | None = None
     last_pdt: datetime | None = None
+    map_uri: str | None = None  # EXT-X-MAP applies to every segment after it
     for line in lines[1:]:
         tag, _, value = line.partition(":")
         try:
@@ -51,6 +53,11 @@ def read_media_playlist(text: str) -> ReadPlaylist:
                 result.playlist_type = value
             elif tag == "#EXT-X-ENDLIST":
                 result.ended = True
+            elif tag == "#EXT-X-MAP":
+                match = re.search(r'URI="([^"]*)"', value)
+                if match is None:
+                    raise PlaylistReadError(f"EXT-X-MAP without a URI: {line!r}")
+                map_uri = match.group(1)
             elif tag == "#EXT-X-DISCONTINUITY":
                 discontinuity = True
             elif tag == "#EXT-X-PROGRAM-DATE-TIME":
@@ -72,6 +79,7 @@ def read_media_playlist(text: str) -> ReadPlaylist:
                         duration_ms=duration_ms,
                         program_date_time=pdt or datetime.fromtimestamp(0, UTC),
                         discontinuity=discontinuity,
+                        map_uri=map_uri,
                     )
                 )
                 last_pdt = pdt

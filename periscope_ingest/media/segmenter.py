@@ -117,3 +117,116 @@ class Segmenter:
             self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
         self._start = None
         return duration
+
+
+# --- LL-HLS partial segments ------------------------------------------------------------------
+
+
+def position_ms(ticks: int) -> int:
+    """A timeline position in whole ms, rounded half up (the same rule for every boundary)."""
+    return (ticks * 2 + TICKS_PER_MS) // (2 * TICKS_PER_MS)
+
+
+TICKS_PER_MS = TICKS_PER_SECOND // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PartCut:
+    """A partial segment that ends here: its duration and whether it began with a keyframe."""
+
+    duration_ms: int
+    independent: bool
+
+
+class PartCutter:
+    """Where LL-HLS partial segments end, between the segment cuts the Segmenter makes.
+
+    Parts and segments are measured from the same integer millisecond positions, so the parts
+    of a segment add up exactly to its EXTINF. A part ends:
+    - at every segment cut (the new segment's first frame starts a new part);
+    - before the first frame of the cutting track (video, or audio when there is none) that
+      would make the part longer than the part target. With B-frames only a reference frame
+      (a PTS beyond every PTS so far) may start a part, so that the frames shown before it stay
+      in the earlier part; the part then ends where its latest frame's presentation ends.
+    Nothing here waits for a timer: the part is complete the moment the frame after it arrives.
+
+    A part never lasts longer than the target (PART-TARGET is a MUST): after a gap in the media
+    a boundary is placed at most one target after the part's start, and the positions that
+    follow carry the difference until a shorter part absorbs it.
+    """
+
+    def __init__(self, part_target_s: float, has_video: bool) -> None:
+        self.target_ms = max(1, round(part_target_s * 1000))
+        self._has_video = has_video
+        self._segment_start: int | None = None  # ms position of the open segment
+        self._part_start = 0  # ms position of the open part
+        self._independent = False  # the open part began with a keyframe
+        self._max_pts: int | None = None  # ticks: latest PTS of the cutting track in the segment
+        self._max_end: int | None = None  # ticks: latest PTS + duration in the open part
+        self._next_start: int | None = None  # where the next segment starts (after a close)
+
+    @property
+    def open(self) -> bool:
+        return self._segment_start is not None
+
+    @property
+    def part_start_ms(self) -> int:
+        return self._part_start
+
+    def open_segment(self, packet: MediaPacket, discontinuity: bool = False) -> None:
+        """A segment starts with ``packet`` (the Segmenter decided CUT)."""
+        start = self._next_start
+        if start is None or discontinuity:
+            start = position_ms(packet.pts)
+        self._next_start = None
+        self._segment_start = self._part_start = start
+        self._independent = packet.keyframe or packet.track == "audio"
+        self._max_pts = None
+        self._max_end = None
+        self._track(packet)
+
+    def place(self, packet: MediaPacket) -> PartCut | None:
+        """A packet inside the open segment: the part it closes, if it starts a new one."""
+        if self._segment_start is None:
+            return None
+        cutting_track = "video" if self._has_video else "audio"
+        if packet.track != cutting_track:
+            return None
+        cut = None
+        reference = self._max_pts is None or packet.pts > self._max_pts
+        if (
+            reference
+            and self._max_end is not None
+            and position_ms(packet.pts + packet.duration) - self._part_start > self.target_ms
+        ):
+            boundary = min(
+                position_ms(self._max_end),
+                position_ms(packet.pts),
+                self._part_start + self.target_ms,
+            )
+            if boundary > self._part_start:
+                cut = PartCut(boundary - self._part_start, self._independent)
+                self._part_start = boundary
+                self._independent = packet.keyframe or packet.track == "audio"
+                self._max_end = None
+        self._track(packet)
+        return cut
+
+    def close_segment(self, end_pts: int) -> tuple[PartCut, int]:
+        """The open segment ends at ``end_pts`` (ticks): its last part and its duration in ms."""
+        assert self._segment_start is not None
+        boundary = min(position_ms(end_pts), self._part_start + self.target_ms)
+        boundary = max(boundary, self._part_start + 1)
+        last = PartCut(boundary - self._part_start, self._independent)
+        duration = boundary - self._segment_start
+        self._next_start = boundary
+        self._segment_start = None
+        return last, duration
+
+    def _track(self, packet: MediaPacket) -> None:
+        cutting_track = "video" if self._has_video else "audio"
+        if packet.track != cutting_track:
+            return
+        end = packet.pts + max(packet.duration, 0)
+        self._max_end = end if self._max_end is None else max(self._max_end, end)
+        self._max_pts = packet.pts if self._max_pts is None else max(self._max_pts, packet.pts)

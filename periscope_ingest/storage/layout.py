@@ -6,11 +6,18 @@ publisher can reach outside the data directory.
 
     <data_dir>/channels/<channel>/index.m3u8    live playlist of the current or last broadcast
     <data_dir>/channels/<channel>/master.m3u8   its master playlist
-    <data_dir>/channels/<channel>/<broadcast>/000042.ts   segments, never reused
+    <data_dir>/channels/<channel>/<broadcast>/000042.ts   segments, never reused (MPEG-TS)
+    <data_dir>/channels/<channel>/<broadcast>/000042.m4s  segments as fMP4 fragments (moof+mdat)
+    <data_dir>/channels/<channel>/<broadcast>/000042.3.m4s   LL-HLS part 3 of segment 42
+    <data_dir>/channels/<channel>/<broadcast>/init-000040.mp4  fMP4 init segment (EXT-X-MAP) of
+                                                      segments 40 onwards (until the next init)
     <data_dir>/channels/<channel>/<broadcast>/recording.m3u8   EVENT while live, then VOD
     <data_dir>/channels/<channel>/<broadcast>/broadcast.json   the broadcast's record (the truth)
     <data_dir>/channels/<channel>/<broadcast>/recording.mp4    the MP4 export, once made
     <data_dir>/catalog.sqlite3                        index over the records, rebuildable
+    <data_dir>/accounts.sqlite3                       accounts (keyed hashes of their secrets)
+    <data_dir>/server-secret                          the key of those hashes (mode 0600)
+    <data_dir>/service-phase.json                     the sunset phase set by hand, if any
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ from pathlib import Path
 # Channel names come from stream keys: keep them to what is safe in a path and a URL.
 CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 BROADCAST_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{12}")
-SEGMENT_NAME_PATTERN = re.compile(r"(\d{6,9})\.ts")
+# Whole segments (.ts or .m4s), LL-HLS parts (000042.3.m4s) and fMP4 init segments.
+SEGMENT_NAME_PATTERN = re.compile(r"(\d{6,9})(?:\.ts|\.m4s|\.\d{1,4}\.m4s)|init-\d{6,9}\.mp4")
+PART_NAME_PATTERN = re.compile(r"(\d{6,9})\.(\d{1,4})\.m4s")
+INIT_NAME_PATTERN = re.compile(r"init-(\d{6,9})\.mp4")
+MEDIA_SEGMENT_PATTERN = re.compile(r"(\d{6,9})\.(ts|m4s)")
+SEGMENT_FORMATS = {"ts": "ts", "fmp4": "m4s"}  # segment format -> file extension
 
 LIVE_PLAYLIST = "index.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
@@ -44,8 +56,47 @@ def new_broadcast_id() -> str:
     return secrets.token_urlsafe(9)
 
 
-def segment_name(sequence: int) -> str:
-    return f"{sequence:06d}.ts"
+def segment_name(sequence: int, segment_format: str = "ts") -> str:
+    return f"{sequence:06d}.{SEGMENT_FORMATS[segment_format]}"
+
+
+def part_name(sequence: int, part: int) -> str:
+    """An LL-HLS partial segment: part ``part`` (from 0) of segment ``sequence``."""
+    return f"{sequence:06d}.{part}.m4s"
+
+
+def parse_part_name(name: str) -> tuple[int, int] | None:
+    """(segment sequence, part index) of a part file name; None for anything else."""
+    m = PART_NAME_PATTERN.fullmatch(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The sequence number of a whole-segment file name (.ts or .m4s); None for anything else."""
+    m = MEDIA_SEGMENT_PATTERN.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def init_segment_name(first_sequence: int) -> str:
+    """The fMP4 init segment used from segment ``first_sequence`` on (until the next one)."""
+    return f"init-{first_sequence:06d}.mp4"
+
+
+def init_segment_for(segment: Path) -> Path | None:
+    """The init segment (EXT-X-MAP) an fMP4 segment file needs: the latest one written at or
+    before its sequence number, in the same directory. None if there is none."""
+    sequence = parse_segment_name(segment.name)
+    if sequence is None:
+        return None
+    best: tuple[int, Path] | None = None
+    for candidate in segment.parent.glob("init-*.mp4"):
+        m = INIT_NAME_PATTERN.fullmatch(candidate.name)
+        if m is None:
+            continue
+        first = int(m.group(1))
+        if first <= sequence and (best is None or first > best[0]):
+            best = (first, candidate)
+    return best[1] if best else None
 
 
 class DataLayout:
@@ -65,6 +116,18 @@ class DataLayout:
     @property
     def catalog_path(self) -> Path:
         return self.root / "catalog.sqlite3"
+
+    @property
+    def accounts_path(self) -> Path:
+        return self.root / "accounts.sqlite3"
+
+    @property
+    def server_secret_path(self) -> Path:
+        return self.root / "server-secret"
+
+    @property
+    def phase_file(self) -> Path:
+        return self.root / "service-phase.json"
 
     def broadcast_dirs(self) -> list[Path]:
         """Every broadcast directory on disk (those holding a record), for rebuilds."""
@@ -99,13 +162,31 @@ class DataLayout:
             raise InvalidName(f"invalid broadcast id {broadcast_id!r}")
         return self.channel_dir(channel) / broadcast_id
 
-    def segment_path(self, channel: str, broadcast_id: str, sequence: int) -> Path:
-        return self.broadcast_dir(channel, broadcast_id) / segment_name(sequence)
+    def segment_path(
+        self, channel: str, broadcast_id: str, sequence: int, segment_format: str = "ts"
+    ) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / segment_name(sequence, segment_format)
 
     @staticmethod
-    def segment_uri(broadcast_id: str, sequence: int) -> str:
+    def segment_uri(broadcast_id: str, sequence: int, segment_format: str = "ts") -> str:
         """The segment's URI relative to the channel's playlists."""
-        return f"{broadcast_id}/{segment_name(sequence)}"
+        return f"{broadcast_id}/{segment_name(sequence, segment_format)}"
+
+    def part_path(self, channel: str, broadcast_id: str, sequence: int, part: int) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / part_name(sequence, part)
+
+    @staticmethod
+    def part_uri(broadcast_id: str, sequence: int, part: int) -> str:
+        """An LL-HLS part's URI relative to the channel's playlists."""
+        return f"{broadcast_id}/{part_name(sequence, part)}"
+
+    def init_segment_path(self, channel: str, broadcast_id: str, first_sequence: int) -> Path:
+        return self.broadcast_dir(channel, broadcast_id) / init_segment_name(first_sequence)
+
+    @staticmethod
+    def init_segment_uri(broadcast_id: str, first_sequence: int) -> str:
+        """The init segment's URI relative to the channel's playlists."""
+        return f"{broadcast_id}/{init_segment_name(first_sequence)}"
 
     def find_segment(self, channel: str, broadcast_id: str, name: str) -> Path:
         """Map a requested segment name to its path; InvalidName for anything malformed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import socket
 import subprocess
@@ -65,7 +66,7 @@ def test_single_track_pushes(server: ServerProcess, video: bool, audio: bool) ->
     assert ("avc1." in body.decode()) == video and ("mp4a.40.2" in body.decode()) == audio
 
 
-def test_hevc_push_is_logged_not_packaged_and_audio_goes_on(server: ServerProcess) -> None:
+def test_hevc_push_is_packaged_in_ts_with_audio(server: ServerProcess) -> None:
     import av
 
     key = "hevc"
@@ -95,11 +96,21 @@ def test_hevc_push_is_logged_not_packaged_and_audio_goes_on(server: ServerProces
             out.mux(packet)
     out.close()
     ended = server.wait_for(lambda: (p := playlist(server, key)) and p.ended and p, 5)
-    assert "video codec hvc1 is not packaged yet" in server.log()
+    assert "is not packaged" not in server.log()
+    assert ended.segments[0].uri.endswith(".ts")  # the default format: HEVC goes into MPEG-TS
     status, _, body = server.get(f"/live/{key}/{ended.segments[0].uri}")
     assert status == 200
+    assert b"\x24" in body[:1000] and analyse_segment(body).video[0][2]
+    container = av.open(io.BytesIO(body), format="mpegts")
+    assert {s.type: s.codec_context.name for s in container.streams} == {
+        "video": "hevc",
+        "audio": "aac",
+    }
+    container.close()
     media = analyse_segment(body)
-    assert media.audio and not media.video
+    assert media.audio and media.video and media.decoded_video_frames == len(media.video)
+    status, _, master = server.get(f"/live/{key}/master.m3u8")
+    assert 'CODECS="hvc1.' in master.decode()
 
 
 def test_malformed_rtmp_closes_only_that_connection(server: ServerProcess) -> None:

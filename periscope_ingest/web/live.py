@@ -1,0 +1,157 @@
+"""HTTP for live streams: media and master playlists, segments, LL-HLS parts, blocking reload.
+
+Playlists and segments are files served with aiohttp's FileResponse (sendfile, Range, HEAD,
+conditional requests); every path comes from DataLayout, which checks each name first.
+
+Low-Latency HLS (RFC 8216bis section 6.2.5), for a channel whose live stream has
+``hls.low_latency``:
+
+* ``_HLS_msn=M[&_HLS_part=P]`` on the media playlist holds the request until the playlist lists
+  segment M (complete) or part P of segment M, or anything later, then answers with that
+  playlist. After three target durations without it: 503. ``_HLS_part`` without ``_HLS_msn``,
+  non-numbers, or M more than two segments ahead (P more than three parts ahead): 400.
+* ``_HLS_skip=YES`` (or ``v2``) answers with a Playlist Delta Update when one is possible.
+* A request for a part or segment of the live broadcast that does not exist yet (the part named
+  by EXT-X-PRELOAD-HINT, typically) is held until it exists, then served; once it is clear it
+  never will (its segment was completed with fewer parts), 404.
+
+The waiting costs nothing while it lasts: every held request awaits the stream pipeline's shared
+"playlist changed" future, which the disk-writer thread resolves through call_soon_threadsafe
+when a part or segment is published. Requests without these parameters, and channels that are
+not live, get the playlist file as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.storage.layout import InvalidName, parse_part_name, parse_segment_name
+from periscope_ingest.web.context import (
+    LAYOUT,
+    LIVE_PLAYLIST_CACHE,
+    PLAYLIST_TYPE,
+    REGISTRY,
+    SEGMENT_CACHE,
+    SEGMENT_TYPE,
+)
+
+# fMP4 init segments and fragments (RFC 8216bis 3.3 names no type; this is what Apple serves).
+FMP4_TYPE = "video/mp4"
+# RFC 8216bis 6.2.5.2: a request more than this far ahead of the playlist is a client error.
+_MAX_SEGMENTS_AHEAD = 2
+_MAX_PARTS_AHEAD = 3  # the Advance Part Limit
+
+
+def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse:
+    if not path.is_file():
+        raise web.HTTPNotFound(text="not found\n")
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": cache_control}
+    )
+
+
+def _segment_type(name: str) -> str:
+    return SEGMENT_TYPE if name.endswith(".ts") else FMP4_TYPE
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(text=f"{name} must be a non-negative integer\n")
+    return int(raw)
+
+
+def _low_latency_pipeline(request: web.Request, channel: str) -> StreamPipeline | None:
+    pipeline = request.app[REGISTRY].get(channel)
+    if pipeline is None or not pipeline.low_latency:
+        return None
+    return pipeline
+
+
+async def live_playlist(request: web.Request) -> web.StreamResponse:
+    channel = request.match_info["channel"]
+    try:
+        path = request.app[LAYOUT].live_playlist(channel)
+    except InvalidName:
+        raise web.HTTPNotFound(text="unknown stream\n") from None
+    msn = _int_param(request, "_HLS_msn")
+    part = _int_param(request, "_HLS_part")
+    skip = request.query.get("_HLS_skip")
+    if part is not None and msn is None:
+        raise web.HTTPBadRequest(text="_HLS_part needs _HLS_msn\n")
+    pipeline = _low_latency_pipeline(request, channel)
+    if pipeline is None or (msn is None and skip is None):
+        return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
+    update = pipeline.playlist
+    # Before the first segment completes nothing is listed yet: segment 0 is "the next one".
+    next_sequence = update.next_sequence if update is not None else 0
+    parts = update.parts if update is not None else 0
+    if msn is not None and not (update is not None and update.ended):
+        if msn > next_sequence + _MAX_SEGMENTS_AHEAD or (
+            part is not None and msn == next_sequence and part > parts + _MAX_PARTS_AHEAD
+        ):
+            raise web.HTTPBadRequest(text="_HLS_msn/_HLS_part too far ahead of the playlist\n")
+        if not await pipeline.wait_for(msn, part, pipeline.hold_timeout()):
+            raise web.HTTPServiceUnavailable(text="the requested part did not arrive in time\n")
+    update = pipeline.playlist
+    if update is None:
+        return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
+    text = update.delta if skip in ("YES", "v2") and update.delta is not None else update.text
+    return web.Response(
+        body=text.encode(),
+        headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE},
+    )
+
+
+async def master_playlist(request: web.Request) -> web.StreamResponse:
+    layout = request.app[LAYOUT]
+    try:
+        path = layout.master_playlist(request.match_info["channel"])
+    except InvalidName:
+        raise web.HTTPNotFound(text="unknown stream\n") from None
+    return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
+
+
+async def _wait_until_published(request: web.Request, channel: str, broadcast: str, name: str):
+    """Hold a request for a part/segment of the live broadcast that is about to exist."""
+    pipeline = _low_latency_pipeline(request, channel)
+    if pipeline is None or pipeline.broadcast_id != broadcast:
+        return
+    update = pipeline.playlist
+    next_sequence = update.next_sequence if update is not None else 0
+    parts = update.parts if update is not None else 0
+    parsed = parse_part_name(name)
+    if parsed is not None:
+        sequence, part = parsed
+        if sequence > next_sequence or (
+            sequence == next_sequence and part > parts + _MAX_PARTS_AHEAD
+        ):
+            return
+        await pipeline.wait_for(sequence, part, pipeline.hold_timeout())
+        return
+    sequence_or_none = parse_segment_name(name)
+    if sequence_or_none is not None and sequence_or_none <= next_sequence:
+        await pipeline.wait_for(sequence_or_none, None, pipeline.hold_timeout())
+
+
+async def segment(request: web.Request) -> web.StreamResponse:
+    layout = request.app[LAYOUT]
+    m = request.match_info
+    try:
+        path = layout.find_segment(m["channel"], m["broadcast"], m["segment"])
+    except InvalidName:
+        raise web.HTTPNotFound(text="not found\n") from None
+    if not path.is_file():
+        await _wait_until_published(request, m["channel"], m["broadcast"], m["segment"])
+    return _file(path, _segment_type(m["segment"]), SEGMENT_CACHE)
+
+
+def add_live_routes(app: web.Application) -> None:
+    app.router.add_get("/live/{channel}/index.m3u8", live_playlist)
+    app.router.add_get("/live/{channel}/master.m3u8", master_playlist)
+    app.router.add_get("/live/{channel}/{broadcast}/{segment}", segment)

@@ -1,0 +1,168 @@
+"""fMP4 and LL-HLS through the whole stream pipeline, in process: parts, blocking waits (200
+waiters, no polling), delta updates, and the fMP4 recording exported as MP4."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from periscope_ingest.config import HlsSettings
+from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.segment_worker import PlaylistUpdate
+from periscope_ingest.media.export import export_mp4
+from periscope_ingest.rtmp import amf0
+from periscope_ingest.storage.catalog import Catalog
+from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
+from periscope_ingest.storage.recordings import recording_segments
+from tests.e2e.pushers import push_pyav
+from tests.flv_file import read_tags
+
+SECONDS = 16
+LL = {"segment_format": "fmp4", "low_latency": True, "part_duration": 0.5}
+
+
+@pytest.fixture(scope="module")
+def tags(tmp_path_factory: pytest.TempPathFactory) -> list:
+    path = tmp_path_factory.mktemp("flv") / "input.flv"
+    push_pyav(str(path), SECONDS, realtime=False)
+    return list(read_tags(path))
+
+
+def make_pipeline(tmp_path: Path, **hls) -> tuple[StreamPipeline, DataLayout]:
+    layout = DataLayout(tmp_path / "data")
+    layout.ensure()
+    pipeline = StreamPipeline(
+        "chan",
+        new_broadcast_id(),
+        layout,
+        HlsSettings(**hls),
+        asyncio.get_running_loop(),
+        Catalog(layout.catalog_path),
+    )
+    return pipeline, layout
+
+
+def feed(pipeline: StreamPipeline, tag) -> None:
+    tag_type, timestamp, body = tag
+    if tag_type == 9:
+        pipeline.video(timestamp, body)
+    elif tag_type == 8:
+        pipeline.audio(timestamp, body)
+    elif tag_type == 18:
+        _, values = amf0.decode_all(body)[:2]
+        pipeline.metadata(dict(values))
+
+
+def record_updates(pipeline: StreamPipeline) -> list[PlaylistUpdate]:
+    """Every playlist the worker publishes, in order (as the loop receives them)."""
+    updates: list[PlaylistUpdate] = []
+    original = pipeline._playlist_changed
+
+    def spy(update: PlaylistUpdate) -> None:
+        updates.append(update)
+        original(update)
+
+    pipeline._playlist_changed = spy  # type: ignore[method-assign]
+    return updates
+
+
+def lists(text: str, msn: int, part: int) -> bool:
+    media_sequence = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))
+    counts: dict[int, int] = {}
+    sequence = media_sequence
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-PART:"):
+            counts[sequence] = counts.get(sequence, 0) + 1
+        elif line and not line.startswith("#"):
+            sequence += 1
+    return sequence > msn or counts.get(msn, 0) > part
+
+
+async def test_200_waiters_wake_exactly_when_their_part_is_listed(tmp_path: Path, tags) -> None:
+    pipeline, _ = make_pipeline(tmp_path, **LL)
+    assert not pipeline.has(1, 2)
+    seen: list[tuple[bool, str]] = []
+
+    async def waiter() -> None:
+        assert await pipeline.wait_for(1, 2, timeout=60)
+        text = pipeline.playlist.text
+        seen.append((lists(text, 1, 2), text))
+
+    waiters = [asyncio.ensure_future(waiter()) for _ in range(200)]
+    await asyncio.sleep(0)
+    updates = record_updates(pipeline)
+    for tag in tags:
+        feed(pipeline, tag)
+        await asyncio.sleep(0)
+    await pipeline.finish()
+    await asyncio.gather(*waiters)
+    assert len(seen) == 200 and all(listed for listed, _ in seen)
+    # Every waiter saw the first playlist that lists the part, or a later one (never an earlier).
+    first = next(i for i, u in enumerate(updates) if lists(u.text, 1, 2))
+    earlier = {u.text for u in updates[:first]}
+    assert not any(text in earlier for _, text in seen)
+
+
+def apply_skip(delta: str, full_before: str) -> str:
+    """What a client builds from a delta update and its previous copy of the playlist."""
+    skipped = int(re.search(r"#EXT-X-SKIP:SKIPPED-SEGMENTS=(\d+)", delta).group(1))
+    old_sequence = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", full_before).group(1))
+    new_sequence = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", delta).group(1))
+    blocks: list[list[str]] = [[]]
+    for line in full_before.split("#EXT-X-MAP:")[1].splitlines()[1:]:
+        if line.startswith("#EXT-X-PART:"):
+            continue  # parts of old segments are not merged
+        blocks[-1].append(line)
+        if line and not line.startswith("#"):
+            blocks.append([])
+    start = new_sequence - old_sequence
+    merged = [line for block in blocks[start : start + skipped] for line in block]
+    head, _, rest = delta.partition(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n")
+    return head.replace("#EXT-X-VERSION:9", "#EXT-X-VERSION:6") + "\n".join(merged) + "\n" + rest
+
+
+async def test_delta_updates_equal_the_full_playlist(tmp_path: Path, tags) -> None:
+    pipeline, layout = make_pipeline(tmp_path, window=12, **LL)
+    updates = record_updates(pipeline)
+    for tag in tags:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    deltas = [u for u in updates if u.delta is not None and "#EXT-X-SKIP" in u.delta]
+    assert deltas, "a 16 s stream with a 12-segment window must allow skipping"
+    for update in deltas:
+        previous = updates[updates.index(update) - 1].text
+        assert "#EXT-X-VERSION:9" in update.delta and "CAN-SKIP-UNTIL=12.000" in update.delta
+        strip = lambda text: [x for x in text.splitlines() if not x.startswith("#EXT-X-PART:")]  # noqa: E731
+        assert strip(apply_skip(update.delta, previous)) == strip(update.text)
+
+    # Parts of every segment still listed add up exactly to its EXTINF.
+    text = layout.live_playlist("chan").read_text()
+    sums: list[int] = []
+    current = 0
+    for line in text.splitlines():
+        if m := re.match(r"#EXT-X-PART:DURATION=(\d+)\.(\d+)", line):
+            current += int(m.group(1)) * 1000 + int(m.group(2))
+        elif m := re.match(r"#EXTINF:(\d+)\.(\d+),", line):
+            extinf = int(m.group(1)) * 1000 + int(m.group(2))
+            assert current in (0, extinf)
+            sums.append(current)
+            current = 0
+    assert any(sums)
+
+
+async def test_fmp4_recording_is_mapped_and_exports(tmp_path: Path, tags) -> None:
+    pipeline, layout = make_pipeline(tmp_path, segment_format="fmp4")
+    for tag in tags:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    recording = layout.recording_playlist("chan", pipeline.broadcast_id).read_text()
+    assert "#EXT-X-VERSION:6" in recording and '#EXT-X-MAP:URI="init-000000.mp4"' in recording
+    assert "#EXT-X-PART" not in layout.live_playlist("chan").read_text()
+    record = Catalog(layout.catalog_path).get(pipeline.broadcast_id)
+    segments = recording_segments(layout, record)
+    assert segments and all(p.suffix == ".m4s" for p in segments)
+    info = export_mp4(segments, tmp_path / "out.mp4")
+    assert info.video and info.audio and abs(info.duration - SECONDS) < 0.1

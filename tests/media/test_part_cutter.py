@@ -1,0 +1,67 @@
+"""PartCutter: LL-HLS part boundaries, pure. Parts never exceed the target and add up exactly to
+their segment, with and without B-frames, and across gaps."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from periscope_ingest.media.packets import MediaPacket
+from periscope_ingest.media.segmenter import PartCutter, position_ms
+
+FRAME = 3003  # 29.97 fps in 90 kHz ticks
+
+
+def video(pts: int, dts: int, key: bool = False) -> MediaPacket:
+    return MediaPacket("video", dts, pts, key, b"x", FRAME)
+
+
+def run_gop(frames: list[MediaPacket], cutter: PartCutter) -> tuple[list, int]:
+    cutter.open_segment(frames[0])
+    cuts = [c for f in frames[1:] if (c := cutter.place(f)) is not None]
+    end = max(f.pts for f in frames) + FRAME
+    last, duration = cutter.close_segment(end)
+    return [*cuts, last], duration
+
+
+def test_parts_without_b_frames_are_whole_frames_up_to_the_target() -> None:
+    frames = [video(i * FRAME, i * FRAME, i == 0) for i in range(60)]
+    parts, duration = run_gop(frames, PartCutter(0.5, has_video=True))
+    assert sum(p.duration_ms for p in parts) == duration == position_ms(60 * FRAME)
+    assert all(p.duration_ms <= 500 for p in parts)
+    assert [p.duration_ms for p in parts[:3]] == [467, 467, 467]  # 14 frames: 15 would be 500.5
+    assert parts[0].independent and not parts[1].independent
+
+
+def test_b_frames_end_a_part_where_its_shown_frames_end() -> None:
+    # Decode order I0 P3 B1 B2 P6 B4 B5 ...: the part before P(n) holds every frame shown before.
+    order = [0]
+    for base in range(3, 60, 3):
+        order += [base, base - 2, base - 1]
+    frames = [video(p * FRAME, (i - 1) * FRAME, p == 0) for i, p in enumerate(order)]
+    parts, duration = run_gop(frames, PartCutter(0.5, has_video=True))
+    assert sum(p.duration_ms for p in parts) == duration
+    position = 0
+    cutter = PartCutter(0.5, has_video=True)
+    cutter.open_segment(frames[0])
+    shown: list[int] = [frames[0].pts]
+    for frame in frames[1:]:
+        cut = cutter.place(frame)
+        if cut is not None:
+            # Exactly the frames shown so far are in the closed part.
+            assert position + cut.duration_ms == position_ms(max(shown) + FRAME)
+            position += cut.duration_ms
+        shown.append(frame.pts)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=2, max_size=120))
+def test_gaps_never_make_a_part_too_long(gaps: list[int]) -> None:
+    cutter = PartCutter(0.3, has_video=False)
+    pts = 0
+    packets = []
+    for gap in gaps:
+        packets.append(MediaPacket("audio", pts, pts, True, b"a", 1920))
+        pts += gap * 900
+    parts, duration = run_gop(packets, cutter)
+    assert all(0 < p.duration_ms <= 300 for p in parts)
+    assert sum(p.duration_ms for p in parts) == duration
