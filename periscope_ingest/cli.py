@@ -56,6 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--start", type=float, help="clip start, seconds")
     export.add_argument("--end", type=float, help="clip end, seconds")
 
+    accounts = commands.add_parser("accounts", help="channels and their stream keys")
+    accounts_commands = accounts.add_subparsers(dest="action", required=True)
+    create = accounts_commands.add_parser(
+        "create", help="create a channel; prints its stream key and token once", parents=[common]
+    )
+    create.add_argument("handle", help="public name used in playback URLs")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    accounts_commands.add_parser("list", help="list accounts (no secrets)", parents=[common])
+    rotate = accounts_commands.add_parser(
+        "rotate-key", help="a new stream key; the old one stops working", parents=[common]
+    )
+    rotate.add_argument("handle")
+    rotate.add_argument("--json", action="store_true")
+    disable = accounts_commands.add_parser(
+        "disable", help="refuse the account's stream key from now on", parents=[common]
+    )
+    disable.add_argument("handle")
+
     catalog = commands.add_parser("catalog", help="the broadcast catalog")
     catalog_commands = catalog.add_subparsers(dest="action", required=True)
     catalog_commands.add_parser(
@@ -80,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(settings, args)
         if args.command == "catalog":
             return _catalog_rebuild(settings)
+        if args.command == "accounts":
+            return _accounts(settings, args)
     except CliError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
@@ -89,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     from periscope_ingest.service import PortInUse, serve
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except PortInUse as exc:
@@ -218,6 +238,48 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         output = args.output / f"{record.id}-{download_name(record)}"
         size = _export_one(layout, record, output)
         print(f"{output} ({size} bytes)")
+    return 0
+
+
+def _accounts(settings: Settings, args: argparse.Namespace) -> int:
+    from periscope_ingest.storage.accounts import AccountError, AccountStore
+    from periscope_ingest.storage.layout import DataLayout
+    from periscope_ingest.sunset import Lifecycle
+
+    layout = DataLayout(settings.data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    store = AccountStore(layout.accounts_path, layout.server_secret_path)
+    try:
+        if args.action == "create":
+            refusal = Lifecycle(settings.sunset, layout.phase_file).registration_refusal()
+            if refusal is not None:
+                raise CliError(refusal)
+            credentials = store.create(args.handle)
+            if args.json:
+                print(json.dumps(credentials.as_json()))
+            else:
+                print(f"channel:     {credentials.handle}")
+                print(f"stream key:  {credentials.stream_key}")
+                print(f"API token:   {credentials.token}")
+                print("These are shown only now: keep them somewhere safe.")
+        elif args.action == "list":
+            for account in store.list():
+                state = "disabled" if account.disabled else "active"
+                print(f"{account.handle:24}  {state:8}  created {account.created_at}")
+        elif args.action == "rotate-key":
+            credentials = store.rotate_key(args.handle)
+            if args.json:
+                print(json.dumps({"handle": args.handle, "stream_key": credentials.stream_key}))
+            else:
+                print(f"new stream key for {args.handle}: {credentials.stream_key}")
+                print("The old key no longer publishes.")
+        elif args.action == "disable":
+            store.set_disabled(args.handle)
+            print(f"{args.handle} is disabled: its stream key is refused")
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        store.close()
     return 0
 
 

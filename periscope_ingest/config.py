@@ -7,11 +7,21 @@ sections joined with ``__``, e.g. ``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TO
 
 from __future__ import annotations
 
+import itertools
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,6 +64,10 @@ class RtmpSettings(_Section):
         30.0, gt=0, description="Seconds without any byte from a client before it is dropped"
     )
     max_connections: int = Field(256, ge=1, description="RTMP connections open at once")
+    max_connections_per_address: int = Field(
+        16, ge=1, description="RTMP connections open at once from one client address"
+    )
+    max_publishers: int = Field(64, ge=1, description="Broadcasts live at once")
     publisher_takeover_after: float = Field(
         5.0,
         ge=0,
@@ -81,6 +95,30 @@ class HlsSettings(_Section):
         ge=100,
         description="Packets queued for the disk writer of one stream before reading pauses",
     )
+    segment_format: Literal["ts", "fmp4"] = Field(
+        "ts",
+        description="Segment container: MPEG-TS, or fragmented MP4 (CMAF, with an EXT-X-MAP init"
+        " segment). AV1 is always packaged as fmp4, whatever this says",
+    )
+    low_latency: bool = Field(
+        False,
+        description="Low-Latency HLS: partial segments, blocking playlist reload, delta updates"
+        " (needs segment_format = fmp4)",
+    )
+    part_duration: float = Field(
+        0.5,
+        ge=0.1,
+        le=2.0,
+        description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
+    )
+
+    @model_validator(mode="after")
+    def _low_latency_needs_fmp4(self) -> HlsSettings:
+        if self.low_latency and self.segment_format != "fmp4":
+            raise ValueError('low_latency = true needs segment_format = "fmp4"')
+        if self.low_latency and self.part_duration > self.segment_duration:
+            raise ValueError("part_duration must not exceed segment_duration")
+        return self
 
 
 class RecordingSettings(_Section):
@@ -104,6 +142,63 @@ class RecordingSettings(_Section):
     retention_interval: float = Field(300, ge=1, description="Seconds between retention sweeps")
 
 
+class SunsetSettings(_Section):
+    """Winding the service down, the way Periscope did: each phase starts at its date."""
+
+    registrations_close_at: datetime | None = Field(
+        None, description="From then on no new accounts; existing ones still broadcast"
+    )
+    broadcasts_close_at: datetime | None = Field(
+        None, description="From then on every publish is refused; live broadcasts end"
+    )
+    shutdown_at: datetime | None = Field(
+        None, description="From then on every request answers 410; data stays on disk"
+    )
+
+    @field_validator("registrations_close_at", "broadcasts_close_at", "shutdown_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A date without a zone is taken as UTC: the operator's local zone is not ours to guess.
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SunsetSettings:
+        dates = [
+            (name, getattr(self, name))
+            for name in ("registrations_close_at", "broadcasts_close_at", "shutdown_at")
+        ]
+        known = [(n, d) for n, d in dates if d is not None]
+        for (first, a), (second, b) in itertools.pairwise(known):
+            if a > b:
+                raise ValueError(f"{first} must not be after {second}")
+        return self
+
+
+class WebhookSettings(_Section):
+    urls: list[str] = Field(
+        default_factory=list, description="Endpoints that receive event POSTs (empty: none)"
+    )
+    secret: SecretStr | None = Field(
+        None, description="Shared secret for the X-Periscope-Signature HMAC-SHA256 header"
+    )
+    max_attempts: int = Field(6, ge=1, le=20, description="Deliveries tried per event")
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds per delivery attempt")
+    queue_size: int = Field(1000, ge=10, description="Events waiting; beyond, the oldest drop")
+    retry_delay: float = Field(
+        1.0, gt=0, le=60, description="Seconds before the first retry; doubles each time"
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERISCOPE_",
@@ -116,7 +211,13 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP listen port (0: any free)")
     data_dir: Path = Field(Path("data"), description="Where segments and playlists are written")
     open_publish: bool = Field(
-        True, description="Any stream key may publish; the channel name is the key"
+        False,
+        description="Any stream key may publish and the channel name is the key (no accounts)",
+    )
+    first_channel: str = Field(
+        "main",
+        description="On a first start without accounts, this channel is created and its stream"
+        " key printed once, so publishing works at once",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     admin_token: SecretStr | None = Field(
@@ -127,6 +228,26 @@ class Settings(BaseSettings):
     rtmp: RtmpSettings = RtmpSettings()
     hls: HlsSettings = HlsSettings()
     recording: RecordingSettings = RecordingSettings()
+    sunset: SunsetSettings = SunsetSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+
+    shutdown_timeout: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="Seconds SIGTERM waits for broadcasts to be finalised before exiting anyway"
+        " (what is left is recovered at the next start)",
+    )
+    log_format: str = Field(
+        "auto", description="text, json, or auto (text on a terminal, JSON lines otherwise)"
+    )
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in {"auto", "text", "json"}:
+            raise ValueError("must be one of auto, text, json")
+        return value
 
     @field_validator("log_level")
     @classmethod

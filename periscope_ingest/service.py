@@ -13,15 +13,23 @@ from aiohttp import web
 from periscope_ingest.config import Settings
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
-from periscope_ingest.live.rtmp_server import RtmpServer
+from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer
+from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
-from periscope_ingest.storage.catalog import Catalog
+from periscope_ingest.storage.accounts import AccountStore
+from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
-from periscope_ingest.web.app import build_app
+from periscope_ingest.sunset import Lifecycle
+from periscope_ingest.web.app import AppParts, build_app
 
 log = logging.getLogger(__name__)
+
+
+def broadcast_event(record: BroadcastRecord) -> dict:
+    """A webhook's view of a broadcast: its record, and where to get it."""
+    return {**record.as_json(), "mp4": f"/replays/{record.id}.mp4"}
 
 
 class PortInUse(Exception):
@@ -37,6 +45,11 @@ class Service:
             settings.rtmp.publisher_takeover_after, settings.recording.reconnect_grace
         )
         self.exports: Mp4Exports | None = None
+        self.accounts: AccountStore | None = None
+        self.lifecycle = Lifecycle(settings.sunset, self.layout.phase_file)
+        self.webhooks = Webhooks(settings.webhooks)
+        self._phase_changed = asyncio.Event()
+        self._phase_watch: asyncio.Task | None = None
         self.rtmp: RtmpServer | None = None
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Task | None = None
@@ -46,14 +59,32 @@ class Service:
         self.layout.ensure()
         self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
         await asyncio.to_thread(recover_interrupted, self.layout, catalog)
-        self.exports = Mp4Exports(self.layout, catalog, enabled=self.settings.recording.make_mp4)
+        if not self.settings.open_publish:
+            self.accounts = await asyncio.to_thread(
+                AccountStore, self.layout.accounts_path, self.layout.server_secret_path
+            )
+            await asyncio.to_thread(self._first_channel)
+        await self.webhooks.start()
+        self.exports = Mp4Exports(
+            self.layout,
+            catalog,
+            enabled=self.settings.recording.make_mp4,
+            on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
+        )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all):
             if record.status in ("ended", "interrupted") and record.mp4_size is None:
                 self.exports.schedule(record)
-        self.rtmp = RtmpServer(
-            self.settings, self.layout, self.registry, catalog, self.exports.schedule
+        policy = PublishPolicy(
+            lifecycle=self.lifecycle,
+            accounts=self.accounts,
+            on_started=lambda p: self.webhooks.emit(
+                "broadcast.started",
+                {"id": p.broadcast_id, "channel": p.channel, "started_at": iso(p.info.started_at)},
+            ),
+            on_ended=self._broadcast_ended,
         )
+        self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy)
         try:
             await self.rtmp.start()
         except OSError as exc:
@@ -62,7 +93,17 @@ class Service:
                 f" {exc.strerror or exc}"
             ) from None
         app = build_app(
-            self.layout, self.registry, catalog, self.exports, self.settings.admin_token
+            AppParts(
+                layout=self.layout,
+                registry=self.registry,
+                catalog=catalog,
+                exports=self.exports,
+                lifecycle=self.lifecycle,
+                webhooks=self.webhooks,
+                phase_changed=self._phase_changed,
+                accounts=self.accounts,
+                admin_token=self.settings.admin_token,
+            )
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -79,7 +120,9 @@ class Service:
         server = site._server
         assert server is not None and server.sockets
         self.http_port = server.sockets[0].getsockname()[1]
-        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+        loop = asyncio.get_running_loop()
+        self._retention = loop.create_task(self._retention_loop())
+        self._phase_watch = loop.create_task(self._watch_phase())
         log_event(
             log,
             logging.INFO,
@@ -91,19 +134,75 @@ class Service:
 
     async def stop(self) -> None:
         """Live playlists get ENDLIST and files are flushed before the HTTP side goes away."""
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+        for task in (self._retention, self._phase_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.rtmp is not None:
             await self.rtmp.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.exports is not None:
             await self.exports.stop()
+        await self.webhooks.stop()
         if self.catalog is not None:
             self.catalog.close()
+        if self.accounts is not None:
+            self.accounts.close()
         log_event(log, logging.INFO, "server_stopped")
+
+    def _broadcast_ended(self, record: BroadcastRecord) -> None:
+        assert self.exports is not None
+        self.exports.schedule(record)
+        self.webhooks.emit("broadcast.ended", broadcast_event(record))
+
+    def _first_channel(self) -> None:
+        """A first start with accounts and none yet: make one, so that publishing works at once.
+
+        Its secrets go to the terminal once (like `accounts create`), never to the log.
+        """
+        assert self.accounts is not None
+        if self.accounts.count() > 0 or self.lifecycle.registration_refusal() is not None:
+            return
+        credentials = self.accounts.create(self.settings.first_channel)
+        host = "HOST" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
+        print(
+            "\n".join(
+                [
+                    "",
+                    "First start: created the channel "
+                    f"{credentials.handle!r}. These secrets are shown only now:",
+                    f"  RTMP server (OBS 'Server'):   rtmp://{host}:{self.settings.rtmp_port}"
+                    f"/{self.settings.rtmp.app}",
+                    f"  Stream key:                   {credentials.stream_key}",
+                    f"  API token:                    {credentials.token}",
+                    f"  Watch:                        http://{host}:{self.settings.http_port}"
+                    f"/live/{credentials.handle}/index.m3u8",
+                    "More channels: periscope-ingest accounts create HANDLE",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+
+    async def _watch_phase(self) -> None:
+        """End live broadcasts the moment broadcasts close (by date or by the admin API)."""
+        from periscope_ingest.sunset import Phase
+
+        while True:
+            if self.lifecycle.phase() >= Phase.BROADCASTS_CLOSED and self.registry.live():
+                assert self.rtmp is not None
+                reason = self.lifecycle.publish_refusal() or "broadcasts are closed"
+                log_event(log, logging.WARNING, "broadcasts_closed", reason=reason)
+                await self.rtmp.end_all_broadcasts(reason)
+            next_change = self.lifecycle.next_change()
+            wait = 60.0
+            if next_change is not None:
+                wait = min(wait, max(0.0, (next_change - datetime.now(UTC)).total_seconds()))
+            self._phase_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._phase_changed.wait(), wait + 0.05)
 
     async def _retention_loop(self) -> None:
         settings = self.settings.recording
@@ -150,4 +249,13 @@ async def serve(settings: Settings) -> None:
     try:
         await stop.wait()
     finally:
-        await service.stop()
+        try:
+            await asyncio.wait_for(service.stop(), settings.shutdown_timeout)
+        except TimeoutError:
+            # Whatever was not finalised is recovered (marked interrupted) at the next start.
+            log_event(
+                log,
+                logging.ERROR,
+                "shutdown_timeout",
+                reason=f"not finished within shutdown_timeout={settings.shutdown_timeout:g} s",
+            )

@@ -10,17 +10,17 @@ from periscope_ingest.config import SettingsError, load_settings
 def test_defaults() -> None:
     settings = load_settings()
     assert (settings.rtmp_port, settings.http_port, settings.host) == (1935, 8080, "0.0.0.0")
-    assert settings.open_publish is True
+    assert settings.open_publish is False  # accounts by default
     assert settings.hls.segment_duration == 2.0 and settings.hls.window == 6
 
 
 def test_env_with_nested_sections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERISCOPE_RTMP_PORT", "1936")
-    monkeypatch.setenv("PERISCOPE_OPEN_PUBLISH", "false")
+    monkeypatch.setenv("PERISCOPE_OPEN_PUBLISH", "true")
     monkeypatch.setenv("PERISCOPE_HLS__WINDOW", "9")
     monkeypatch.setenv("PERISCOPE_RTMP__MAX_MESSAGE_SIZE", "1000000")
     settings = load_settings()
-    assert settings.rtmp_port == 1936 and settings.open_publish is False
+    assert settings.rtmp_port == 1936 and settings.open_publish is True
     assert settings.hls.window == 9 and settings.rtmp.max_message_size == 1_000_000
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import replace
 
 from periscope_ingest.logs import log_event
@@ -23,8 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class Mp4Exports:
-    def __init__(self, layout: DataLayout, catalog: Catalog, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        layout: DataLayout,
+        catalog: Catalog,
+        enabled: bool = True,
+        on_ready: Callable[[BroadcastRecord], None] | None = None,
+    ) -> None:
         self._layout = layout
+        self._on_ready = on_ready
         self._catalog = catalog
         self._enabled = enabled
         self._one_at_a_time = asyncio.Semaphore(1)  # a remux is disk-bound: no point in more
@@ -49,16 +57,18 @@ class Mp4Exports:
     async def _make(self, record: BroadcastRecord, done: asyncio.Event) -> None:
         try:
             async with self._one_at_a_time:
-                size = await asyncio.to_thread(self._export, record)
-            if size is not None:
+                ready = await asyncio.to_thread(self._export, record)
+            if ready is not None:
                 log_event(
                     log,
                     logging.INFO,
                     "recording_ready",
                     channel=record.channel,
                     broadcast=record.id,
-                    size=size,
+                    size=ready.mp4_size,
                 )
+                if self._on_ready is not None:
+                    self._on_ready(ready)
         except Exception as exc:  # the streamed download still works without the file
             log_event(
                 log,
@@ -71,7 +81,7 @@ class Mp4Exports:
         finally:
             done.set()
 
-    def _export(self, record: BroadcastRecord) -> int | None:
+    def _export(self, record: BroadcastRecord) -> BroadcastRecord | None:
         """Blocking: remux the segments into recording.mp4 and note its size in the record."""
         target = self._layout.recording_mp4(record.channel, record.id)
         segments = recording_segments(self._layout, record)
@@ -90,7 +100,7 @@ class Mp4Exports:
         current = replace(current, mp4_size=size)
         write_record(directory, current)
         self._catalog.put(current)
-        return size
+        return current
 
     async def stop(self) -> None:
         for task in list(self._tasks):

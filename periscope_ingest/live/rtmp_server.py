@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from periscope_ingest.config import Settings
 from periscope_ingest.live.pipeline import StreamPipeline
@@ -29,12 +30,24 @@ from periscope_ingest.rtmp.connection import (
     VideoReceived,
 )
 from periscope_ingest.rtmp.errors import ProtocolError
+from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout, is_channel_name, new_broadcast_id
+from periscope_ingest.sunset import Lifecycle
 
 log = logging.getLogger(__name__)
 
 _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPolicy:
+    """Who may publish: accounts (or any key with open_publish) while the service accepts it."""
+
+    lifecycle: Lifecycle
+    accounts: AccountStore | None  # None: open publishing, the channel is the key
+    on_started: Callable[[StreamPipeline], None] | None = None
+    on_ended: Callable[[BroadcastRecord], None] | None = None
 
 
 class RtmpServer:
@@ -44,13 +57,13 @@ class RtmpServer:
         layout: DataLayout,
         registry: PublisherRegistry,
         catalog: Catalog,
-        on_broadcast_ended: Callable[[BroadcastRecord], None] | None = None,
+        policy: PublishPolicy,
     ) -> None:
         self.settings = settings
         self.layout = layout
         self.registry = registry
         self.catalog = catalog
-        self.on_broadcast_ended = on_broadcast_ended
+        self.policy = policy
         self.limits = RtmpLimits(
             max_chunk_size=settings.rtmp.max_chunk_size,
             max_message_size=settings.rtmp.max_message_size,
@@ -76,11 +89,18 @@ class RtmpServer:
         """Stop accepting, end every live stream cleanly (ENDLIST), close every connection."""
         if self._server is not None:
             self._server.close()
-        for session in list(self.sessions):
-            session.close_for_shutdown("server shutting down")
-        await self.registry.end_all("server shutting down")
+        await self.end_all_broadcasts("server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def end_all_broadcasts(self, reason: str) -> None:
+        """Every publisher is told (Unpublish.Success) and closed; every broadcast ends."""
+        for session in list(self.sessions):
+            session.close_for_shutdown(reason)
+        await self.registry.end_all(reason)
+
+    def connections_from(self, address: str) -> int:
+        return sum(1 for s in self.sessions if s.address == address)
 
 
 class RtmpSession(asyncio.Protocol):
@@ -91,6 +111,7 @@ class RtmpSession(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self.client = "?"
+        self.address = "?"
         self._publication: Publication | None = None
         self._channel: str | None = None
         self._stream_id: int | None = None
@@ -99,6 +120,7 @@ class RtmpSession(asyncio.Protocol):
         self._connected = False
         self._closed = False
         self._paused = False
+        self._writes_blocked = False
         self._tasks: set[asyncio.Task] = set()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -108,14 +130,15 @@ class RtmpSession(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.client = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if len(self._server.sessions) >= self._settings.rtmp.max_connections:
-            log_event(
-                log,
-                logging.WARNING,
-                "rtmp_refused",
-                client=self.client,
-                reason=f"max_connections={self._settings.rtmp.max_connections} reached",
-            )
+        self.address = str(peer[0]) if peer else "?"
+        limits = self._settings.rtmp
+        refusal = None
+        if len(self._server.sessions) >= limits.max_connections:
+            refusal = f"max_connections={limits.max_connections} reached"
+        elif self._server.connections_from(self.address) >= limits.max_connections_per_address:
+            refusal = f"max_connections_per_address={limits.max_connections_per_address} reached"
+        if refusal is not None:
+            log_event(log, logging.WARNING, "rtmp_refused", client=self.client, reason=refusal)
             transport.abort()
             self._closed = True
             return
@@ -138,6 +161,19 @@ class RtmpSession(asyncio.Protocol):
             return
         self._flush()
         self._apply_backpressure()
+
+    def pause_writing(self) -> None:
+        # A client that sends but does not read (pings, commands) would otherwise grow our
+        # write buffer without bound: stop reading from it until it reads.
+        if self._transport is not None:
+            self._writes_blocked = True
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._writes_blocked = False
+            if not self._paused:
+                self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -178,25 +214,39 @@ class RtmpSession(asyncio.Protocol):
             )
 
     async def _publish(self, request: PublishRequested) -> None:
-        channel = request.name
+        policy = self._server.policy
+        channel: str | None = None
         refusal = None
         if self._publication is not None or self._channel is not None:
             refusal = "this connection already published"
         elif request.app != self._settings.rtmp.app:
             refusal = f"unknown application {request.app!r}; publish to /{self._settings.rtmp.app}"
-        elif not is_channel_name(channel):
-            refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
-        elif not self._settings.open_publish:
-            refusal = "publishing is closed on this server"
+        elif (closed := policy.lifecycle.publish_refusal()) is not None:
+            refusal = closed
+        elif policy.accounts is None:
+            if is_channel_name(request.name):
+                channel = request.name
+            else:
+                refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
+        else:
+            account = await asyncio.to_thread(policy.accounts.by_stream_key, request.name)
+            if account is None:
+                # Never echo or log the key: the reason says what, not which.
+                refusal = "unknown, rotated or disabled stream key"
+            else:
+                channel = account.handle
+        live = len(self._server.registry.live())
+        if refusal is None and live >= self._settings.rtmp.max_publishers:
+            refusal = f"the server is full (max_publishers={self._settings.rtmp.max_publishers})"
         pipeline = None
-        if refusal is None:
+        if refusal is None and channel is not None:
             try:
                 pipeline = await self._server.registry.claim(channel)
             except ChannelBusy:
                 refusal = "this stream key is already live"
-        if refusal is not None:
+        if refusal is not None or channel is None:
             if not self._closed:
-                self._refuse(request.stream_id, channel, refusal)
+                self._refuse(request.stream_id, channel, refusal or "refused")
             return
         registry = self._server.registry
         if pipeline is None:
@@ -223,6 +273,8 @@ class RtmpSession(asyncio.Protocol):
             broadcast=pipeline.broadcast_id,
             client=self.client,
         )
+        if event == "publish_started" and policy.on_started is not None:
+            policy.on_started(pipeline)
 
     def _new_broadcast(self, channel: str) -> StreamPipeline:
         layout = self._server.layout
@@ -237,15 +289,15 @@ class RtmpSession(asyncio.Protocol):
             self._settings.hls,
             self._loop,
             self._server.catalog,
-            self._server.on_broadcast_ended,
+            self._server.policy.on_ended,
         )
 
-    def _refuse(self, stream_id: int, channel: str, reason: str) -> None:
+    def _refuse(self, stream_id: int, channel: str | None, reason: str) -> None:
         log_event(
             log,
             logging.WARNING,
             "publish_refused",
-            channel=channel if is_channel_name(channel) else None,
+            channel=channel,
             client=self.client,
             reason=reason,
         )
@@ -348,6 +400,7 @@ class RtmpSession(asyncio.Protocol):
         if publication.pipeline.backlog() <= self._settings.hls.max_pending_packets // 2:
             self._paused = False
             self._last_data = self._loop.time()
-            self._transport.resume_reading()
+            if not self._writes_blocked:
+                self._transport.resume_reading()
         else:
             self._loop.call_later(0.05, self._maybe_resume)

@@ -64,7 +64,9 @@ class _InboundChunkStream:
     extended_value: int = 0
     extended_bytes: bytes = b""  # extended_value as sent, for comparing with type-3 chunks
     remaining: int = 0  # payload bytes still missing from the message in progress
-    parts: list | None = None  # received pieces of the message in progress
+    # Received pieces of the message in progress: views into the data of the current feed(),
+    # folded into one bytearray at the end of every feed() (see _own_partial_messages).
+    parts: list | None = None
 
 
 class ChunkReader:
@@ -150,13 +152,57 @@ class ChunkReader:
                 position = self._parse(buffer, view, 0, buffered, messages, True)
             if position < buffered:
                 del buffer[:position]  # still incomplete; deleting at the front is O(1)
+                self._own_partial_messages()
                 return messages
             buffer.clear()
             start = position - buffered
         position = self._parse(data, memoryview(data), start, len(data), messages, False)
         if position < len(data):
             buffer += memoryview(data)[position:]
+        self._own_partial_messages()
         return messages
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Memory held between feed() calls: the incomplete chunk plus partial messages.
+
+        A piece kept as a view counts as the whole object it views, because that is what it
+        keeps alive. Bounded by (chunk header + chunk size) + (messages in progress) times
+        max_message_size, at most max_chunk_streams of them.
+        """
+        total = len(self._buffer)
+        viewed: set[int] = set()
+        for stream in self._streams.values():
+            for part in stream.parts or ():
+                if isinstance(part, memoryview):
+                    if id(part.obj) not in viewed:
+                        viewed.add(id(part.obj))
+                        total += len(part.obj)  # type: ignore[arg-type]
+                else:
+                    total += len(part)
+        return total
+
+    def _own_partial_messages(self) -> None:
+        """Copy the pieces of unfinished messages out of the caller's data, into one bytearray.
+
+        Pieces are views into the data passed to feed() while it runs (so a message arriving
+        whole is copied once, by the final join). Keeping those views across calls would keep
+        every feed()'s whole data alive for one small piece of it, and keeping one object per
+        chunk would cost ~40 bytes of overhead for every 1-byte chunk: either would let memory
+        grow far past max_message_size per message.
+        """
+        for stream in self._streams.values():
+            parts = stream.parts
+            if parts is None or (len(parts) == 1 and type(parts[0]) is bytearray):
+                continue
+            if type(parts[0]) is bytearray:
+                owned = parts[0]
+                del parts[0]
+            else:
+                owned = bytearray()
+            for part in parts:
+                owned += part
+            stream.parts = [owned]
 
     def _parse(
         self,

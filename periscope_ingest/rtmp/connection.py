@@ -37,6 +37,8 @@ __all__ = [
 FMS_VERSION = "FMS/3,0,1,123"
 # Bit flags FMS reports; 31 is the value FMS 3 sends and every publisher accepts.
 FMS_CAPABILITIES = 31.0
+# How many distinct unknown message stream ids sending media are reported (and remembered).
+_MAX_UNKNOWN_MEDIA_STREAMS_REPORTED = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +162,9 @@ class ServerConnection:
         self._bytes_at_last_ack = 0
         # Message streams that sent media we dropped, reported once each.
         self._unknown_media_streams: set[int] = set()
-        # Streams deleted while their publish awaited the application's answer; the answer is
-        # then dropped instead of raising, since the application could not have known.
+        # Streams whose publish the client ended (FCUnpublish, deleteStream, closeStream) while
+        # it awaited the application's answer; that answer is then dropped instead of raising
+        # or being applied to a later publish, since the application could not have known.
         self._abandoned_requests: set[int] = set()
 
     # ----------------------------------------------------------------------------- public
@@ -174,6 +177,16 @@ class ServerConnection:
     @property
     def handshake_complete(self) -> bool:
         return self._handshake.complete
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes held for later: partial handshake, chunk and messages.
+
+        Never more than 1537 + 1536 during the handshake; afterwards at most one chunk (header
+        plus max_chunk_size) plus max_message_size for each of at most max_chunk_streams
+        messages in progress. Excludes data_to_send(), which the caller drains.
+        """
+        return self._handshake.buffered_bytes + self._reader.buffered_bytes
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process bytes from the client; return the events they complete.
@@ -307,7 +320,12 @@ class ServerConnection:
                 return
             stream.media_drop_reported = True
         else:
-            if stream_id in self._unknown_media_streams:
+            # Message stream ids are 32 bits: remembering every one a client invents would
+            # let it grow this set without limit, so reporting stops after a few.
+            if (
+                stream_id in self._unknown_media_streams
+                or len(self._unknown_media_streams) >= _MAX_UNKNOWN_MEDIA_STREAMS_REPORTED
+            ):
                 return
             self._unknown_media_streams.add(stream_id)
         kind = "video" if message.type_id == msg.VIDEO else "audio"
@@ -547,9 +565,6 @@ class ServerConnection:
             raise ProtocolError(f"deleteStream: expected a stream id, got {arg!r:.60}")
         if target is None:
             return
-        stream = self._streams.get(target)
-        if stream is not None and stream.publish_state is _PublishState.REQUESTED:
-            self._abandoned_requests.add(target)
         self._stop_by_client(target, "deleteStream", events)
         self._streams.pop(target, None)
 
@@ -561,6 +576,11 @@ class ServerConnection:
             _PublishState.PUBLISHING,
         ):
             return False
+        if stream.publish_state is _PublishState.REQUESTED:
+            # The application's answer to this request is still to come (OBS sends FCUnpublish
+            # and deleteStream right away when it stops): it is then dropped, and cannot be
+            # mistaken for an answer to a later publish on the same stream id.
+            self._abandoned_requests.add(stream_id)
         stream.publish_state = _PublishState.STOPPED
         events.append(PublishStopped(stream_id=stream_id, reason=reason))
         return True

@@ -63,6 +63,11 @@ class ServerHandshake:
     def complete(self) -> bool:
         return self.state is HandshakeState.COMPLETE
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Handshake bytes held until C0+C1 or C2 is complete (under 1537 + 1536)."""
+        return len(self._buffer)
+
     def receive_data(self, data: bytes) -> bytes:
         """Consume handshake bytes; return whatever follows C2 (the start of the chunk stream)."""
         if self.state is HandshakeState.COMPLETE:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from dataclasses import replace
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from periscope_ingest import __version__
 from periscope_ingest.storage.catalog import STATUSES, BroadcastRecord, InvalidCursor
 from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_name
 from periscope_ingest.storage.recordings import write_record
 from periscope_ingest.storage.retention import delete_broadcast
-from periscope_ingest.web.context import ADMIN_TOKEN, CATALOG, LAYOUT, REGISTRY
-
-_NO_CACHE = {"Cache-Control": "no-cache"}
+from periscope_ingest.web.auth import require_owner_or_admin
+from periscope_ingest.web.context import CATALOG, LAYOUT, REGISTRY
+from periscope_ingest.web.models import (
+    BroadcastChanges,
+    BroadcastOut,
+    BroadcastPage,
+    HealthOut,
+    StreamsOut,
+    respond,
+)
+from periscope_ingest.web.openapi import openapi_json
 
 
 def broadcast_json(record: BroadcastRecord) -> dict:
@@ -45,17 +52,15 @@ async def find_broadcast(request: web.Request) -> BroadcastRecord:
 async def streams(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     live = sorted(registry.live(), key=lambda p: p.info.started_at)
-    return web.json_response(
-        {"streams": [{**p.info.as_json(), "reconnecting": p.suspended} for p in live]},
-        headers=_NO_CACHE,
+    return respond(
+        StreamsOut, {"streams": [{**p.info.as_json(), "reconnecting": p.suspended} for p in live]}
     )
 
 
 async def healthz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    return web.json_response(
-        {"status": "ok", "version": __version__, "live_streams": len(registry.live())},
-        headers=_NO_CACHE,
+    return respond(
+        HealthOut, {"status": "ok", "version": __version__, "live_streams": len(registry.live())}
     )
 
 
@@ -84,34 +89,16 @@ async def list_broadcasts(request: web.Request) -> web.Response:
         params = {k: v for k, v in {"channel": channel, "status": status}.items() if v}
         params.update(limit=str(limit), cursor=cursor)
         body["next"] = str(request.rel_url.with_query(params))
-    return web.json_response(body, headers=_NO_CACHE)
+    return respond(BroadcastPage, body)
 
 
 async def get_broadcast(request: web.Request) -> web.Response:
-    return web.json_response(broadcast_json(await find_broadcast(request)), headers=_NO_CACHE)
-
-
-class BroadcastChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(None, max_length=200)
-
-
-def require_admin(request: web.Request) -> None:
-    """Changing or deleting recordings needs the operator's token (constant-time compare)."""
-    token = request.app[ADMIN_TOKEN]
-    if token is None:
-        raise web.HTTPForbidden(text="set admin_token (PERISCOPE_ADMIN_TOKEN) to allow this\n")
-    given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise web.HTTPUnauthorized(
-            text="an admin token is required\n", headers={"WWW-Authenticate": "Bearer"}
-        )
+    return respond(BroadcastOut, broadcast_json(await find_broadcast(request)))
 
 
 async def patch_broadcast(request: web.Request) -> web.Response:
-    require_admin(request)
     record = await find_broadcast(request)
+    await require_owner_or_admin(request, record.channel)
     try:
         changes = BroadcastChanges.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -126,12 +113,12 @@ async def patch_broadcast(request: web.Request) -> web.Response:
     if record.status == "live":
         raise web.HTTPConflict(text="set the title once the broadcast has ended\n")
     await asyncio.to_thread(save)
-    return web.json_response(broadcast_json(updated), headers=_NO_CACHE)
+    return respond(BroadcastOut, broadcast_json(updated))
 
 
 async def delete_broadcast_route(request: web.Request) -> web.Response:
-    require_admin(request)
     record = await find_broadcast(request)
+    await require_owner_or_admin(request, record.channel)
     if record.status == "live":
         raise web.HTTPConflict(text="the broadcast is live; it can be deleted once it ends\n")
     await asyncio.to_thread(delete_broadcast, request.app[LAYOUT], request.app[CATALOG], record)
@@ -140,6 +127,7 @@ async def delete_broadcast_route(request: web.Request) -> web.Response:
 
 def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/api/streams", streams)
     app.router.add_get("/api/broadcasts", list_broadcasts)
     app.router.add_get("/api/broadcasts/{id}", get_broadcast)

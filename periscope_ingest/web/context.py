@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from pydantic import SecretStr
 
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.live.webhooks import Webhooks
+from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.sunset import Lifecycle
 
 LAYOUT = web.AppKey("layout", DataLayout)
 REGISTRY = web.AppKey("registry", PublisherRegistry)
 CATALOG = web.AppKey("catalog", Catalog)
 EXPORTS = web.AppKey("exports", Mp4Exports)
 ADMIN_TOKEN = web.AppKey("admin_token", SecretStr | None)
+ACCOUNTS = web.AppKey("accounts", AccountStore | None)  # None: open publishing, no accounts
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
+PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"

@@ -14,7 +14,9 @@ from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
 from periscope_ingest.storage.recordings import download_name, recording_segments
 from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
+from periscope_ingest.web.auth import require_owner_or_admin
 from periscope_ingest.web.context import (
+    ACCOUNTS,
     CATALOG,
     LAYOUT,
     LIVE_PLAYLIST_CACHE,
@@ -56,7 +58,8 @@ async def replay_segment(request: web.Request) -> web.StreamResponse:
         )
     except InvalidName:
         raise web.HTTPNotFound(text="not found\n") from None
-    return _file(path, SEGMENT_TYPE, SEGMENT_CACHE)
+    # fMP4 broadcasts have .m4s segments and an init-*.mp4; TS ones .ts.
+    return _file(path, SEGMENT_TYPE if path.suffix == ".ts" else MP4_TYPE, SEGMENT_CACHE)
 
 
 def _clip_range(request: web.Request) -> tuple[float | None, float | None]:
@@ -196,6 +199,8 @@ async def channel_archive(request: web.Request) -> web.StreamResponse:
     channel = request.match_info["channel"]
     if not is_channel_name(channel):
         raise web.HTTPNotFound(text="unknown channel\n")
+    if request.app[ACCOUNTS] is not None:  # with accounts, an archive is its owner's
+        await require_owner_or_admin(request, channel)
     catalog = request.app[CATALOG]
 
     def finished_broadcasts() -> list[BroadcastRecord]:

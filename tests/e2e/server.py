@@ -33,6 +33,10 @@ class ServerProcess:
             "PERISCOPE_HTTP_PORT": str(self.http_port),
             "PERISCOPE_DATA_DIR": str(data_dir),
             "PERISCOPE_LOG_LEVEL": "DEBUG",
+            # Tests read the key=value lines; test_logs.py checks the JSON form.
+            "PERISCOPE_LOG_FORMAT": "text",
+            # The live-path tests publish with any key; accounts have their own tests.
+            "PERISCOPE_OPEN_PUBLISH": "true",
             **env,
         }
         self.process: subprocess.Popen | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +18,9 @@ SEGMENT = bytes(range(256)) * 40  # 10240 bytes
 
 @pytest.fixture
 async def service(tmp_path: Path):
-    settings = load_settings(host="127.0.0.1", rtmp_port=0, http_port=0, data_dir=tmp_path / "d")
+    settings = load_settings(
+        host="127.0.0.1", rtmp_port=0, http_port=0, data_dir=tmp_path / "d", open_publish=True
+    )
     svc = Service(settings)
     await svc.start()
     channel = svc.layout.channel_dir("chan")
@@ -108,9 +111,9 @@ async def test_unknown_and_escaping_paths_are_404(service: Service, path: str) -
 async def test_streams_and_health_are_json(service: Service) -> None:
     status, headers, body = await fetch(service, "/api/streams")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
-    assert body == b'{"streams": []}'
+    assert json.loads(body) == {"streams": []}
     status, _, body = await fetch(service, "/healthz")
-    assert status == 200 and b'"status": "ok"' in body
+    assert status == 200 and json.loads(body)["status"] == "ok"
 
 
 async def test_service_stop_leaves_no_listener(service: Service) -> None:
@@ -130,6 +133,7 @@ async def test_changing_or_deleting_broadcasts_needs_the_admin_token(tmp_path: P
         http_port=0,
         data_dir=tmp_path / "d",
         admin_token="s3cret-token",
+        open_publish=True,
     )
     svc = Service(settings)
     await svc.start()
@@ -177,7 +181,7 @@ async def test_broadcast_listing_validates_and_paginates(service: Service) -> No
     while path:
         status, _, body = await fetch(service, path)
         assert status == 200
-        page = __import__("json").loads(body)
+        page = json.loads(body)
         seen += [b["id"] for b in page["broadcasts"]]
         path = page["next"]
     assert seen == [f"id{i:010d}" for i in reversed(range(5))]
