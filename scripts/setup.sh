@@ -13,3 +13,5 @@ if [ "${1:-}" = "--test" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+# hls.js for browsers without native HLS, from its npm package (never committed).
+scripts/install-hlsjs.sh || echo "hls.js not installed (needs npm): pages use the browser's native HLS" >&2

@@ -1,4 +1,4 @@
-"""HTTP: the app, live playlists and segments; the API and replays have their own modules.
+"""HTTP: the app; live playlists and segments (live.py), the API and replays have their own modules.
 
 Files are served with aiohttp's FileResponse (sendfile, Range, HEAD, conditional requests), never
 read whole into memory. Every path is built by DataLayout from names checked against strict
@@ -7,28 +7,35 @@ patterns, so no request reaches outside the data directory.
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+from dataclasses import dataclass
 
 from aiohttp import web
 from pydantic import SecretStr
 
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.live.webhooks import Webhooks
+from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
-from periscope_ingest.storage.layout import DataLayout, InvalidName
+from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.api import add_api_routes
 from periscope_ingest.web.context import (
+    ACCOUNTS,
     ADMIN_TOKEN,
     CATALOG,
     EXPORTS,
     LAYOUT,
-    LIVE_PLAYLIST_CACHE,
-    PLAYLIST_TYPE,
+    LIFECYCLE,
+    PHASE_CHANGED,
     REGISTRY,
-    SEGMENT_CACHE,
-    SEGMENT_TYPE,
+    WEBHOOKS,
 )
+from periscope_ingest.web.live import add_live_routes
+from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.replays import add_replay_routes
+from periscope_ingest.web.service_routes import add_service_routes, sunset_gate
 
 
 @web.middleware
@@ -55,58 +62,36 @@ async def cors(request: web.Request, handler):
     return response
 
 
-def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse:
-    if not path.is_file():
-        raise web.HTTPNotFound(text="not found\n")
-    return web.FileResponse(
-        path, headers={"Content-Type": content_type, "Cache-Control": cache_control}
-    )
+@dataclass(frozen=True, slots=True)
+class AppParts:
+    """Everything the HTTP side reaches; built by service.py."""
+
+    layout: DataLayout
+    registry: PublisherRegistry
+    catalog: Catalog
+    exports: Mp4Exports
+    lifecycle: Lifecycle
+    webhooks: Webhooks
+    phase_changed: asyncio.Event
+    accounts: AccountStore | None = None  # None: open publishing, no accounts
+    admin_token: SecretStr | None = None
 
 
-async def live_playlist(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT]
-    try:
-        path = layout.live_playlist(request.match_info["channel"])
-    except InvalidName:
-        raise web.HTTPNotFound(text="unknown stream\n") from None
-    return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
-
-
-async def master_playlist(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT]
-    try:
-        path = layout.master_playlist(request.match_info["channel"])
-    except InvalidName:
-        raise web.HTTPNotFound(text="unknown stream\n") from None
-    return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
-
-
-async def segment(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT]
-    m = request.match_info
-    try:
-        path = layout.find_segment(m["channel"], m["broadcast"], m["segment"])
-    except InvalidName:
-        raise web.HTTPNotFound(text="not found\n") from None
-    return _file(path, SEGMENT_TYPE, SEGMENT_CACHE)
-
-
-def build_app(
-    layout: DataLayout,
-    registry: PublisherRegistry,
-    catalog: Catalog,
-    exports: Mp4Exports,
-    admin_token: SecretStr | None = None,
-) -> web.Application:
-    app = web.Application(middlewares=[cors])
-    app[ADMIN_TOKEN] = admin_token
-    app[LAYOUT] = layout
-    app[REGISTRY] = registry
-    app[CATALOG] = catalog
-    app[EXPORTS] = exports
+def build_app(parts: AppParts) -> web.Application:
+    # cors outermost, so that even a 410 after shutdown reaches players on other origins.
+    app = web.Application(middlewares=[cors, sunset_gate])
+    app[LAYOUT] = parts.layout
+    app[REGISTRY] = parts.registry
+    app[CATALOG] = parts.catalog
+    app[EXPORTS] = parts.exports
+    app[LIFECYCLE] = parts.lifecycle
+    app[WEBHOOKS] = parts.webhooks
+    app[PHASE_CHANGED] = parts.phase_changed
+    app[ACCOUNTS] = parts.accounts
+    app[ADMIN_TOKEN] = parts.admin_token
     add_api_routes(app)
-    app.router.add_get("/live/{channel}/index.m3u8", live_playlist)
-    app.router.add_get("/live/{channel}/master.m3u8", master_playlist)
-    app.router.add_get("/live/{channel}/{broadcast}/{segment}", segment)
+    add_service_routes(app)
+    add_live_routes(app)
     add_replay_routes(app)
+    add_page_routes(app)  # last: its patterns must not shadow the routes above
     return app
