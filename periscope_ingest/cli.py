@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the RTMP and HTTP servers", parents=[common])
+    status = commands.add_parser(
+        "status", help="live streams of the running server: bitrate, viewers", parents=[common]
+    )
+    status.add_argument("--url", help="the server's HTTP address (default: from the settings)")
 
     broadcasts = commands.add_parser("broadcasts", help="recorded broadcasts")
     broadcasts_commands = broadcasts.add_subparsers(dest="action", required=True)
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "status":
+        return _status(settings, args.url)
     try:
         if args.command == "broadcasts":
             return _broadcasts_list(settings, args)
@@ -117,6 +123,35 @@ def _serve(settings: Settings) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _status(settings: Settings, url: str | None) -> int:
+    import urllib.error
+    import urllib.request
+
+    if url is None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        url = f"http://{host}:{settings.http_port}"
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/streams", timeout=5) as response:
+            streams = json.loads(response.read())["streams"]
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"periscope-ingest: no server answers at {url}: {exc}", file=sys.stderr)
+        return 1
+    if not streams:
+        print("no live streams")
+        return 0
+    print(f"{'CHANNEL':20}  {'SINCE':20}  {'VIDEO':24}  {'KBIT/S':>7}  {'FPS':>5}  VIEWERS")
+    for s in streams:
+        video = f"{s['resolution'] or '-'} {s['video_codec'] or ''}".strip()
+        kbits = f"{s['bitrate'] / 1000:.0f}" if s["bitrate"] else "-"
+        fps = f"{s['frame_rate']:.1f}" if s["frame_rate"] else "-"
+        state = " (reconnecting)" if s.get("reconnecting") else ""
+        print(
+            f"{s['channel']:20.20}  {s['started_at'][:19]:20}  {video:24.24}  {kbits:>7}"
+            f"  {fps:>5}  {s.get('viewers', 0)}{state}"
+        )
     return 0
 
 

@@ -111,6 +111,13 @@ class HlsSettings(_Section):
         le=2.0,
         description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
     )
+    poster_interval: float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="Seconds a live stream's poster (/live/<channel>/poster.jpg) is kept before it"
+        " is made again from the newest segment",
+    )
 
     @model_validator(mode="after")
     def _low_latency_needs_fmp4(self) -> HlsSettings:

@@ -16,6 +16,7 @@ from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
+from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
@@ -48,6 +49,12 @@ class Service:
         self.accounts: AccountStore | None = None
         self.lifecycle = Lifecycle(settings.sunset, self.layout.phase_file)
         self.webhooks = Webhooks(settings.webhooks)
+        self.metrics = Metrics()
+        self.viewers = ViewerCounter()
+        self.metrics.live_streams.set_function(lambda: len(self.registry.live()))
+        self.metrics.publishers.set_function(
+            lambda: sum(1 for p in self.registry.live() if not p.suspended)
+        )
         self._phase_changed = asyncio.Event()
         self._phase_watch: asyncio.Task | None = None
         self.rtmp: RtmpServer | None = None
@@ -70,6 +77,7 @@ class Service:
             catalog,
             enabled=self.settings.recording.make_mp4,
             on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
+            metrics=self.metrics,
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all):
@@ -83,6 +91,7 @@ class Service:
                 {"id": p.broadcast_id, "channel": p.channel, "started_at": iso(p.info.started_at)},
             ),
             on_ended=self._broadcast_ended,
+            metrics=self.metrics,
         )
         self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy)
         try:
@@ -103,6 +112,8 @@ class Service:
                 phase_changed=self._phase_changed,
                 accounts=self.accounts,
                 admin_token=self.settings.admin_token,
+                metrics=self.metrics,
+                viewers=self.viewers,
             )
         )
         self._runner = web.AppRunner(app, access_log=None)
@@ -156,6 +167,8 @@ class Service:
         assert self.exports is not None
         self.exports.schedule(record)
         self.webhooks.emit("broadcast.ended", broadcast_event(record))
+        self.metrics.forget_channel(record.channel)
+        self.viewers.forget(record.channel)
 
     def _first_channel(self) -> None:
         """A first start with accounts and none yet: make one, so that publishing works at once.

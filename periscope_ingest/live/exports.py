@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, export_mp4
+from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout
@@ -30,7 +31,9 @@ class Mp4Exports:
         catalog: Catalog,
         enabled: bool = True,
         on_ready: Callable[[BroadcastRecord], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._layout = layout
         self._on_ready = on_ready
         self._catalog = catalog
@@ -69,7 +72,11 @@ class Mp4Exports:
                 )
                 if self._on_ready is not None:
                     self._on_ready(ready)
+                if self._metrics is not None:
+                    self._metrics.exports.labels("ok").inc()
         except Exception as exc:  # the streamed download still works without the file
+            if self._metrics is not None:
+                self._metrics.exports.labels("failed").inc()
             log_event(
                 log,
                 logging.ERROR,

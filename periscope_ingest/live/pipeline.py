@@ -48,6 +48,7 @@ from periscope_ingest.media.ingest import (
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
 from periscope_ingest.media.playlist import LowLatencySettings
 from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
+from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 
@@ -113,6 +114,7 @@ class StreamPipeline:
         loop: asyncio.AbstractEventLoop,
         catalog: Catalog,
         on_ended: Callable[[BroadcastRecord], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.channel = channel
         self.broadcast_id = broadcast_id
@@ -122,6 +124,12 @@ class StreamPipeline:
         self._on_ended = on_ended
         self.info = StreamInfo(channel, broadcast_id, datetime.now(UTC))
         self.suspended = False
+        self.poster_interval = hls.poster_interval  # how often its live poster is renewed
+        self._metrics = metrics
+        self._cut_at: dict[int, float] = {}  # segment sequence -> when its end frame arrived
+        # Children looked up once: a labelled lookup per message would cost more than parsing it.
+        self._ingest_bytes = metrics.ingest_bytes.labels(channel) if metrics else None
+        self._ingest_messages = metrics.ingest_messages.labels(channel) if metrics else None
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
@@ -177,11 +185,20 @@ class StreamPipeline:
 
     def video(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
+        self._count(payload)
         self._handle(self._assembler.video_message(timestamp, payload))
 
     def audio(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
+        self._count(payload)
         self._handle(self._assembler.audio_message(timestamp, payload))
+
+    def _count(self, payload: bytes) -> None:
+        if self._metrics is not None and self._ingest_bytes and self._ingest_messages:
+            self._ingest_bytes.inc(len(payload))
+            self._ingest_messages.inc()
+            self._metrics.ingest_bytes_all.inc(len(payload))
+            self._metrics.ingest_messages_all.inc()
 
     def backlog(self) -> int:
         """Commands the disk writer has not done yet (the session pauses reading when high)."""
@@ -383,6 +400,7 @@ class StreamPipeline:
             command = CloseSegment(duration_ticks, target_duration_s, duration_ms, last_part)
         else:
             command = CloseSegment(duration_ticks, target_duration_s)
+        self._cut_at[self._next_sequence - 1] = time.monotonic()
         self._worker.send(command)
         self._recent.append((duration_ticks, self._tally))
         self._tally = _SegmentTally()
@@ -459,6 +477,12 @@ class StreamPipeline:
 
     def _published(self, published: SegmentPublished) -> None:
         self.info.segments += 1
+        cut_at = self._cut_at.pop(published.sequence, None)
+        if self._metrics is not None:
+            self._metrics.segments_written.inc()
+            self._metrics.segment_write_seconds.observe(published.write_seconds)
+            if cut_at is not None:
+                self._metrics.listing_delay_seconds.observe(time.monotonic() - cut_at)
         log_event(
             log,
             logging.DEBUG,

@@ -18,6 +18,7 @@ from periscope_ingest.logs import log_event
 from periscope_ingest.media.aac import CodecConfigError as AacConfigError
 from periscope_ingest.media.avc import CodecConfigError as AvcConfigError
 from periscope_ingest.media.flv import FlvError
+from periscope_ingest.metrics import Metrics
 from periscope_ingest.rtmp.connection import (
     AudioReceived,
     Connected,
@@ -48,6 +49,7 @@ class PublishPolicy:
     accounts: AccountStore | None  # None: open publishing, the channel is the key
     on_started: Callable[[StreamPipeline], None] | None = None
     on_ended: Callable[[BroadcastRecord], None] | None = None
+    metrics: Metrics | None = None
 
 
 class RtmpServer:
@@ -139,10 +141,14 @@ class RtmpSession(asyncio.Protocol):
             refusal = f"max_connections_per_address={limits.max_connections_per_address} reached"
         if refusal is not None:
             log_event(log, logging.WARNING, "rtmp_refused", client=self.client, reason=refusal)
+            if (metrics := self._server.policy.metrics) is not None:
+                metrics.connections_refused.labels(refusal.split("=", 1)[0]).inc()
             transport.abort()
             self._closed = True
             return
         self._server.sessions.add(self)
+        if (metrics := self._server.policy.metrics) is not None:
+            metrics.connections.inc()
         self._arm_timer(self._settings.rtmp.handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -179,6 +185,8 @@ class RtmpSession(asyncio.Protocol):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self in self._server.sessions and (metrics := self._server.policy.metrics) is not None:
+            metrics.connections.dec()
         self._server.sessions.discard(self)
         self._suspend()
 
@@ -290,9 +298,12 @@ class RtmpSession(asyncio.Protocol):
             self._loop,
             self._server.catalog,
             self._server.policy.on_ended,
+            self._server.policy.metrics,
         )
 
     def _refuse(self, stream_id: int, channel: str | None, reason: str) -> None:
+        if (metrics := self._server.policy.metrics) is not None:
+            metrics.publishes_refused.labels(_refusal_category(reason)).inc()
         log_event(
             log,
             logging.WARNING,
@@ -336,6 +347,8 @@ class RtmpSession(asyncio.Protocol):
             )
 
     def _fail(self, reason: str) -> None:
+        if (metrics := self._server.policy.metrics) is not None:
+            metrics.connections_closed.labels(_failure_category(reason)).inc()
         log_event(
             log,
             logging.WARNING,
@@ -404,3 +417,31 @@ class RtmpSession(asyncio.Protocol):
                 self._transport.resume_reading()
         else:
             self._loop.call_later(0.05, self._maybe_resume)
+
+
+def _refusal_category(reason: str) -> str:
+    """A bounded label for a refusal's free-text reason."""
+    for needle, category in (
+        ("no longer accepts", "broadcasts_closed"),
+        ("stream key", "bad_key"),
+        ("already live", "busy"),
+        ("max_publishers", "full"),
+        ("application", "wrong_app"),
+        ("already published", "repeated"),
+    ):
+        if needle in reason:
+            return category
+    return "other"
+
+
+def _failure_category(reason: str) -> str:
+    for needle, category in (
+        ("handshake_timeout", "handshake_timeout"),
+        ("idle_timeout", "idle_timeout"),
+        ("exceeds", "limit"),
+        ("protocol error", "protocol_error"),
+        ("malformed media", "malformed_media"),
+    ):
+        if needle in reason:
+            return category
+    return "other"

@@ -21,6 +21,7 @@ import logging
 import posixpath
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -110,6 +111,7 @@ class SegmentPublished:
     sequence: int
     duration_ms: int
     size: int
+    write_seconds: float = 0.0  # closing, listing and recording it, in this thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ Command = (
     UseTracks | OpenSegment | MediaPacket | CutPart | CloseSegment | EndPlaylist | UpdateRecord
 )
 _STOP = object()
+# How stale a live broadcast's duration/size in broadcast.json and the catalog may get.
+RECORD_SAVE_EVERY_S = 10.0
 
 
 class SegmentWorker:
@@ -180,6 +184,7 @@ class SegmentWorker:
         self._on_published = on_published
         self._on_ended = on_ended
         self._recording: LivePlaylist | None = None
+        self._record_saved_at = 0.0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._templates: StreamTemplates | None = None
         self._tracks: UseTracks | None = None
@@ -249,7 +254,10 @@ class SegmentWorker:
         elif isinstance(command, OpenSegment):
             self._open_segment(command)
         elif isinstance(command, CloseSegment):
-            self._close_segment(command)
+            started = time.perf_counter()
+            published = self._close_segment(command)
+            if published is not None:
+                self._on_published(replace(published, write_seconds=time.perf_counter() - started))
         elif isinstance(command, UseTracks):
             # Takes effect at the next segment: a segment's streams are fixed when it opens.
             self._next_tracks = command
@@ -346,9 +354,9 @@ class SegmentWorker:
             playlist.add_part(part)
         self._playlist = playlist
 
-    def _close_segment(self, command: CloseSegment) -> None:
+    def _close_segment(self, command: CloseSegment) -> SegmentPublished | None:
         if self._open is None or (self._muxer is None and self._segment_file is None):
-            return
+            return None
         if self._muxer is not None:
             size = self._muxer.close()
             self._muxer = None
@@ -398,8 +406,12 @@ class SegmentWorker:
             segments=record.segments + 1,
             discontinuities=record.discontinuities + (1 if opened.discontinuity else 0),
         )
-        self._save_record()
-        self._on_published(SegmentPublished(opened.sequence, duration_ms, size))
+        # The record's running totals are for listings only (recovery recounts them from the
+        # recording playlist): saving them every few segments, not every one, halves the file
+        # work per segment.
+        if record.segments == 0 or time.monotonic() - self._record_saved_at >= RECORD_SAVE_EVERY_S:
+            self._save_record()
+        return SegmentPublished(opened.sequence, duration_ms, size)
 
     def _write_playlist(self) -> None:
         playlist = self._playlist
@@ -427,6 +439,7 @@ class SegmentWorker:
     def _save_record(self) -> None:
         write_record(self._files.directory, self._record)
         self._catalog.put(self._record)
+        self._record_saved_at = time.monotonic()
 
     def _end(self, status: str) -> None:
         if self._playlist is not None and self._recording is not None:

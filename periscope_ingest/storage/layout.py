@@ -14,6 +14,7 @@ publisher can reach outside the data directory.
     <data_dir>/channels/<channel>/<broadcast>/recording.m3u8   EVENT while live, then VOD
     <data_dir>/channels/<channel>/<broadcast>/broadcast.json   the broadcast's record (the truth)
     <data_dir>/channels/<channel>/<broadcast>/recording.mp4    the MP4 export, once made
+    <data_dir>/channels/<channel>/<broadcast>/poster.jpg       the replay's poster, once asked for
     <data_dir>/catalog.sqlite3                        index over the records, rebuildable
     <data_dir>/accounts.sqlite3                       accounts (keyed hashes of their secrets)
     <data_dir>/server-secret                          the key of those hashes (mode 0600)
@@ -41,6 +42,7 @@ MASTER_PLAYLIST = "master.m3u8"
 RECORDING_PLAYLIST = "recording.m3u8"
 RECORD_FILE = "broadcast.json"
 RECORDING_MP4 = "recording.mp4"
+POSTER_FILE = "poster.jpg"
 
 
 class InvalidName(ValueError):
@@ -141,6 +143,10 @@ class DataLayout:
 
     def recording_mp4(self, channel: str, broadcast_id: str) -> Path:
         return self.broadcast_dir(channel, broadcast_id) / RECORDING_MP4
+
+    def poster_path(self, channel: str, broadcast_id: str) -> Path:
+        """The finished broadcast's poster image (JPEG), made on first request."""
+        return self.broadcast_dir(channel, broadcast_id) / POSTER_FILE
 
     def segment_paths(self, channel: str, broadcast_id: str, names: list[str]) -> list[Path]:
         """Paths of segments named in a recording playlist (names checked like requests)."""

@@ -18,9 +18,9 @@ from periscope_ingest.media.playlist_reader import (
     read_media_playlist,
     render_vod,
 )
-from periscope_ingest.storage.atomic import write_atomic
+from periscope_ingest.storage.atomic import partial_path, write_atomic
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
-from periscope_ingest.storage.layout import RECORDING_PLAYLIST, DataLayout
+from periscope_ingest.storage.layout import RECORDING_MP4, RECORDING_PLAYLIST, DataLayout
 from periscope_ingest.storage.recordings import read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def recover_interrupted(layout: DataLayout, catalog: Catalog) -> list[BroadcastR
     """At start-up: every broadcast still marked live was cut off by a crash. Finalise it."""
     recovered = []
     for directory in layout.broadcast_dirs():
+        # An MP4 export cut short by the last exit; it is made again.
+        partial_path(directory / RECORDING_MP4).unlink(missing_ok=True)
         record = read_record(directory)
         if record is None or record.status != "live":
             continue

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import replace
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from periscope_ingest import __version__
@@ -15,7 +17,7 @@ from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_nam
 from periscope_ingest.storage.recordings import write_record
 from periscope_ingest.storage.retention import delete_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
-from periscope_ingest.web.context import CATALOG, LAYOUT, REGISTRY
+from periscope_ingest.web.context import CATALOG, LAYOUT, METRICS, REGISTRY, VIEWERS
 from periscope_ingest.web.models import (
     BroadcastChanges,
     BroadcastOut,
@@ -52,8 +54,36 @@ async def find_broadcast(request: web.Request) -> BroadcastRecord:
 async def streams(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     live = sorted(registry.live(), key=lambda p: p.info.started_at)
+    viewers = request.app[VIEWERS]
+    now = time.monotonic()
     return respond(
-        StreamsOut, {"streams": [{**p.info.as_json(), "reconnecting": p.suspended} for p in live]}
+        StreamsOut,
+        {
+            "streams": [
+                {
+                    **p.info.as_json(),
+                    "reconnecting": p.suspended,
+                    "viewers": viewers.count(p.channel, now),
+                }
+                for p in live
+            ]
+        },
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. Gauges read at scrape time are filled in here."""
+    registry = request.app[REGISTRY]
+    collected = request.app[METRICS]
+    viewers = request.app[VIEWERS]
+    now = time.monotonic()
+    for pipeline in registry.live():
+        collected.viewers.labels(pipeline.channel).set(viewers.count(pipeline.channel, now))
+    total = await asyncio.to_thread(request.app[CATALOG].total_size)
+    collected.recordings_bytes.set(total)
+    return web.Response(
+        body=collected.render(),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-cache"},
     )
 
 
@@ -128,6 +158,7 @@ async def delete_broadcast_route(request: web.Request) -> web.Response:
 def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/streams", streams)
     app.router.add_get("/api/broadcasts", list_broadcasts)
     app.router.add_get("/api/broadcasts/{id}", get_broadcast)

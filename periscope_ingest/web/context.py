@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.webhooks import Webhooks
+from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
@@ -23,6 +24,8 @@ ADMIN_TOKEN = web.AppKey("admin_token", SecretStr | None)
 ACCOUNTS = web.AppKey("accounts", AccountStore | None)  # None: open publishing, no accounts
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+METRICS = web.AppKey("metrics", Metrics)
+VIEWERS = web.AppKey("viewers", ViewerCounter)
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"

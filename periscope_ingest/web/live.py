@@ -23,6 +23,7 @@ not live, get the playlist file as before.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +37,7 @@ from periscope_ingest.web.context import (
     REGISTRY,
     SEGMENT_CACHE,
     SEGMENT_TYPE,
+    VIEWERS,
 )
 
 # fMP4 init segments and fragments (RFC 8216bis 3.3 names no type; this is what Apple serves).
@@ -79,11 +81,19 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         path = request.app[LAYOUT].live_playlist(channel)
     except InvalidName:
         raise web.HTTPNotFound(text="unknown stream\n") from None
+    live = request.app[REGISTRY].get(channel)
+    if live is not None:
+        # Who reloads a live playlist is watching it: the estimate behind "viewers".
+        request.app[VIEWERS].seen(channel, request.remote or "?", time.monotonic())
     msn = _int_param(request, "_HLS_msn")
     part = _int_param(request, "_HLS_part")
     skip = request.query.get("_HLS_skip")
     if part is not None and msn is None:
         raise web.HTTPBadRequest(text="_HLS_part needs _HLS_msn\n")
+    if msn is None and skip is None and live is not None and live.playlist is not None:
+        # The text the writer thread just wrote to the file: viewers reload it every couple of
+        # seconds, and answering from memory saves a stat, an open and a read per request.
+        return _playlist_response(live.playlist.text)
     pipeline = _low_latency_pipeline(request, channel)
     if pipeline is None or (msn is None and skip is None):
         return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
@@ -102,6 +112,10 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     if update is None:
         return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
     text = update.delta if skip in ("YES", "v2") and update.delta is not None else update.text
+    return _playlist_response(text)
+
+
+def _playlist_response(text: str) -> web.Response:
     return web.Response(
         body=text.encode(),
         headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE},

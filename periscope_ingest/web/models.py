@@ -46,6 +46,7 @@ class StreamOut(_Out):
     segments: int
     playlist: str
     reconnecting: bool = Field(description="the publisher dropped off; within reconnect grace")
+    viewers: int = Field(description="clients that reloaded the live playlist in the last 30 s")
 
 
 class StreamsOut(_Out):

@@ -22,6 +22,7 @@ PLAYLIST = "application/vnd.apple.mpegurl"
 TS = "video/mp2t"
 MP4 = "video/mp4"
 HTML = "text/html"
+JPEG = "image/jpeg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ _LL_QUERY = (
 OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/healthz", "Liveness", m.HealthOut),
     Op("GET", "/api/openapi.json", "This description", "application/json"),
+    Op("GET", "/metrics", "Prometheus metrics", "text/plain"),
     Op("GET", "/api/streams", "Live streams", m.StreamsOut),
     Op("GET", "/api/broadcasts", "Broadcasts, newest first", m.BroadcastPage,
        query=_BROADCAST_QUERY, errors=(400,)),
@@ -81,10 +83,15 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/live/{channel}/index.m3u8", "Live media playlist", PLAYLIST, query=_LL_QUERY,
        errors=(400, 404, 503)),
     Op("GET", "/live/{channel}/master.m3u8", "Live master playlist", PLAYLIST, errors=(404,)),
+    Op("GET", "/live/{channel}/poster.jpg", "A still of the live stream (its newest keyframe,"
+       " refreshed every hls.poster_interval), else of the channel's last broadcast", JPEG,
+       errors=(404,)),
     Op("GET", "/live/{channel}/{broadcast}/{segment}", "A live segment, part or init segment",
        TS, errors=(404,)),
     Op("GET", "/replays/{id}/index.m3u8", "Replay playlist (EVENT while live, then VOD)",
        PLAYLIST, errors=(404,)),
+    Op("GET", "/replays/{id}/poster.jpg", "A still of the broadcast (a keyframe about a third"
+       " in; the newest one while live)", JPEG, errors=(404,)),
     Op("GET", "/replays/{id}/{segment}", "A replay segment", TS, errors=(404,)),
     Op("GET", "/replays/{id}.mp4", "The broadcast as one MP4 (Range on finished ones)", MP4,
        query=_CLIP_QUERY, errors=(400, 404)),

@@ -248,8 +248,10 @@ def test_kill_9_mid_broadcast_is_recovered_as_interrupted(tmp_path: Path) -> Non
         assert vod.ended and vod.playlist_type == "VOD"
         assert abs(sum(s.duration for s in vod.segments) - record["duration"]) <= 0.01
         assert playlist(restarted, channel).ended
-        assert not list(data.rglob(".*.part"))
+        # The segment being written at the kill is gone, not listed, not left half-written.
+        assert not [p for p in data.rglob(".*.part") if not p.name.startswith(".recording")]
         wait_mp4_ready(restarted, record["id"])
+        assert not list(data.rglob(".*.part"))
         status, _, mp4 = restarted.get(f"/replays/{record['id']}.mp4")
         assert status == 200
         assert abs(probe_mp4(mp4)["duration"] - record["duration"]) <= 0.1

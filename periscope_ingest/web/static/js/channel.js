@@ -9,6 +9,7 @@ import {
   formatDuration,
   liveFor,
   pathParam,
+  poster,
   setText,
   startPage,
 } from "./common.js";
@@ -26,17 +27,37 @@ let finished = 0;
 
 const STATUS_TEXT = { live: "live now", ended: "ended", interrupted: "interrupted" };
 
+// A small still of the broadcast (the server's poster) over the colored placeholder, which stays
+// underneath until the image loads, and for good if it fails (the <img> is then removed). Only
+// asked for when the broadcast has video and a complete segment, so a 404 is rare.
+function thumbnail(b, href) {
+  const node = poster(b.channel);
+  Object.assign(node.style, { width: "96px", flex: "none", fontSize: "1rem", borderRadius: "4px", overflow: "hidden" });
+  if (b.video_codec && b.segments) {
+    const image = el("img", { src: `/replays/${encodeURIComponent(b.id)}/poster.jpg`, alt: "", decoding: "async", loading: "lazy" });
+    Object.assign(image.style, { position: "absolute", inset: "0", width: "100%", height: "100%", objectFit: "cover" });
+    image.addEventListener("error", () => image.remove(), { once: true });
+    node.prepend(image);
+  }
+  return el("a", { href, tabindex: "-1", "aria-hidden": "true" }, node);
+}
+
 function row(b) {
   const replay = `/replays/${encodeURIComponent(b.id)}`;
   const name = b.title || formatDate(b.started_at);
+  const href = b.status === "live" ? `/watch/${encodeURIComponent(b.channel)}` : replay;
   return el(
     "tr",
     { dataset: { broadcast: b.id } },
     el(
       "td",
       {},
-      el("a", { href: b.status === "live" ? `/watch/${encodeURIComponent(b.channel)}` : replay }, name),
-      b.title ? el("div", { class: "muted" }, formatDate(b.started_at)) : null,
+      el(
+        "div",
+        { style: { display: "flex", alignItems: "center", gap: "10px" } },
+        thumbnail(b, href),
+        el("div", {}, el("a", { href }, name), b.title ? el("div", { class: "muted" }, formatDate(b.started_at)) : null),
+      ),
     ),
     el("td", { class: "num", "data-label": "Duration" }, b.status === "live" ? liveFor(b.started_at) : formatDuration(b.duration)),
     el("td", { class: "num", "data-label": "Size" }, formatBytes(b.mp4_size ?? b.size)),

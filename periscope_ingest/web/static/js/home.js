@@ -3,13 +3,42 @@ import { api, el, formatDate, formatDuration, liveFor, poster, resolution, start
 
 const REFRESH_MS = 10_000;
 
+// The server's poster (a JPEG still of the stream) over the colored placeholder, which stays
+// underneath: until the image loads, and for good if it fails (the <img> is then removed). Only
+// asked for when the item has video and a complete segment, so a 404 is rare.
+function posterImage(src, name, ...overlays) {
+  const node = poster(name, ...overlays);
+  if (!src) return node;
+  const image = el("img", { src, alt: "", decoding: "async", loading: "lazy" });
+  Object.assign(image.style, {
+    position: "absolute",
+    inset: "0",
+    width: "100%",
+    height: "100%",
+    objectFit: "cover",
+  });
+  image.addEventListener("error", () => image.remove(), { once: true });
+  node.prepend(image); // the badge and length overlays come later: they stay on top
+  return node;
+}
+
+function livePosterUrl(stream) {
+  if (!stream.video_codec || !stream.segments) return null;
+  return `/live/${encodeURIComponent(stream.channel)}/poster.jpg`;
+}
+
+function replayPosterUrl(b) {
+  if (!b.video_codec || !b.segments) return null;
+  return `/replays/${encodeURIComponent(b.id)}/poster.jpg`;
+}
+
 function liveCard(stream, title) {
   const href = `/watch/${encodeURIComponent(stream.channel)}`;
   const badge = el("span", { class: "badge live" }, stream.reconnecting ? "Live · reconnecting" : "Live");
   return el(
     "li",
     { class: "card", dataset: { channel: stream.channel } },
-    el("a", { class: "cover", href, tabindex: "-1", "aria-hidden": "true" }, poster(stream.channel, badge)),
+    el("a", { class: "cover", href, tabindex: "-1", "aria-hidden": "true" }, posterImage(livePosterUrl(stream), stream.channel, badge)),
     el(
       "div",
       { class: "card-body" },
@@ -31,7 +60,7 @@ function replayCard(b) {
   return el(
     "li",
     { class: "card", dataset: { broadcast: b.id } },
-    el("a", { class: "cover", href, tabindex: "-1", "aria-hidden": "true" }, poster(b.channel, length)),
+    el("a", { class: "cover", href, tabindex: "-1", "aria-hidden": "true" }, posterImage(replayPosterUrl(b), b.channel, length)),
     el(
       "div",
       { class: "card-body" },
