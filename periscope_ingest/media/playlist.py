@@ -29,6 +29,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Self
 
 __all__ = [
     "DELTA_PROTOCOL_VERSION",
@@ -200,8 +201,11 @@ class LivePlaylist:
         media_sequence: int,
         discontinuity_sequence: int,
         playlist_type: str | None = None,
-    ) -> LivePlaylist:
+        **options: Any,
+    ) -> Self:
         """A playlist continuing earlier numbering: the next segment must carry `media_sequence`.
+
+        ``options`` go to the constructor (a LowLatencyPlaylist's ``low_latency``, ``map_uri``).
 
         Used when a publisher reconnects to the same broadcast, so clients reloading the
         playlist see sequence numbers keep increasing instead of starting over (6.2.2).
@@ -211,7 +215,7 @@ class LivePlaylist:
                 f"sequence numbers must be >= 0, got media {media_sequence}, "
                 f"discontinuity {discontinuity_sequence}"
             )
-        playlist = cls(target_duration_s, window, playlist_type)
+        playlist = cls(target_duration_s, window, playlist_type, **options)
         playlist._media_sequence = media_sequence
         playlist._discontinuity_sequence = discontinuity_sequence
         return playlist
@@ -539,31 +543,6 @@ class LowLatencyPlaylist(LivePlaylist):
         self._pending_parts: list[Part] = []  # parts of the segment being written
         self._open: _OpenSegment | None = None
         self._preload_hint: str | None = None
-
-    @classmethod
-    def starting_at_low_latency(
-        cls,
-        target_duration_s: int,
-        window: int | None,
-        media_sequence: int,
-        discontinuity_sequence: int,
-        *,
-        low_latency: LowLatencySettings,
-        map_uri: str = "init.mp4",
-        playlist_type: str | None = None,
-    ) -> LowLatencyPlaylist:
-        """Like `LivePlaylist.starting_at`, for a publisher reconnecting to a broadcast."""
-        if media_sequence < 0 or discontinuity_sequence < 0:
-            raise PlaylistError(
-                f"sequence numbers must be >= 0, got media {media_sequence}, "
-                f"discontinuity {discontinuity_sequence}"
-            )
-        playlist = cls(
-            target_duration_s, window, playlist_type, low_latency=low_latency, map_uri=map_uri
-        )
-        playlist._media_sequence = media_sequence
-        playlist._discontinuity_sequence = discontinuity_sequence
-        return playlist
 
     # -- state ------------------------------------------------------------------------------
 

@@ -310,9 +310,7 @@ def test_errors() -> None:
 
 
 def test_starting_at_continues_numbering() -> None:
-    playlist = LowLatencyPlaylist.starting_at_low_latency(
-        2, 3, 41, 2, low_latency=LowLatencySettings(500)
-    )
+    playlist = LowLatencyPlaylist.starting_at(2, 3, 41, 2, low_latency=LowLatencySettings(500))
     add_segment(playlist, 41)
     text = playlist.render()
     assert "#EXT-X-MEDIA-SEQUENCE:41\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n" in text
