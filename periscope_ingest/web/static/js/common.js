@@ -230,7 +230,10 @@ export function attachPlayer(video, url, hooks = {}) {
   const Hls = window.Hls;
   const hls = new Hls({
     enableWorker: true,
-    lowLatencyMode: false,
+    // Only takes effect on LL-HLS playlists (with parts); regular ones play as before.
+    lowLatencyMode: true,
+    // After a stall, catch up with the live edge by playing slightly faster.
+    maxLiveSyncPlaybackRate: 1.5,
     liveSyncDurationCount: 3,
     backBufferLength: 60,
     ...(hooks.hlsConfig || {}),
