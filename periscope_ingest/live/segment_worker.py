@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from periscope_ingest.logs import log_event
-from periscope_ingest.media.muxer import Fmp4SegmentWriter, StreamTemplates, TsSegmentMuxer
+from periscope_ingest.media.muxer import (
+    Fmp4SegmentWriter,
+    PacketRefused,
+    StreamTemplates,
+    TsSegmentMuxer,
+)
 from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
 from periscope_ingest.media.playlist import (
     LivePlaylist,
@@ -185,6 +190,7 @@ class SegmentWorker:
         self._on_ended = on_ended
         self._recording: LivePlaylist | None = None
         self._record_saved_at = 0.0
+        self._refused = 0  # packets the muxer would not take
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._templates: StreamTemplates | None = None
         self._tracks: UseTracks | None = None
@@ -231,10 +237,22 @@ class SegmentWorker:
             command = self._queue.get()
             if command is _STOP:
                 break
-            if self.failed is not None:
-                continue  # keep draining so the loop never blocks; nothing more is written
+            if self.failed is not None and not isinstance(command, EndPlaylist):
+                continue  # keep draining so the loop never blocks; only the ending is tried
             try:
                 self._execute(command)
+            except PacketRefused as exc:
+                # One bad packet costs that packet, not the recording.
+                self._refused += 1
+                if self._refused in (1, 10, 100) or self._refused % 1000 == 0:
+                    log_event(
+                        log,
+                        logging.WARNING,
+                        "packet_dropped",
+                        broadcast=self._record.id,
+                        count=self._refused,
+                        reason=str(exc),
+                    )
             except Exception as exc:  # a disk or muxer failure ends this stream, not the server
                 self.failed = exc
                 log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))

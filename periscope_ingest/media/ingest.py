@@ -113,6 +113,7 @@ class StreamAssembler:
         self._audio_anchor = 0  # ticks of the sample clock's origin
         self._audio_samples = 0  # samples since the anchor
         self._audio_clock_running = False
+        self._audio_end = -(2**62)  # end of the last audio frame placed, in ticks
         self._base_ms = 0  # added to the timeline: a resumed broadcast continues where it was
         self._latest_ms = 0  # end of the latest packet placed, on the output timeline
         self._restarted = False
@@ -271,13 +272,16 @@ class StreamAssembler:
             if abs(clock - encoder_ticks) > _AUDIO_RESYNC_TICKS:
                 self._audio_clock_running = False
         if not self._audio_clock_running or discontinuity:
-            self._audio_anchor = encoder_ticks
+            # Follow the encoder again, but never back before the end of the last audio frame:
+            # an AAC frame that would overlap it makes the muxer refuse the packet.
+            self._audio_anchor = max(encoder_ticks, self._audio_end)
             self._audio_samples = 0
             self._audio_clock_running = True
         # Integer positions from the cumulative sample count: no drift, no rounding build-up.
         start = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
         self._audio_samples += config.samples_per_frame
         end = self._audio_anchor + self._audio_samples * TICKS_PER_SECOND // rate
+        self._audio_end = end
         self._latest_ms = max(self._latest_ms, -(-end // TICKS_PER_MS))
         packet = MediaPacket("audio", start, start, True, frame.data, end - start)
         out.append(Placed(packet, discontinuity))

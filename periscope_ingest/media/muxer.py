@@ -109,6 +109,11 @@ def _av1_codec_id() -> int:
     return av.codec.Codec("av1", "r").id
 
 
+class PacketRefused(Exception):
+    """The muxer would not take one packet (e.g. a timestamp that does not increase); the
+    segment is still good without it."""
+
+
 class TsSegmentMuxer:
     """Writes one MPEG-TS segment file; open a new one for each segment."""
 
@@ -137,7 +142,10 @@ class TsSegmentMuxer:
         out.pts = packet.pts + TIMESTAMP_OFFSET
         out.duration = packet.duration
         out.is_keyframe = packet.keyframe
-        self._output.mux(out)
+        try:
+            self._output.mux(out)
+        except av.error.FFmpegError as exc:
+            raise PacketRefused(f"{packet.track} packet at dts {packet.dts}: {exc}") from exc
 
     def close(self) -> int:
         """Flush and close; returns the file size in bytes."""
