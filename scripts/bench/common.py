@@ -345,6 +345,11 @@ class OurServer(BenchServer):
             PERISCOPE_LOG_LEVEL="WARNING",
             # No accounts: any stream key publishes and the channel name is the key.
             PERISCOPE_OPEN_PUBLISH="true",
+            # Every pusher comes from 127.0.0.1: lift the per-address cap (16 by default), or
+            # runs above 16 streams measure refused connections.
+            PERISCOPE_RTMP__MAX_CONNECTIONS_PER_ADDRESS="1000",
+            PERISCOPE_RTMP__MAX_CONNECTIONS="1000",
+            PERISCOPE_RTMP__MAX_PUBLISHERS="500",
         )
         env.pop("PERISCOPE_CONFIG", None)
         # Run from src so that `-m periscope_ingest` imports that copy of the package (the

@@ -185,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-sizes", default="128,4096")
     common.add_common_arguments(parser, "rtmp_parse")
     args = parser.parse_args(argv)
-    if not 0 < args.capture_seconds <= 600 or not 1 <= args.repeats <= 100:
-        parser.error("--capture-seconds in (0, 600], --repeats in [1, 100]")
+    if not 0 < args.capture_seconds <= 600 or not 1 <= args.repeats <= 5000:
+        parser.error(
+            "--capture-seconds in (0, 600], --repeats in [1, 5000] (thousands: for a profiler)"
+        )
     sizes = [int(s) for s in args.chunk_sizes.split(",") if s.strip()]
     sys.path.insert(0, str(Path(args.server_src).resolve()))
     import periscope_ingest.rtmp.chunk as chunk_module

@@ -3,7 +3,7 @@
 They keep the scripts from rotting; they assert structure and that streams advanced, never speed
 (speed and memory are measured by the benchmarks themselves, next to nginx-rtmp). nginx-rtmp is
 included when installed (or installable: as root the fixture tries apt-get once); otherwise the
-scripts run with --no-nginx. The three scripts run in parallel to keep this file well under a
+scripts run with --no-nginx. The four scripts run in parallel to keep this file well under a
 minute.
 """
 
@@ -57,7 +57,49 @@ SCRIPTS = {
     "ingest": ["--streams", "1", "--warmup", "3", "--seconds", "6"],
     "viewers": ["--viewers", "5", "--warmup", "3", "--seconds", "5"],
     "rtmp_parse": ["--capture-seconds", "3", "--repeats", "1"],
+    # 18 s broadcast, cached after the first run (the push takes a few seconds).
+    "export": ["--minutes", "0.3", "--clip-seconds", "4"],
 }
+EXPORT_HTTP_FIELDS = {
+    "status",
+    "headers_ms",
+    "first_byte_ms",
+    "total_s",
+    "bytes",
+    "mb_per_s",
+    "starts_with_ftyp",
+    "content_length",
+    "content_range",
+    "transfer_encoding",
+    "server_rss_idle_mib",
+    "server_rss_peak_mib",
+    "server_rss_added_mib",
+    "server_pss_peak_mib",
+    "server_cpu_seconds",
+    "machine_busy_percent",
+}
+EXPORT_JOB_FIELDS = {
+    "wall_s",
+    "peak_rss_mib",
+    "cpu_seconds",
+    "bytes",
+    "starts_with_ftyp",
+    "mb_per_s",
+}
+EXPORT_RECORDING_FIELDS = {
+    "broadcast_id",
+    "channel",
+    "minutes",
+    "duration_s",
+    "segments",
+    "segment_bytes",
+    "flv",
+    "flv_bytes",
+    "push_wall_s",
+    "push_to_ended_s",
+    "ingest_x_realtime",
+}
+EXPORT_RATIOS = {"stream_wall", "cli_wall", "cli_peak_rss", "faststart_wall", "faststart_peak_rss"}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +118,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
     for name, args in SCRIPTS.items():
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
-        if not with_nginx and name != "rtmp_parse":
+        if not with_nginx and name not in ("rtmp_parse", "export"):
             cmd.append("--no-nginx")
         processes[name] = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -149,3 +191,37 @@ def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
         assert run["chunks"] >= run["messages"]
     small, large = data["runs"]
     assert small["chunks"] > large["chunks"]
+
+
+def test_export_reports_every_field_and_makes_mp4s(results) -> None:
+    data = results["export"]
+    assert data["recording"].keys() >= EXPORT_RECORDING_FIELDS
+    assert data["recording"]["segments"] > 0
+    assert data["recording"]["duration_s"] > 10
+    found = data["results"]
+    assert set(found) == {"stream", "file", "range", "clip", "cli", "faststart", "ffmpeg"}
+    for name in ("stream", "file", "range", "clip"):
+        run = found[name]
+        assert run.keys() >= EXPORT_HTTP_FIELDS, (name, EXPORT_HTTP_FIELDS - run.keys())
+        assert run["bytes"] > 0, (name, run)
+        assert run["first_byte_ms"] > 0 and run["total_s"] > 0
+        assert run["server_rss_peak_mib"] > 0
+    for name in ("stream", "file", "clip"):
+        assert found[name]["status"] == 200, found[name]
+        assert found[name]["starts_with_ftyp"], name
+    assert found["stream"]["transfer_encoding"] == "chunked"
+    assert int(found["file"]["content_length"]) == found["file"]["bytes"]
+    assert found["range"]["status"] == 206
+    assert found["range"]["content_range"].startswith("bytes ")
+    assert found["range"]["bytes"] == int(found["range"]["content_length"])
+    # The clip is shorter than the whole broadcast.
+    assert found["clip"]["bytes"] < found["file"]["bytes"]
+    for name in ("cli", "faststart", "ffmpeg"):
+        run = found[name]
+        assert run.keys() >= EXPORT_JOB_FIELDS, (name, EXPORT_JOB_FIELDS - run.keys())
+        assert run["bytes"] > 0 and run["starts_with_ftyp"], (name, run)
+        assert run["wall_s"] > 0 and run["peak_rss_mib"] > 0
+    # The file served is the faststart export.
+    assert found["file"]["bytes"] == found["faststart"]["bytes"]
+    assert data["ratios"].keys() >= EXPORT_RATIOS
+    assert all(v is not None and v > 0 for v in data["ratios"].values()), data["ratios"]
