@@ -118,21 +118,32 @@ def stream_mp4(
 
 @dataclass(slots=True)
 class _Segment:
-    """An opened segment and its extent on its own clock, in 90 kHz ticks."""
+    """A segment and its extent on its own clock, in 90 kHz ticks; opened when it is read."""
 
     path: Path
-    container: av.container.InputContainer
     # The extent of the video (audio when there is none): the track segments are cut by, whose
     # first frame is where a clip may begin and whose continuity defines the timeline. Audio of
     # a segment starts and ends a few ms away from it and simply follows.
     first: int  # presentation time of the first frame
     end: int  # presentation end of the last frame
+    container: av.container.InputContainer | None = None
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
 
 
 def _ticks(value: int | None, time_base: Fraction | None) -> int | None:
     if value is None or time_base is None:
         return None
     return round(value * time_base * TICKS_PER_SECOND)
+
+
+def _scaled(value: int, num: int, den: int) -> int:
+    """``round(value * num / den)`` in integers (halves to even, as round() of a Fraction)."""
+    q, r = divmod(value * num, den)
+    return q + (2 * r > den or (2 * r == den and q % 2 == 1))
 
 
 def _fmp4_bytes(path: Path) -> bytes:
@@ -183,18 +194,126 @@ def _open_segment(path: Path) -> _Segment:
     if extent is None:
         container.close()
         raise ExportError(f"segment {path} holds no audio or video")
-    return _Segment(path, container, *extent)
+    return _Segment(path, *extent, container)
+
+
+# Opening a TS segment after the first with these options costs a fifth: FFmpeg finds the streams
+# in the PMT and decodes nothing to probe parameters, which the first segment already gave (its
+# streams are the output's templates). Packets come out the same (the parsers time them).
+_QUICK_TS_OPTIONS = {
+    "probesize": "32",
+    "analyzeduration": "0",
+    "fpsprobesize": "0",
+    "skip_estimate_duration_from_pts": "1",
+}
+_TS_PACKET = 188
+_HEAD_BYTES = 64 * _TS_PACKET * 8  # ~96 KiB: the first video PES of a segment is at its start
+_TAIL_BYTES = 256 * 1024  # holds the last frames, among which the latest presentation time
+# Frames the tail must hold: B-frame reordering puts the latest presentation time a few frames
+# before the end of a segment.
+_TAIL_FRAMES = 16
+_PTS_WRAP = 1 << 33
+
+
+def _video_pts(data: bytes, limit: int | None = None) -> list[int]:
+    """PTS of the video PES packets starting in ``data`` (whole TS packets from a packet start),
+    the first ``limit`` of them if given.
+
+    A PES starts at the payload of a TS packet flagged as a payload unit start; start codes are
+    found with bytes.find, then checked to be there (most are NAL start codes within a frame).
+    """
+    found: list[int] = []
+    at = data.find(b"\x00\x00\x01")
+    while at >= 0:
+        start = at - at % _TS_PACKET
+        if data[start] != 0x47 or start + _TS_PACKET > len(data):
+            break  # not TS, or a partial packet at the end
+        if data[start + 1] & 0x40:  # payload unit start: a PES begins at its payload
+            control = data[start + 3] >> 4 & 3
+            payload = start + 4 + (1 + data[start + 4] if control & 2 else 0)
+            if at < payload:  # in the header or adaptation field: look again from the payload
+                at = data.find(b"\x00\x00\x01", payload, start + _TS_PACKET)
+                if at < 0:
+                    at = data.find(b"\x00\x00\x01", start + _TS_PACKET)
+                continue
+            if (
+                at == payload
+                and control & 1
+                and at + 14 <= start + _TS_PACKET
+                and 0xE0 <= data[at + 3] <= 0xEF  # a video stream id
+                and data[at + 7] & 0x80  # PTS present
+            ):
+                b = data[at + 9 : at + 14]
+                found.append(
+                    (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+                )
+                if len(found) == limit:
+                    break
+        at = data.find(b"\x00\x00\x01", start + _TS_PACKET)
+    return found
+
+
+def _ts_video_extent(path: Path, frame: int) -> tuple[int, int] | None:
+    """The video extent of a TS segment from its PES headers (first frame's PTS; latest PTS of its
+    last frames plus one frame), as FFmpeg measures it but without opening the file: a few hundred
+    KB read. None when no video PES is found there."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_HEAD_BYTES)
+            size = file.seek(0, io.SEEK_END)
+            tail_at = max(0, size - _TAIL_BYTES)
+            tail_at -= tail_at % _TS_PACKET
+            file.seek(tail_at)
+            tail = file.read()
+            lasts = _video_pts(tail)
+            if len(lasts) < _TAIL_FRAMES and tail_at > 0:
+                # Too few frames to be sure the latest presentation time is among them.
+                file.seek(0)
+                lasts = _video_pts(file.read())
+    except OSError as exc:
+        raise ExportError(f"cannot read segment {path}: {exc}") from exc
+    firsts = _video_pts(head, 1)
+    if not firsts or not lasts:
+        return None
+    first, last = firsts[0], max(lasts)
+    if last < first:
+        last += _PTS_WRAP  # the 33-bit clock wrapped within the segment
+    return first, last + frame
+
+
+def _quick_open(segment: _Segment) -> None:
+    """Open a segment placed from its PES headers, without probing its streams."""
+    try:
+        container = av.open(str(segment.path), format="mpegts", options=_QUICK_TS_OPTIONS)
+    except (OSError, av.FFmpegError) as exc:
+        raise ExportError(f"cannot read segment {segment.path}: {exc}") from exc
+    segment.container = container
 
 
 def _placed(paths: Sequence[Path]) -> Iterator[tuple[_Segment, int]]:
-    """Open segments in order; yield each with the shift that puts it on the broadcast timeline.
+    """Place segments in order; yield each with the shift that puts it on the broadcast timeline.
 
-    The caller closes what it receives. ``segment time + shift`` is broadcast time.
+    The first segment is opened (its streams are the output's templates); later TS segments with
+    video are placed from their PES headers and opened only when read (``container`` is None
+    until then). The caller closes what it receives. ``segment time + shift`` is broadcast time.
     """
     shift = 0
     previous: _Segment | None = None
+    frame = 0  # one video frame in ticks; 0 when segments must be opened to be placed
     for path in paths:
-        segment = _open_segment(path)
+        segment = None
+        if frame and path.suffix == ".ts":
+            extent = _ts_video_extent(path, frame)
+            if extent is not None:
+                segment = _Segment(path, *extent)
+        if segment is None:
+            segment = _open_segment(path)
+            if previous is None and path.suffix == ".ts":
+                assert segment.container is not None
+                video = segment.container.streams.video
+                rate = video[0].guessed_rate if video else None
+                if rate:
+                    frame = round(TICKS_PER_SECOND / rate)
         if previous is None:
             shift = -segment.first
         else:
@@ -281,25 +400,57 @@ class _Writer:
         self._output = output
 
     def copy(self, segment: _Segment, shift: int) -> None:
+        if segment.container is None:
+            if self._output is None:
+                # The output's streams are made from this one: its parameters must be probed.
+                segment.container = _open_segment(segment.path).container
+            else:
+                _quick_open(segment)
+        container = segment.container
+        assert container is not None
         if self._output is None:
             self._open(segment)
         offset = shift - self._start
         end = None if self._end is None else self._end - self._start
-        streams = [s for s in segment.container.streams if s.type in self._tracks]
+        # Per input stream: its kind and, unless it counts in ticks already, its time base (fMP4
+        # audio counts in samples) as integers, so that packets are converted without Fractions.
+        scales: dict[int, tuple[str, int, int] | None] = {}
+        streams = []
+        for stream in container.streams:
+            if stream.type not in self._tracks:
+                continue
+            streams.append(stream)
+            base = stream.time_base
+            scales[stream.index] = (
+                None
+                if base is None or base == _TICK
+                else (stream.type, base.numerator * TICKS_PER_SECOND, base.denominator)
+            )
+        kinds = {s.index: s.type for s in streams}
+        durations = {"video": 0, "audio": 0}  # the last known, for packets that lack one
         try:
-            for packet in segment.container.demux(streams):
-                if packet.dts is None or packet.pts is None:
+            for packet in container.demux(streams):
+                dts = packet.dts
+                pts = packet.pts
+                if dts is None or pts is None:
                     continue  # the demuxer's end-of-stream marker
-                kind = packet.stream.type
-                if packet.time_base != _TICK:
-                    # fMP4 audio counts in samples: bring every packet to 90 kHz ticks.
-                    packet.dts = _ticks(packet.dts, packet.time_base)
-                    packet.pts = _ticks(packet.pts, packet.time_base)
-                    if packet.duration:
-                        packet.duration = _ticks(packet.duration, packet.time_base)
+                index = packet.stream_index
+                kind = kinds[index]
+                duration = packet.duration
+                scale = scales[index]
+                if scale is not None:
+                    _, num, den = scale
+                    dts = _scaled(dts, num, den)
+                    pts = _scaled(pts, num, den)
+                    duration = _scaled(duration, num, den) if duration else 0
                     packet.time_base = _TICK
-                packet.dts += offset
-                packet.pts += offset
+                    packet.duration = duration
+                if duration:
+                    durations[kind] = duration
+                elif durations[kind]:
+                    packet.duration = durations[kind]
+                packet.dts = dts + offset
+                packet.pts = pts + offset
                 if kind == "video":
                     self._video(packet, end)
                 else:
@@ -410,26 +561,26 @@ def _export(
             broadcast_end = max(broadcast_end, segment.end + shift)
             begins = segment.first + shift
             if end_ticks is not None and begins >= end_ticks and held is None:
-                segment.container.close()
+                segment.close()
                 break
             if begins <= start_ticks:
                 # Only the last segment that begins by ``start`` is needed (its keyframe).
                 if held is not None:
-                    held[0].container.close()
+                    held[0].close()
                 held = (segment, shift)
                 continue
             if held is not None:
                 writer.copy(*held)
-                held[0].container.close()
+                held[0].close()
                 held = None
             if end_ticks is not None and begins >= end_ticks:
-                segment.container.close()
+                segment.close()
                 break
             writer.copy(segment, shift)
-            segment.container.close()
+            segment.close()
         if held is not None:
             writer.copy(*held)
-            held[0].container.close()
+            held[0].close()
             held = None
         try:
             duration, video, audio = writer.close()
@@ -442,6 +593,6 @@ def _export(
             raise
     finally:
         if held is not None:
-            held[0].container.close()
+            held[0].close()
     size = path.stat().st_size if path is not None else target.size  # type: ignore[union-attr]
     return ExportInfo(duration, size, video, audio)

@@ -15,6 +15,7 @@ stream.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from .errors import LimitExceeded, ProtocolError
@@ -31,7 +32,12 @@ DEFAULT_CHUNK_SIZE = 128
 _SET_CHUNK_SIZE = 1
 _ABORT = 2
 
-_MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
+# Largest chunk header: 3-byte basic header, type-0 message header, extended timestamp.
+_MAX_CHUNK_HEADER = 3 + 11 + 4
+
+_U32 = struct.Struct(">I")
+_U32_LE = struct.Struct("<I")
+_TWO_U32 = struct.Struct(">II")
 
 
 @dataclass(slots=True)
@@ -136,28 +142,41 @@ class ChunkReader:
         where they complete, because the chunks after them in the same data may already use the
         new size. They are still returned so the caller can see them.
         """
-        self._bytes_received += len(data)
+        size = len(data)
+        self._bytes_received += size
         if type(data) is not bytes:
             data = bytes(data)  # pieces are kept as views into it, so it must be immutable
         messages: list[Message] = []
         buffer = self._buffer
         start = 0
         if buffer:
-            # A chunk straddles the previous data and this one: finish it from the buffer (an
-            # O(1) amortised append), then go back to parsing the caller's bytes in place so
-            # that the bulk of the data is copied only once, into the message payload.
+            # A chunk straddles the previous data and this one: finish it from the buffer, then
+            # go back to parsing the caller's bytes in place so that the bulk of the data is
+            # copied only once, into the message payload. Only what that one chunk can need is
+            # appended (its header and payload are at most _MAX_CHUNK_HEADER + chunk size).
             buffered = len(buffer)
-            buffer += data
+            take = _MAX_CHUNK_HEADER + self._chunk_size - buffered
+            if take < size:
+                buffer += memoryview(data)[:take]
+            else:
+                buffer += data
+                take = size
             with memoryview(buffer) as view:
                 position = self._parse(buffer, view, 0, buffered, messages, True)
+            if position < buffered and take < size:
+                # Not enough after all (the state changed between calls): use everything.
+                buffer += memoryview(data)[take:]
+                take = size
+                with memoryview(buffer) as view:
+                    position = self._parse(buffer, view, position, buffered, messages, True)
             if position < buffered:
                 del buffer[:position]  # still incomplete; deleting at the front is O(1)
                 self._own_partial_messages()
                 return messages
             buffer.clear()
             start = position - buffered
-        position = self._parse(data, memoryview(data), start, len(data), messages, False)
-        if position < len(data):
+        position = self._parse(data, memoryview(data), start, size, messages, False)
+        if position < size:
             buffer += memoryview(data)[position:]
         self._own_partial_messages()
         return messages
@@ -219,11 +238,14 @@ class ChunkReader:
         then be copied out instead of kept as views.
         """
         end = len(buffer)
-        streams = self._streams
+        get_stream = self._streams.get
+        chunk_size = self._chunk_size
+        append_message = messages.append
+        unpack_u32 = _U32.unpack_from
+        unpack_2u32 = _TWO_U32.unpack_from
 
         while position < stop:
             first = buffer[position]
-            fmt = first >> 6
             csid = first & 0x3F
             header_end = position + 1
             if csid < 2:
@@ -238,41 +260,50 @@ class ChunkReader:
                     csid = buffer[header_end] + (buffer[header_end + 1] << 8) + 64
                     header_end += 2
 
-            stream = streams.get(csid)
+            stream = get_stream(csid)
 
             # Fast path: a type-3 chunk continuing a message (most chunks of audio and video).
-            if fmt == 3 and stream is not None and stream.remaining:
+            if first >= 0xC0 and stream is not None and stream.remaining:
                 if stream.extended:
                     skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
                     if skip < 0:
                         break
                     header_end += skip
-                size = self._chunk_size
                 remaining = stream.remaining
-                if remaining < size:
-                    size = remaining
+                size = remaining if remaining < chunk_size else chunk_size
                 payload_end = header_end + size
                 if payload_end > end:
                     break
-                piece = view[header_end:payload_end]
-                stream.parts.append(bytes(piece) if copy else piece)  # type: ignore[union-attr]
+                parts = stream.parts
+                if copy:
+                    parts.append(bytes(view[header_end:payload_end]))  # type: ignore[union-attr]
+                else:
+                    parts.append(view[header_end:payload_end])  # type: ignore[union-attr]
                 position = payload_end
                 remaining -= size
                 stream.remaining = remaining
                 if not remaining:
-                    payload = b"".join(stream.parts)  # type: ignore[arg-type]
                     stream.parts = None
-                    self._complete(messages, csid, stream, payload)
+                    type_id = stream.type_id
+                    payload = b"".join(parts)  # type: ignore[arg-type]
+                    append_message(
+                        Message(csid, type_id, stream.stream_id, stream.timestamp, payload)
+                    )
+                    if type_id <= _ABORT:
+                        self._control(type_id, payload)
+                        chunk_size = self._chunk_size
                 continue
 
+            fmt = first >> 6
             if stream is None:
                 if fmt != 0:
                     raise ProtocolError(
                         f"chunk stream {csid}: type-{fmt} header before any type-0 header"
                     )
-                if len(streams) >= self.max_chunk_streams:
+                if len(self._streams) >= self.max_chunk_streams:
                     raise LimitExceeded(
-                        f"chunk stream {csid} would be chunk stream number {len(streams) + 1}, "
+                        f"chunk stream {csid} would be chunk stream number "
+                        f"{len(self._streams) + 1}, "
                         f"exceeding max_chunk_streams={self.max_chunk_streams}"
                     )
             elif stream.remaining:
@@ -282,64 +313,76 @@ class ChunkReader:
                 )
 
             # Parse the header into locals; state changes only once the whole chunk is present.
-            message_header_end = header_end + _MESSAGE_HEADER_SIZE[fmt]
-            if message_header_end > end:
-                break
-            if fmt == 3:
+            # Fields are unpacked from header_end - 1 (the last basic header byte, masked off)
+            # so that the 3-byte fields come out of one 4-byte big-endian read.
+            if fmt == 1:
+                message_header_end = header_end + 7
+                if message_header_end > end:
+                    break
+                time_field, length = unpack_2u32(buffer, header_end - 1)
+                time_field &= 0xFFFFFF
+                type_id = length & 0xFF
+                length >>= 8
+                stream_id = stream.stream_id  # type: ignore[union-attr]
+            elif fmt == 0:
+                message_header_end = header_end + 11
+                if message_header_end > end:
+                    break
+                time_field, length = unpack_2u32(buffer, header_end - 1)
+                time_field &= 0xFFFFFF
+                type_id = length & 0xFF
+                length >>= 8
+                stream_id = _U32_LE.unpack_from(buffer, header_end + 7)[0]
+            elif fmt == 2:
+                message_header_end = header_end + 3
+                if message_header_end > end:
+                    break
+                time_field = unpack_u32(buffer, header_end - 1)[0] & 0xFFFFFF
+                length = stream.length  # type: ignore[union-attr]
+                type_id = stream.type_id  # type: ignore[union-attr]
+                stream_id = stream.stream_id  # type: ignore[union-attr]
+            else:
                 # A new message repeating the previous header; the delta is applied again.
                 assert stream is not None
+                message_header_end = header_end
                 length = stream.length
                 type_id = stream.type_id
                 stream_id = stream.stream_id
-                extended = stream.extended
                 time_field = stream.delta
-                if extended:
+                if stream.extended:
                     skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
                     if skip < 0:
                         break
                     message_header_end += skip
+            if fmt == 3:
+                extended = stream.extended  # type: ignore[union-attr]
             else:
-                time_field = int.from_bytes(buffer[header_end : header_end + 3], "big")
-                if fmt <= 1:
-                    length = int.from_bytes(buffer[header_end + 3 : header_end + 6], "big")
-                    type_id = buffer[header_end + 6]
-                else:
-                    length = stream.length  # type: ignore[union-attr]
-                    type_id = stream.type_id  # type: ignore[union-attr]
-                if fmt == 0:
-                    stream_id = int.from_bytes(buffer[header_end + 7 : header_end + 11], "little")
-                else:
-                    stream_id = stream.stream_id  # type: ignore[union-attr]
                 extended = time_field == EXTENDED_TIMESTAMP
                 if extended:
                     if message_header_end + 4 > end:
                         break
-                    time_field = int.from_bytes(
-                        buffer[message_header_end : message_header_end + 4], "big"
-                    )
+                    time_field = unpack_u32(buffer, message_header_end)[0]
                     message_header_end += 4
             if length > self.max_message_size:
                 raise LimitExceeded(
                     f"chunk stream {csid}: message of {length} bytes exceeds "
                     f"max_message_size={self.max_message_size}"
                 )
-            size = self._chunk_size
-            if length < size:
-                size = length
+            size = length if length < chunk_size else chunk_size
             payload_end = message_header_end + size
             if payload_end > end:
                 break
 
             # The chunk is complete: commit the header.
             if stream is None:
-                stream = streams[csid] = _InboundChunkStream()
+                stream = self._streams[csid] = _InboundChunkStream()
             if fmt == 0:
                 # Absolute, and allowed to go backwards (FFmpeg does on DTS reordering). The
                 # field also becomes the "delta" a following type-3 header reapplies, which is
                 # what FFmpeg's writer assumes.
-                stream.timestamp = time_field
+                timestamp = stream.timestamp = time_field
             else:
-                stream.timestamp = (stream.timestamp + time_field) & 0xFFFFFFFF
+                timestamp = stream.timestamp = (stream.timestamp + time_field) & 0xFFFFFFFF
             stream.delta = time_field
             stream.length = length
             stream.type_id = type_id
@@ -349,33 +392,32 @@ class ChunkReader:
                 stream.extended_value = time_field if extended else 0
                 stream.extended_bytes = time_field.to_bytes(4, "big") if extended else b""
             position = payload_end
-            piece = view[message_header_end:payload_end]
             if size == length:
-                self._complete(messages, csid, stream, bytes(piece))
+                payload = buffer[message_header_end:payload_end]
+                if copy:
+                    payload = bytes(payload)
+                append_message(Message(csid, type_id, stream_id, timestamp, payload))
+                if type_id <= _ABORT:
+                    self._control(type_id, payload)
+                    chunk_size = self._chunk_size
             else:
+                piece = view[message_header_end:payload_end]
                 stream.parts = [bytes(piece) if copy else piece]
                 stream.remaining = length - size
 
         return position
 
-    def _complete(
-        self, messages: list[Message], csid: int, stream: _InboundChunkStream, payload: bytes
-    ) -> None:
-        type_id = stream.type_id
-        message = Message(csid, type_id, stream.stream_id, stream.timestamp, payload)
-        messages.append(message)
+    def _control(self, type_id: int, payload: bytes) -> None:
+        """Apply a completed Set Chunk Size or Abort message."""
         # Applied whatever the message stream id: the peer's writer has switched either way.
-        if type_id <= _ABORT:
-            if type_id == _SET_CHUNK_SIZE:
-                if len(payload) < 4:
-                    raise ProtocolError(
-                        f"Set Chunk Size message has {len(payload)} bytes, expected 4"
-                    )
-                self.set_chunk_size(int.from_bytes(payload[:4], "big"))
-            elif type_id == _ABORT:
-                if len(payload) < 4:
-                    raise ProtocolError(f"Abort message has {len(payload)} bytes, expected 4")
-                self.abort(int.from_bytes(payload[:4], "big"))
+        if type_id == _SET_CHUNK_SIZE:
+            if len(payload) < 4:
+                raise ProtocolError(f"Set Chunk Size message has {len(payload)} bytes, expected 4")
+            self.set_chunk_size(int.from_bytes(payload[:4], "big"))
+        elif type_id == _ABORT:
+            if len(payload) < 4:
+                raise ProtocolError(f"Abort message has {len(payload)} bytes, expected 4")
+            self.abort(int.from_bytes(payload[:4], "big"))
 
 
 def _repeated_extended_timestamp(

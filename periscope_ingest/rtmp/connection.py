@@ -127,6 +127,11 @@ Event = (
 # ------------------------------------------------------------------------------ connection
 
 
+_VIDEO = msg.VIDEO
+_AUDIO = msg.AUDIO
+_MEDIA_TYPES = frozenset((_VIDEO, _AUDIO))
+
+
 class _PublishState(enum.Enum):
     REQUESTED = enum.auto()  # PublishRequested emitted, application has not answered
     PUBLISHING = enum.auto()  # accepted: media is delivered
@@ -261,7 +266,22 @@ class ServerConnection:
                 return []
         events: list[Event] = []
         if data:
+            # Fast path for media on a publishing stream, the bulk of the traffic; everything
+            # else (and media that is dropped) goes through _handle_message.
+            get_stream = self._streams.get
+            publishing = _PublishState.PUBLISHING
             for message in self._reader.feed(data):
+                type_id = message.type_id
+                if type_id in _MEDIA_TYPES:
+                    stream_id = message.stream_id
+                    stream = get_stream(stream_id)
+                    if stream is not None and stream.publish_state is publishing:
+                        events.append(
+                            (VideoReceived if type_id == _VIDEO else AudioReceived)(
+                                stream_id, message.timestamp, message.payload
+                            )
+                        )
+                        continue
                 self._handle_message(message, events)
         self._maybe_acknowledge()
         return events

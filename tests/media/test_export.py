@@ -134,6 +134,13 @@ def test_stream_is_progressive_fragmented_and_indexed(
         return real_open(path)
 
     monkeypatch.setattr(export, "_open_segment", recording_open)
+    real_quick_open = export._quick_open
+
+    def recording_quick_open(segment) -> None:
+        events.append(("open", segment.path))
+        real_quick_open(segment)
+
+    monkeypatch.setattr(export, "_quick_open", recording_quick_open)
     chunks: list[bytes] = []
 
     def write(chunk: bytes) -> None:
