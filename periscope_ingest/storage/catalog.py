@@ -124,13 +124,6 @@ class Catalog:
             rows = self._db.execute("SELECT * FROM broadcasts ORDER BY started_at").fetchall()
         return [BroadcastRecord(**dict(r)) for r in rows]
 
-    def with_status(self, status: str) -> list[BroadcastRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM broadcasts WHERE status = ? ORDER BY started_at", (status,)
-            ).fetchall()
-        return [BroadcastRecord(**dict(r)) for r in rows]
-
     def list(
         self,
         channel: str | None = None,

@@ -138,9 +138,6 @@ class DataLayout:
     def recording_playlist(self, channel: str, broadcast_id: str) -> Path:
         return self.broadcast_dir(channel, broadcast_id) / RECORDING_PLAYLIST
 
-    def record_file(self, channel: str, broadcast_id: str) -> Path:
-        return self.broadcast_dir(channel, broadcast_id) / RECORD_FILE
-
     def recording_mp4(self, channel: str, broadcast_id: str) -> Path:
         return self.broadcast_dir(channel, broadcast_id) / RECORDING_MP4
 
