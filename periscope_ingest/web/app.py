@@ -39,15 +39,46 @@ from periscope_ingest.web.live import add_live_routes
 from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.posters import add_poster_routes
 from periscope_ingest.web.replays import add_replay_routes
-from periscope_ingest.web.service_routes import add_service_routes, sunset_gate
+from periscope_ingest.web.service_routes import add_service_routes, shutdown_notice
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+}
+_PREFLIGHT_HEADERS = {
+    **_CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, PATCH, DELETE",
+    "Access-Control-Allow-Headers": (
+        "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type"
+    ),
+    "Access-Control-Max-Age": "86400",
+}
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Right before any response's headers go out: also streamed ones (MP4, zip), which a
+    middleware would only see after they were sent."""
+    response.headers.update(_CORS_HEADERS)
 
 
 @web.middleware
-async def count_requests(request: web.Request, handler):
-    """Requests by route pattern (never the raw path: labels stay bounded) and status."""
+async def edge(request: web.Request, handler):
+    """What every request goes through, in one layer (each layer costs on the viewers' path):
+
+    - CORS preflights, answered here even after shutdown (the headers of every other response
+      are added by ``add_cors_headers``): hls.js pages on other origins fetch with Range;
+    - the sunset gate: after shutdown everything but health and the service status is 410;
+    - the request count by route pattern (never the raw path: labels stay bounded) and status.
+    """
     status = 500
     try:
-        response = await handler(request)
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204, headers=_PREFLIGHT_HEADERS)
+        else:
+            gone = shutdown_notice(request)
+            if gone is not None:
+                raise gone
+            response = await handler(request)
         status = response.status
         return response
     except web.HTTPException as exc:
@@ -57,30 +88,6 @@ async def count_requests(request: web.Request, handler):
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         request.app[METRICS].http_requests.labels(name, str(status)).inc()
-
-
-@web.middleware
-async def cors(request: web.Request, handler):
-    """Players on other origins (hls.js pages) may fetch playlists and segments, with Range."""
-    if request.method == "OPTIONS":
-        response: web.StreamResponse = web.Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS, PATCH, DELETE"
-        response.headers["Access-Control-Allow-Headers"] = (
-            "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type"
-        )
-        response.headers["Access-Control-Max-Age"] = "86400"
-    else:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = (
-        "Content-Length, Content-Range, Accept-Ranges"
-    )
-    if isinstance(response, web.HTTPException):
-        raise response
-    return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +108,8 @@ class AppParts:
 
 
 def build_app(parts: AppParts) -> web.Application:
-    # cors outermost, so that even a 410 after shutdown reaches players on other origins.
-    app = web.Application(middlewares=[count_requests, cors, sunset_gate])
+    app = web.Application(middlewares=[edge])
+    app.on_response_prepare.append(add_cors_headers)
     app[LAYOUT] = parts.layout
     app[REGISTRY] = parts.registry
     app[CATALOG] = parts.catalog

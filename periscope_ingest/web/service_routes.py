@@ -26,18 +26,16 @@ from periscope_ingest.web.models import (
 _OPEN_AFTER_SHUTDOWN = {"/healthz", "/api/service"}
 
 
-@web.middleware
-async def sunset_gate(request: web.Request, handler):
-    lifecycle = request.app[LIFECYCLE]
-    if lifecycle.phase() >= Phase.SHUTDOWN and request.path not in _OPEN_AFTER_SHUTDOWN:
-        notice = "This service has shut down. Its recordings are no longer available here."
-        if request.path.startswith("/api/"):
-            raise web.HTTPGone(
-                text=f'{{"error": "{notice}", "phase": "shutdown"}}',
-                content_type="application/json",
-            )
-        raise web.HTTPGone(text=notice + "\n")
-    return await handler(request)
+def shutdown_notice(request: web.Request) -> web.HTTPGone | None:
+    """After shutdown, the 410 that answers this request (None while the service runs)."""
+    if request.app[LIFECYCLE].phase() < Phase.SHUTDOWN or request.path in _OPEN_AFTER_SHUTDOWN:
+        return None
+    notice = "This service has shut down. Its recordings are no longer available here."
+    if request.path.startswith("/api/"):
+        return web.HTTPGone(
+            text=f'{{"error": "{notice}", "phase": "shutdown"}}', content_type="application/json"
+        )
+    return web.HTTPGone(text=notice + "\n")
 
 
 async def service_status(request: web.Request) -> web.Response:

@@ -188,3 +188,18 @@ async def test_broadcast_listing_validates_and_paginates(service: Service) -> No
     status, _, _ = await fetch(service, "/api/broadcasts/id0000000001")
     assert status == 200
     assert (await fetch(service, "/api/broadcasts/AbCdEfGhIjKz"))[0] == 404
+
+
+async def test_streamed_downloads_carry_cors_headers_too(service: Service) -> None:
+    # A streamed response (the archive zip) sends its headers from inside the handler.
+    from periscope_ingest.storage.catalog import BroadcastRecord
+
+    assert service.catalog is not None
+    record = BroadcastRecord(BROADCAST, "chan", "2026-01-01T00:00:00.000Z", "ended", segments=1)
+    service.catalog.put(record)
+    (service.layout.broadcast_dir("chan", BROADCAST) / "recording.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\n000000.ts\n#EXT-X-ENDLIST\n"
+    )
+    status, headers, _ = await fetch(service, "/api/channels/chan/archive.zip", method="HEAD")
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "*"
