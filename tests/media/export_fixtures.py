@@ -29,22 +29,28 @@ def frame_shade(index: int) -> int:
     return 16 + (index % 50) * 4
 
 
-def encode_flv(path: Path, seconds: int = SECONDS) -> None:
+def encode_flv(
+    path: Path,
+    seconds: int = SECONDS,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    preset: str = "veryfast",
+) -> None:
     """H.264 (2 s GOP, 2 B-frames, no scene cuts) and 48 kHz stereo AAC, 30 fps."""
     out = av.open(str(path), mode="w", format="flv")
     video = out.add_stream("libx264", rate=FPS)
-    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     video.codec_context.gop_size = 2 * FPS
     video.codec_context.max_b_frames = 2
     video.codec_context.options = {
-        "preset": "veryfast",
+        "preset": preset,
         "x264-params": f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0:bframes=2",
     }
     audio = out.add_stream("aac", rate=SAMPLE_RATE)
     audio.layout = "stereo"
     sent = 0
     for i in range(seconds * FPS):
-        frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        frame = av.VideoFrame(width, height, "yuv420p")
         frame.planes[0].update(bytes([frame_shade(i)]) * frame.planes[0].buffer_size)
         frame.planes[1].update(bytes([128]) * frame.planes[1].buffer_size)
         frame.planes[2].update(bytes([128]) * frame.planes[2].buffer_size)

@@ -7,9 +7,6 @@ luma tells which frame it shows: the first keyframe of the segment it was made f
 from __future__ import annotations
 
 import io
-import math
-import struct
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -18,9 +15,9 @@ import pytest
 from periscope_ingest.media.muxer import Fmp4SegmentWriter, StreamTemplates
 from periscope_ingest.media.poster import PosterError, make_poster, poster_size
 from periscope_ingest.storage.layout import init_segment_for, init_segment_name, segment_name
+from tests.media import export_fixtures
 from tests.media.export_fixtures import (
     FPS,
-    SAMPLE_RATE,
     SEGMENT_TICKS,
     _packets,
     frame_shade,
@@ -31,40 +28,8 @@ SECONDS = 6  # three 2 s segments, keyframes at frames 0, 60, 120
 
 
 def encode_flv(path: Path, width: int, height: int, seconds: int = SECONDS) -> None:
-    """H.264 (2 s GOP, B-frames) + AAC like export_fixtures.encode_flv, at any picture size."""
-    out = av.open(str(path), mode="w", format="flv")
-    video = out.add_stream("libx264", rate=FPS)
-    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-    video.codec_context.gop_size = 2 * FPS
-    video.codec_context.max_b_frames = 2
-    video.codec_context.options = {
-        "preset": "ultrafast",
-        "x264-params": f"keyint={2 * FPS}:min-keyint={2 * FPS}:scenecut=0:bframes=2",
-    }
-    audio = out.add_stream("aac", rate=SAMPLE_RATE)
-    audio.layout = "stereo"
-    sent = 0
-    for i in range(seconds * FPS):
-        frame = av.VideoFrame(width, height, "yuv420p")
-        frame.planes[0].update(bytes([frame_shade(i)]) * frame.planes[0].buffer_size)
-        frame.planes[1].update(bytes([128]) * frame.planes[1].buffer_size)
-        frame.planes[2].update(bytes([128]) * frame.planes[2].buffer_size)
-        frame.pts, frame.time_base = i, Fraction(1, FPS)
-        out.mux(video.encode(frame))
-        while sent * 1024 < (i + 1) * SAMPLE_RATE / FPS:
-            tone = [0.2 * math.sin(2 * math.pi * 440 * (sent * 1024 + n) / SAMPLE_RATE)
-                    for n in range(1024)]  # fmt: skip
-            data = struct.pack("<1024f", *tone)
-            aframe = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
-            aframe.planes[0].update(data)
-            aframe.planes[1].update(data)
-            aframe.sample_rate, aframe.pts = SAMPLE_RATE, sent * 1024
-            aframe.time_base = Fraction(1, SAMPLE_RATE)
-            out.mux(audio.encode(aframe))
-            sent += 1
-    out.mux(video.encode(None))
-    out.mux(audio.encode(None))
-    out.close()
+    """export_fixtures.encode_flv at any picture size (ultrafast: only the pictures matter)."""
+    export_fixtures.encode_flv(path, seconds, width, height, preset="ultrafast")
 
 
 def write_fmp4_segments(flv_path: Path, out_dir: Path) -> list[Path]:
