@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 _HOLD_TARGET_DURATIONS = 3
 # Segments over which the bitrate and frame rate in /api/streams are measured.
 _STATS_SEGMENTS = 5
+COUNT_FLUSH_MESSAGES = 200  # about 2.5 s of a 30 fps stream with audio
 
 
 @dataclass(slots=True)
@@ -130,6 +131,11 @@ class StreamPipeline:
         # Children looked up once: a labelled lookup per message would cost more than parsing it.
         self._ingest_bytes = metrics.ingest_bytes.labels(channel) if metrics else None
         self._ingest_messages = metrics.ingest_messages.labels(channel) if metrics else None
+        # Counted here and added to the (locked) metric counters every COUNT_FLUSH_MESSAGES
+        # messages and whenever a segment closes: four locked increments per message were 4 % of
+        # the ingest CPU.
+        self._uncounted_bytes = 0
+        self._uncounted_messages = 0
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
@@ -194,11 +200,18 @@ class StreamPipeline:
         self._handle(self._assembler.audio_message(timestamp, payload))
 
     def _count(self, payload: bytes) -> None:
+        self._uncounted_bytes += len(payload)
+        self._uncounted_messages += 1
+        if self._uncounted_messages >= COUNT_FLUSH_MESSAGES:
+            self._flush_counts()
+
+    def _flush_counts(self) -> None:
         if self._metrics is not None and self._ingest_bytes and self._ingest_messages:
-            self._ingest_bytes.inc(len(payload))
-            self._ingest_messages.inc()
-            self._metrics.ingest_bytes_all.inc(len(payload))
-            self._metrics.ingest_messages_all.inc()
+            self._ingest_bytes.inc(self._uncounted_bytes)
+            self._ingest_messages.inc(self._uncounted_messages)
+            self._metrics.ingest_bytes_all.inc(self._uncounted_bytes)
+            self._metrics.ingest_messages_all.inc(self._uncounted_messages)
+        self._uncounted_bytes = self._uncounted_messages = 0
 
     def backlog(self) -> int:
         """Commands the disk writer has not done yet (the session pauses reading when high)."""
@@ -209,6 +222,7 @@ class StreamPipeline:
         if self._finished or self.suspended:
             return
         self.suspended = True
+        self._flush_counts()
         self._handle(self._assembler.flush())
         self._close_open_segment()
 
@@ -235,6 +249,7 @@ class StreamPipeline:
         """Close the open segment and end the playlists (EXT-X-ENDLIST); waits for the disk."""
         if self._finished:
             return
+        self._flush_counts()
         self._handle(self._assembler.flush())
         self._finished = True
         self._close_open_segment()
@@ -402,6 +417,7 @@ class StreamPipeline:
             command = CloseSegment(duration_ticks, target_duration_s)
         self._cut_at[self._next_sequence - 1] = time.monotonic()
         self._worker.send(command)
+        self._flush_counts()  # a listed segment's bytes are counted by the time it is listed
         self._recent.append((duration_ticks, self._tally))
         self._tally = _SegmentTally()
         total_ticks = sum(d for d, _ in self._recent)

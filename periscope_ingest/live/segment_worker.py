@@ -151,6 +151,11 @@ Command = (
     UseTracks | OpenSegment | MediaPacket | CutPart | CloseSegment | EndPlaylist | UpdateRecord
 )
 _STOP = object()
+# Media packets are handed to the thread in batches of up to this many, and any other command
+# sends the batch before it: a queue hand-off per packet woke the thread 80 times a second per
+# stream, and those context switches cost more CPU than the muxing itself. The packets of an open
+# segment only have to be on disk when the segment (or LL-HLS part) closes, which is a command.
+PACKET_BATCH = 64
 # How stale a live broadcast's duration/size in broadcast.json and the catalog may get.
 RECORD_SAVE_EVERY_S = 10.0
 
@@ -192,6 +197,10 @@ class SegmentWorker:
         self._record_saved_at = 0.0
         self._refused = 0  # packets the muxer would not take
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._batch: list[MediaPacket] = []  # loop side: packets not yet handed over
+        # The backlog in packets, from two counters each written by one side only.
+        self._packets_sent = 0  # loop side
+        self._packets_done = 0  # thread side
         self._templates: StreamTemplates | None = None
         self._tracks: UseTracks | None = None
         self._next_tracks: UseTracks | None = None
@@ -209,13 +218,27 @@ class SegmentWorker:
     # -- loop side --------------------------------------------------------------------------
 
     def send(self, command: Command) -> None:
+        if type(command) is MediaPacket:
+            self._batch.append(command)
+            if len(self._batch) >= PACKET_BATCH:
+                self._hand_over_batch()
+            return
+        self._hand_over_batch()
         self._queue.put(command)
 
+    def _hand_over_batch(self) -> None:
+        if self._batch:
+            self._packets_sent += len(self._batch)
+            self._queue.put(self._batch)
+            self._batch = []
+
     def backlog(self) -> int:
-        return self._queue.qsize()
+        """Packets received but not yet muxed (the session pauses reading when high)."""
+        return self._packets_sent + len(self._batch) - self._packets_done
 
     def stop(self) -> None:
         """Ask the thread to finish its queue and exit; ``join`` waits for it."""
+        self._hand_over_batch()
         self._queue.put(_STOP)
 
     def join(self, timeout: float | None = None) -> None:
@@ -237,37 +260,56 @@ class SegmentWorker:
             command = self._queue.get()
             if command is _STOP:
                 break
+            if type(command) is list:
+                self._write_packets(command)
+                continue
             if self.failed is not None and not isinstance(command, EndPlaylist):
                 continue  # keep draining so the loop never blocks; only the ending is tried
             try:
                 self._execute(command)
-            except PacketRefused as exc:
-                # One bad packet costs that packet, not the recording.
-                self._refused += 1
-                if self._refused in (1, 10, 100) or self._refused % 1000 == 0:
-                    log_event(
-                        log,
-                        logging.WARNING,
-                        "packet_dropped",
-                        broadcast=self._record.id,
-                        count=self._refused,
-                        reason=str(exc),
-                    )
             except Exception as exc:  # a disk or muxer failure ends this stream, not the server
-                self.failed = exc
-                log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))
-                self._abandon_open_segment()
+                self._fail(exc)
         self._abandon_open_segment()
         if self._templates is not None:
             self._templates.close()
 
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))
+        self._abandon_open_segment()
+
+    def _write_packets(self, packets: list[MediaPacket]) -> None:
+        try:
+            if self.failed is not None:
+                return
+            for packet in packets:
+                try:
+                    if self._muxer is not None:
+                        self._muxer.write(packet)
+                    elif self._fmp4 is not None and self._segment_file is not None:
+                        self._fmp4.write(packet)
+                except PacketRefused as exc:
+                    self._packet_refused(exc)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._packets_done += len(packets)
+
+    def _packet_refused(self, exc: PacketRefused) -> None:
+        # One bad packet costs that packet, not the recording.
+        self._refused += 1
+        if self._refused in (1, 10, 100) or self._refused % 1000 == 0:
+            log_event(
+                log,
+                logging.WARNING,
+                "packet_dropped",
+                broadcast=self._record.id,
+                count=self._refused,
+                reason=str(exc),
+            )
+
     def _execute(self, command: object) -> None:
-        if isinstance(command, MediaPacket):
-            if self._muxer is not None:
-                self._muxer.write(command)
-            elif self._fmp4 is not None and self._segment_file is not None:
-                self._fmp4.write(command)
-        elif isinstance(command, CutPart):
+        if isinstance(command, CutPart):
             self._cut_part(command.cut)
         elif isinstance(command, OpenSegment):
             self._open_segment(command)
