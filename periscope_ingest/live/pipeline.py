@@ -50,7 +50,7 @@ from periscope_ingest.media.playlist import LowLatencySettings
 from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
-from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.layout import DataLayout, parse_part_name, parse_segment_name
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ _HOLD_TARGET_DURATIONS = 3
 # Segments over which the bitrate and frame rate in /api/streams are measured.
 _STATS_SEGMENTS = 5
 COUNT_FLUSH_MESSAGES = 200  # about 2.5 s of a 30 fps stream with audio
+# A watched stream keeps its newest files in memory for viewers: the segments with the last
+# MEMORY_SEGMENTS sequence numbers and the parts of the segment being written. Players fetch
+# what was just listed; older files are served from disk. "Watched" lasts WATCHED_FOR_S after
+# the last playlist or media request.
+MEMORY_SEGMENTS = 3
+WATCHED_FOR_S = 30.0
 
 
 @dataclass(slots=True)
@@ -136,6 +142,8 @@ class StreamPipeline:
         # the ingest CPU.
         self._uncounted_bytes = 0
         self._uncounted_messages = 0
+        self._media: dict[str, tuple[int, bytes]] = {}  # file name -> (sequence, bytes)
+        self._watched_until = 0.0
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
@@ -434,8 +442,33 @@ class StreamPipeline:
         self._call_on_loop(self._playlist_changed, update)
 
     def _playlist_changed(self, update: PlaylistUpdate) -> None:
+        self._keep_media(update)
         self.playlist = update
         self._notify_changed()
+
+    # -- the newest files in memory, for viewers ----------------------------------------------
+
+    def watched(self) -> None:
+        """A viewer asked for this stream's playlist or media: keep the newest files in memory."""
+        self._watched_until = time.monotonic() + WATCHED_FOR_S
+        self._worker.keep_media = True
+
+    def media(self, name: str) -> bytes | None:
+        """A segment or part file of this broadcast, if it is one of the newest ones."""
+        kept = self._media.get(name)
+        return kept[1] if kept is not None else None
+
+    def _keep_media(self, update: PlaylistUpdate) -> None:
+        if time.monotonic() > self._watched_until:
+            self._worker.keep_media = False
+            self._media.clear()
+            return
+        for name, data in update.media:
+            if (sequence := _media_sequence(name)) is not None:
+                self._media[name] = (sequence, data)
+        oldest = update.next_sequence - MEMORY_SEGMENTS
+        if any(sequence < oldest for sequence, _ in self._media.values()):
+            self._media = {n: kept for n, kept in self._media.items() if kept[0] >= oldest}
 
     def _notify_changed(self) -> None:
         changed, self._changed = self._changed, self._loop.create_future()
@@ -509,3 +542,8 @@ class StreamPipeline:
             duration_ms=published.duration_ms,
             size=published.size,
         )
+
+
+def _media_sequence(name: str) -> int | None:
+    part = parse_part_name(name)
+    return part[0] if part is not None else parse_segment_name(name)

@@ -126,7 +126,9 @@ class PlaylistUpdate:
     `next_sequence` is the media sequence number of the segment being written and `parts` how
     many of its parts are listed: a blocking request for (msn, part) can be answered once
     msn < next_sequence, or msn == next_sequence and part < parts. `text`/`delta` are the
-    rendered playlist and its delta update (None without LL-HLS).
+    rendered playlist and its delta update (None without LL-HLS). `media` holds the files this
+    update lists for the first time, (file name, bytes), when the loop asked for them
+    (SegmentWorker.keep_media): they arrive together with the playlist that names them.
     """
 
     next_sequence: int
@@ -135,6 +137,7 @@ class PlaylistUpdate:
     target_duration_s: int
     text: str
     delta: str | None = None
+    media: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,9 @@ class SegmentWorker:
         # The backlog in packets, from two counters each written by one side only.
         self._packets_sent = 0  # loop side
         self._packets_done = 0  # thread side
+        # Set by the loop while the stream has viewers: finished segments and parts are then
+        # also handed back in memory, to be served without touching the disk.
+        self.keep_media = False
         self._templates: StreamTemplates | None = None
         self._tracks: UseTracks | None = None
         self._next_tracks: UseTracks | None = None
@@ -378,7 +384,8 @@ class SegmentWorker:
             return
         opened = self._open
         index = len(self._parts)
-        write_atomic(opened.path.with_name(part_name(opened.sequence, index)), fragment)
+        name = part_name(opened.sequence, index)
+        write_atomic(opened.path.with_name(name), fragment)
         self._segment_file.write(fragment)
         self._segment_size += len(fragment)
         part = Part(self._part_uri(opened, index), cut.duration_ms, cut.independent)
@@ -386,7 +393,7 @@ class SegmentWorker:
         if isinstance(self._playlist, LowLatencyPlaylist):
             self._playlist.add_part(part)
             self._playlist.set_preload_hint(self._part_uri(opened, index + 1))
-            self._write_playlist()
+            self._write_playlist(((name, fragment),) if self.keep_media else ())
 
     def _finish_fmp4_segment(self, command: CloseSegment) -> int:
         assert self._fmp4 is not None and self._segment_file is not None
@@ -456,7 +463,10 @@ class SegmentWorker:
         )
         # Recording first: a viewer of the live playlist may switch to the replay at once.
         write_atomic(self._files.recording_playlist, self._recording.render().encode())
-        self._write_playlist()
+        # Read back from the page cache, only for a watched stream: viewers fetch a segment as
+        # soon as it is listed, and serving it from memory is much cheaper than from the file.
+        media = ((opened.path.name, opened.path.read_bytes()),) if self.keep_media else ()
+        self._write_playlist(media)
         self._update_master(segment_bitrate(size, duration_ms))
         record = self._record
         self._record = replace(
@@ -473,7 +483,7 @@ class SegmentWorker:
             self._save_record()
         return SegmentPublished(opened.sequence, duration_ms, size)
 
-    def _write_playlist(self) -> None:
+    def _write_playlist(self, media: tuple[tuple[str, bytes], ...] = ()) -> None:
         playlist = self._playlist
         assert playlist is not None
         text = playlist.render()
@@ -493,6 +503,7 @@ class SegmentWorker:
                 target_duration_s=playlist.target_duration_s,
                 text=text,
                 delta=delta,
+                media=media,
             )
         )
 

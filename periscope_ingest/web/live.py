@@ -1,7 +1,10 @@
 """HTTP for live streams: media and master playlists, segments, LL-HLS parts, blocking reload.
 
 Playlists and segments are files served with aiohttp's FileResponse (sendfile, Range, HEAD,
-conditional requests); every path comes from DataLayout, which checks each name first.
+conditional requests); every path comes from DataLayout, which checks each name first. While a
+live stream is watched, its media playlist and its newest segments and parts are also held in
+memory (StreamPipeline.media) and plain GETs for them are answered from there: a thousand
+viewers then cost no stat, open or executor hop per request.
 
 Low-Latency HLS (RFC 8216bis section 6.2.5), for a channel whose live stream has
 ``hls.low_latency``:
@@ -45,6 +48,8 @@ FMP4_TYPE = "video/mp4"
 # RFC 8216bis 6.2.5.2: a request more than this far ahead of the playlist is a client error.
 _MAX_SEGMENTS_AHEAD = 2
 _MAX_PARTS_AHEAD = 3  # the Advance Part Limit
+# Requests with any of these headers are answered from the file, by FileResponse.
+_FILE_ONLY_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
 
 
 def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse:
@@ -85,6 +90,7 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     if live is not None:
         # Who reloads a live playlist is watching it: the estimate behind "viewers".
         request.app[VIEWERS].seen(channel, request.remote or "?", time.monotonic())
+        live.watched()
     msn = _int_param(request, "_HLS_msn")
     part = _int_param(request, "_HLS_part")
     skip = request.query.get("_HLS_skip")
@@ -160,9 +166,37 @@ async def segment(request: web.Request) -> web.StreamResponse:
         path = layout.find_segment(m["channel"], m["broadcast"], m["segment"])
     except InvalidName:
         raise web.HTTPNotFound(text="not found\n") from None
+    live = request.app[REGISTRY].get(m["channel"])
+    if live is not None and live.broadcast_id != m["broadcast"]:
+        live = None  # an older broadcast of the channel: files only
+    if live is not None:
+        live.watched()
+        if (response := _from_memory(request, live, m["segment"])) is not None:
+            return response
     if not path.is_file():
         await _wait_until_published(request, m["channel"], m["broadcast"], m["segment"])
+        if live is not None:
+            response = _from_memory(request, live, m["segment"])
+            if response is not None:
+                return response
     return _file(path, _segment_type(m["segment"]), SEGMENT_CACHE)
+
+
+def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.Response | None:
+    """The newest segments and parts of a watched stream, without a stat, open or executor hop.
+
+    Range and conditional requests go to the file (FileResponse does them properly); players
+    fetch whole live segments.
+    """
+    headers = request.headers  # case-insensitive lookups
+    if any(name in headers for name in _FILE_ONLY_HEADERS):
+        return None
+    data = live.media(name)
+    if data is None:
+        return None
+    return web.Response(
+        body=data, headers={"Content-Type": _segment_type(name), "Cache-Control": SEGMENT_CACHE}
+    )
 
 
 def add_live_routes(app: web.Application) -> None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from periscope_ingest.storage.layout import DataLayout
 from tests.e2e.conftest import require
 from tests.e2e.hls_check import (
     FRAME_90K,
@@ -96,6 +97,8 @@ def follow_live(server, key: str, thread: threading.Thread, outcome: dict) -> li
             if segment.discontinuity:
                 discontinuity_sequence += 1
             entry = (segment.uri, segment.duration, discontinuity_sequence, segment.discontinuity)
+            if pl.media_sequence + offset not in seen and not pl.ended:
+                check_live_segment(server, key, segment.uri)
             assert seen.setdefault(pl.media_sequence + offset, entry) == entry
         if pl.ended:
             ended_seen_at = now
@@ -112,6 +115,17 @@ def follow_live(server, key: str, thread: threading.Thread, outcome: dict) -> li
     assert sorted(seen) == list(range(len(seen)))
     assert all(s["key"] != key for s in server.get_json("/api/streams")["streams"])
     return [seen[n] for n in sorted(seen)]
+
+
+def check_live_segment(server, key: str, uri: str) -> None:
+    """A just-listed segment, as a player fetches it (served from memory while watched), and
+    with a Range (served from the file): the same bytes as on disk."""
+    on_disk = (DataLayout(server.data_dir).channel_dir(key) / uri).read_bytes()
+    status, headers, body = server.get(f"/live/{key}/{uri}")
+    assert status == 200 and headers["Content-Type"] == "video/mp2t"
+    assert int(headers["Content-Length"]) == len(body) and body == on_disk
+    status, headers, body = server.get(f"/live/{key}/{uri}", {"Range": "bytes=188-375"})
+    assert status == 206 and body == on_disk[188:376]
 
 
 def check_recording(server, key: str, segments: list, seconds: float = SECONDS) -> None:

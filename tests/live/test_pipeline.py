@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from periscope_ingest.config import HlsSettings
-from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.pipeline import MEMORY_SEGMENTS, StreamPipeline
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
@@ -28,7 +28,7 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[object, bytes]]]:
+def start(tmp_path: Path, **hls) -> tuple[DataLayout, StreamPipeline]:
     layout = DataLayout(tmp_path / "data")
     layout.ensure()
     catalog = Catalog(layout.catalog_path)
@@ -40,6 +40,10 @@ async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[objec
         asyncio.get_running_loop(),
         catalog,
     )
+    return layout, pipeline
+
+
+async def feed(pipeline: StreamPipeline, tags) -> None:
     for tag_type, timestamp, body in tags:
         if tag_type == 9:
             pipeline.video(timestamp, body)
@@ -50,6 +54,11 @@ async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[objec
             assert name == "onMetaData"
             pipeline.metadata(dict(values))
     await pipeline.finish()
+
+
+async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[object, bytes]]]:
+    layout, pipeline = start(tmp_path, **hls)
+    await feed(pipeline, tags)
     playlist = parse_media_playlist(layout.live_playlist("chan").read_text())
     assert playlist.ended
     segments = [(s, (layout.channel_dir("chan") / s.uri).read_bytes()) for s in playlist.segments]
@@ -109,3 +118,22 @@ async def test_live_window_slides_but_old_segments_stay(tmp_path: Path, flv: Pat
     assert "#EXT-X-MEDIA-SEQUENCE:1\n" in text  # 3 x target = 6 s kept: 3 of 4 segments
     assert len(segments) == 3
     assert (layout.channel_dir("chan") / segments[0][0].uri.replace("1.ts", "0.ts")).is_file()
+
+
+async def test_a_watched_stream_keeps_its_newest_segments_in_memory(
+    tmp_path: Path, flv: Path
+) -> None:
+    layout, watched = start(tmp_path / "watched", segment_duration=1.0)
+    watched.watched()
+    await feed(watched, read_tags(flv))
+    files = layout.channel_dir("chan") / watched.broadcast_id
+    names = sorted(p.name for p in files.glob("*.ts"))
+    assert len(names) == 4
+    kept = [name for name in names if watched.media(name) is not None]
+    assert kept == names[-MEMORY_SEGMENTS:]  # bounded: older segments are served from disk
+    for name in kept:
+        assert watched.media(name) == (files / name).read_bytes()
+
+    _, unwatched = start(tmp_path / "unwatched", segment_duration=1.0)
+    await feed(unwatched, read_tags(flv))
+    assert all(unwatched.media(name) is None for name in names)
