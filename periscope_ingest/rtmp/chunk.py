@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .errors import LimitExceeded, ProtocolError
 
-__all__ = ["ChunkReader", "ChunkWriter", "Message"]
+__all__ = ["ChunkReader", "ChunkWriter", "Message", "MessageTuple"]
 
 EXTENDED_TIMESTAMP = 0xFFFFFF
 MAX_MESSAGE_LENGTH = 0xFFFFFF  # the length field has 3 bytes
@@ -55,10 +55,17 @@ class Message:
     payload: bytes
 
 
+# A message as ChunkReader.feed_tuples() returns it: the fields of Message, in the same order.
+MessageTuple = tuple[int, int, int, int, bytes]
+
+
 @dataclass(slots=True)
 class _InboundChunkStream:
     """What the previous headers on one chunk stream id established."""
 
+    # How a type-3 continuation chunk on this stream starts: the basic header, followed by
+    # extended_bytes when the last header had an extended timestamp (as writers repeat it).
+    continuation: bytes
     timestamp: int = 0  # absolute timestamp of the current (or last) message
     delta: int = 0  # reapplied by a type-3 header that starts a new message
     length: int = 0
@@ -78,14 +85,18 @@ class _InboundChunkStream:
 class ChunkReader:
     """Turns the byte stream after the handshake into complete messages.
 
-    feed() buffers partial chunks; it only ever changes state for a chunk once its header and
-    payload are both present, so data can be split anywhere.
+    Data can be split anywhere. A chunk header cut by the end of the data is kept (at most
+    _MAX_CHUNK_HEADER bytes) and parsed once complete; state changes only then. A chunk whose
+    header is complete is taken at once, its payload as far as it has arrived: the rest of that
+    payload is expected first in the next feed().
     """
 
     __slots__ = (
-        "_buffer",
         "_bytes_received",
         "_chunk_size",
+        "_cut_chunk_left",
+        "_cut_chunk_stream_id",
+        "_header_buffer",
         "_streams",
         "max_chunk_size",
         "max_chunk_streams",
@@ -103,8 +114,12 @@ class ChunkReader:
         self.max_chunk_streams = max_chunk_streams
         self._chunk_size = DEFAULT_CHUNK_SIZE
         self._streams: dict[int, _InboundChunkStream] = {}
-        # Unparsed bytes (at most one incomplete chunk) carried over to the next feed().
-        self._buffer = bytearray()
+        # The start of a chunk whose header the end of the data cut, for the next feed().
+        self._header_buffer = bytearray()
+        # The chunk whose payload the end of the data cut: its chunk stream id, and how many of
+        # its payload bytes the next feed() starts with (0: no chunk was cut).
+        self._cut_chunk_stream_id = 0
+        self._cut_chunk_left = 0
         self._bytes_received = 0
 
     @property
@@ -129,7 +144,10 @@ class ChunkReader:
         self._chunk_size = size
 
     def abort(self, chunk_stream_id: int) -> None:
-        """Discard the partially received message on a chunk stream (Abort Message)."""
+        """Discard the partially received message on a chunk stream (Abort Message).
+
+        Should the data have cut a chunk of that message, the rest of the chunk is skipped too.
+        """
         stream = self._streams.get(chunk_stream_id)
         if stream is not None:
             stream.remaining = 0
@@ -142,54 +160,55 @@ class ChunkReader:
         where they complete, because the chunks after them in the same data may already use the
         new size. They are still returned so the caller can see them.
         """
+        return [Message(*fields) for fields in self.feed_tuples(data)]
+
+    def feed_tuples(self, data: bytes) -> list[MessageTuple]:
+        """feed(), with each message as a plain tuple of Message's fields.
+
+        For callers that handle every audio and video frame: building a Message per frame is a
+        tenth of the parsing time.
+        """
         size = len(data)
         self._bytes_received += size
         if type(data) is not bytes:
             data = bytes(data)  # pieces are kept as views into it, so it must be immutable
-        messages: list[Message] = []
-        buffer = self._buffer
-        start = 0
-        if buffer:
-            # A chunk straddles the previous data and this one: finish it from the buffer, then
-            # go back to parsing the caller's bytes in place so that the bulk of the data is
-            # copied only once, into the message payload. Only what that one chunk can need is
-            # appended (its header and payload are at most _MAX_CHUNK_HEADER + chunk size).
-            buffered = len(buffer)
-            take = _MAX_CHUNK_HEADER + self._chunk_size - buffered
-            if take < size:
-                buffer += memoryview(data)[:take]
-            else:
-                buffer += data
-                take = size
-            with memoryview(buffer) as view:
-                position = self._parse(buffer, view, 0, buffered, messages, True)
-            if position < buffered and take < size:
-                # Not enough after all (the state changed between calls): use everything.
-                buffer += memoryview(data)[take:]
-                take = size
-                with memoryview(buffer) as view:
-                    position = self._parse(buffer, view, position, buffered, messages, True)
-            if position < buffered:
-                del buffer[:position]  # still incomplete; deleting at the front is O(1)
+        messages: list[MessageTuple] = []
+        position = 0
+        header_buffer = self._header_buffer
+        if header_buffer:
+            # Complete the cut header with the start of this data (a header is at most
+            # _MAX_CHUNK_HEADER bytes) and parse on from there: parsing any prefix of the
+            # stream is exact, so where it ends maps back to an offset in data.
+            buffered = len(header_buffer)
+            joined = bytes(header_buffer) + data[:_MAX_CHUNK_HEADER]
+            parsed = self._parse(joined, memoryview(joined), 0, messages)
+            if parsed < buffered:
+                # Still inside a cut header (maybe a later one), so all of data is in joined.
+                del header_buffer[:parsed]
+                header_buffer += data
                 self._own_partial_messages()
                 return messages
-            buffer.clear()
-            start = position - buffered
-        position = self._parse(data, memoryview(data), start, size, messages, False)
-        if position < size:
-            buffer += memoryview(data)[position:]
+            header_buffer.clear()
+            position = parsed - buffered
+        view = memoryview(data)
+        if self._cut_chunk_left and position < size:
+            position = self._continue_cut_chunk(view, position, messages)
+        if not self._cut_chunk_left:
+            position = self._parse(data, view, position, messages)
+            if position < size:
+                header_buffer += view[position:]
         self._own_partial_messages()
         return messages
 
     @property
     def buffered_bytes(self) -> int:
-        """Memory held between feed() calls: the incomplete chunk plus partial messages.
+        """Memory held between feed() calls: a cut chunk header plus partial messages.
 
         A piece kept as a view counts as the whole object it views, because that is what it
-        keeps alive. Bounded by (chunk header + chunk size) + (messages in progress) times
+        keeps alive. Bounded by _MAX_CHUNK_HEADER + (messages in progress) times
         max_message_size, at most max_chunk_streams of them.
         """
-        total = len(self._buffer)
+        total = len(self._header_buffer)
         viewed: set[int] = set()
         for stream in self._streams.values():
             for part in stream.parts or ():
@@ -223,28 +242,48 @@ class ChunkReader:
                 owned += part
             stream.parts = [owned]
 
+    def _continue_cut_chunk(
+        self, view: memoryview, position: int, messages: list[MessageTuple]
+    ) -> int:
+        """Take the rest of the chunk payload the previous data cut; return where it ends."""
+        take = min(self._cut_chunk_left, len(view) - position)
+        self._cut_chunk_left -= take
+        csid = self._cut_chunk_stream_id
+        stream = self._streams[csid]
+        parts = stream.parts
+        if parts is not None:  # None if abort() discarded the message meanwhile
+            parts.append(view[position : position + take])
+            stream.remaining -= take
+            if not stream.remaining:
+                stream.parts = None
+                payload = b"".join(parts)
+                type_id = stream.type_id
+                messages.append((csid, type_id, stream.stream_id, stream.timestamp, payload))
+                if type_id <= _ABORT:
+                    self._control(type_id, payload)
+        return position + take
+
     def _parse(
         self,
-        buffer: bytes | bytearray,
+        buffer: bytes,
         view: memoryview,
         position: int,
-        stop: int,
-        messages: list[Message],
-        copy: bool,
+        messages: list[MessageTuple],
     ) -> int:
-        """Parse the chunks that start before stop; return where parsing ended.
+        """Parse chunks from position on; return where parsing ended.
 
-        copy is True when buffer is our own mutable bytearray: pieces of a partial message must
-        then be copied out instead of kept as views.
+        That is the end of the data, or the start of a chunk header the data cuts. A chunk
+        payload the data cuts is taken as far as it goes and recorded for _continue_cut_chunk.
         """
         end = len(buffer)
         get_stream = self._streams.get
         chunk_size = self._chunk_size
+        max_message_size = self.max_message_size
         append_message = messages.append
         unpack_u32 = _U32.unpack_from
         unpack_2u32 = _TWO_U32.unpack_from
 
-        while position < stop:
+        while position < end:
             first = buffer[position]
             csid = first & 0x3F
             header_end = position + 1
@@ -262,148 +301,175 @@ class ChunkReader:
 
             stream = get_stream(csid)
 
-            # Fast path: a type-3 chunk continuing a message (most chunks of audio and video).
             if first >= 0xC0 and stream is not None and stream.remaining:
+                # A type-3 chunk continuing a message (most chunks of audio and video).
                 if stream.extended:
                     skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
                     if skip < 0:
                         break
                     header_end += skip
+                payload_start = header_end
                 remaining = stream.remaining
-                size = remaining if remaining < chunk_size else chunk_size
-                payload_end = header_end + size
-                if payload_end > end:
-                    break
                 parts = stream.parts
-                if copy:
-                    parts.append(bytes(view[header_end:payload_end]))  # type: ignore[union-attr]
-                else:
-                    parts.append(view[header_end:payload_end])  # type: ignore[union-attr]
-                position = payload_end
-                remaining -= size
-                stream.remaining = remaining
-                if not remaining:
-                    stream.parts = None
-                    type_id = stream.type_id
-                    payload = b"".join(parts)  # type: ignore[arg-type]
-                    append_message(
-                        Message(csid, type_id, stream.stream_id, stream.timestamp, payload)
-                    )
-                    if type_id <= _ABORT:
-                        self._control(type_id, payload)
-                        chunk_size = self._chunk_size
-                continue
-
-            fmt = first >> 6
-            if stream is None:
-                if fmt != 0:
+            else:
+                fmt = first >> 6
+                if stream is None:
+                    if fmt != 0:
+                        raise ProtocolError(
+                            f"chunk stream {csid}: type-{fmt} header before any type-0 header"
+                        )
+                    if len(self._streams) >= self.max_chunk_streams:
+                        raise LimitExceeded(
+                            f"chunk stream {csid} would be chunk stream number "
+                            f"{len(self._streams) + 1}, "
+                            f"exceeding max_chunk_streams={self.max_chunk_streams}"
+                        )
+                elif stream.remaining:
                     raise ProtocolError(
-                        f"chunk stream {csid}: type-{fmt} header before any type-0 header"
+                        f"chunk stream {csid}: type-{fmt} header while a message still has "
+                        f"{stream.remaining} of {stream.length} bytes to come"
                     )
-                if len(self._streams) >= self.max_chunk_streams:
+
+                # Parse the header into locals; state changes only once it is all present.
+                # Fields are unpacked from header_end - 1 (the last basic header byte, masked
+                # off) so that the 3-byte fields come out of one 4-byte big-endian read.
+                if fmt == 1:
+                    payload_start = header_end + 7
+                    if payload_start > end:
+                        break
+                    time_field, length = unpack_2u32(buffer, header_end - 1)
+                    time_field &= 0xFFFFFF
+                    type_id = length & 0xFF
+                    length >>= 8
+                elif fmt == 0:
+                    payload_start = header_end + 11
+                    if payload_start > end:
+                        break
+                    time_field, length = unpack_2u32(buffer, header_end - 1)
+                    time_field &= 0xFFFFFF
+                    type_id = length & 0xFF
+                    length >>= 8
+                    stream_id = _U32_LE.unpack_from(buffer, header_end + 7)[0]
+                elif fmt == 2:
+                    payload_start = header_end + 3
+                    if payload_start > end:
+                        break
+                    time_field = unpack_u32(buffer, header_end - 1)[0] & 0xFFFFFF
+                    length = stream.length  # type: ignore[union-attr]
+                    type_id = stream.type_id  # type: ignore[union-attr]
+                else:
+                    # A new message repeating the previous header; the delta is applied again.
+                    assert stream is not None
+                    payload_start = header_end
+                    length = stream.length
+                    type_id = stream.type_id
+                    time_field = stream.delta
+                    if stream.extended:
+                        skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
+                        if skip < 0:
+                            break
+                        payload_start += skip
+                if fmt == 3:
+                    extended = stream.extended  # type: ignore[union-attr]
+                else:
+                    extended = time_field == EXTENDED_TIMESTAMP
+                    if extended:
+                        if payload_start + 4 > end:
+                            break
+                        time_field = unpack_u32(buffer, payload_start)[0]
+                        payload_start += 4
+                if length > max_message_size:
                     raise LimitExceeded(
-                        f"chunk stream {csid} would be chunk stream number "
-                        f"{len(self._streams) + 1}, "
-                        f"exceeding max_chunk_streams={self.max_chunk_streams}"
+                        f"chunk stream {csid}: message of {length} bytes exceeds "
+                        f"max_message_size={max_message_size}"
                     )
-            elif stream.remaining:
-                raise ProtocolError(
-                    f"chunk stream {csid}: type-{fmt} header while a message still has "
-                    f"{stream.remaining} of {stream.length} bytes to come"
-                )
 
-            # Parse the header into locals; state changes only once the whole chunk is present.
-            # Fields are unpacked from header_end - 1 (the last basic header byte, masked off)
-            # so that the 3-byte fields come out of one 4-byte big-endian read.
-            if fmt == 1:
-                message_header_end = header_end + 7
-                if message_header_end > end:
-                    break
-                time_field, length = unpack_2u32(buffer, header_end - 1)
-                time_field &= 0xFFFFFF
-                type_id = length & 0xFF
-                length >>= 8
-                stream_id = stream.stream_id  # type: ignore[union-attr]
-            elif fmt == 0:
-                message_header_end = header_end + 11
-                if message_header_end > end:
-                    break
-                time_field, length = unpack_2u32(buffer, header_end - 1)
-                time_field &= 0xFFFFFF
-                type_id = length & 0xFF
-                length >>= 8
-                stream_id = _U32_LE.unpack_from(buffer, header_end + 7)[0]
-            elif fmt == 2:
-                message_header_end = header_end + 3
-                if message_header_end > end:
-                    break
-                time_field = unpack_u32(buffer, header_end - 1)[0] & 0xFFFFFF
-                length = stream.length  # type: ignore[union-attr]
-                type_id = stream.type_id  # type: ignore[union-attr]
-                stream_id = stream.stream_id  # type: ignore[union-attr]
-            else:
-                # A new message repeating the previous header; the delta is applied again.
-                assert stream is not None
-                message_header_end = header_end
-                length = stream.length
-                type_id = stream.type_id
-                stream_id = stream.stream_id
-                time_field = stream.delta
-                if stream.extended:
-                    skip = _repeated_extended_timestamp(buffer, header_end, end, stream)
-                    if skip < 0:
-                        break
-                    message_header_end += skip
-            if fmt == 3:
-                extended = stream.extended  # type: ignore[union-attr]
-            else:
-                extended = time_field == EXTENDED_TIMESTAMP
-                if extended:
-                    if message_header_end + 4 > end:
-                        break
-                    time_field = unpack_u32(buffer, message_header_end)[0]
-                    message_header_end += 4
-            if length > self.max_message_size:
-                raise LimitExceeded(
-                    f"chunk stream {csid}: message of {length} bytes exceeds "
-                    f"max_message_size={self.max_message_size}"
-                )
-            size = length if length < chunk_size else chunk_size
-            payload_end = message_header_end + size
+                # The header is complete: commit it.
+                if stream is None:
+                    stream = self._streams[csid] = _InboundChunkStream(_basic_header(3, csid))
+                if fmt == 0:
+                    # Absolute, and allowed to go backwards (FFmpeg does on DTS reordering).
+                    # The field also becomes the "delta" a following type-3 header reapplies,
+                    # which is what FFmpeg's writer assumes.
+                    stream.timestamp = time_field
+                    stream.stream_id = stream_id  # only type 0 carries it
+                else:
+                    stream.timestamp = (stream.timestamp + time_field) & 0xFFFFFFFF
+                stream.delta = time_field
+                stream.length = length
+                stream.type_id = type_id
+                if extended != stream.extended or (
+                    extended and time_field != stream.extended_value
+                ):
+                    stream.extended = extended
+                    stream.extended_value = time_field if extended else 0
+                    stream.extended_bytes = time_field.to_bytes(4, "big") if extended else b""
+                    stream.continuation = _basic_header(3, csid) + stream.extended_bytes
+                remaining = length
+                parts = None
+
+            size = remaining if remaining < chunk_size else chunk_size
+            payload_end = payload_start + size
             if payload_end > end:
-                break
-
-            # The chunk is complete: commit the header.
-            if stream is None:
-                stream = self._streams[csid] = _InboundChunkStream()
-            if fmt == 0:
-                # Absolute, and allowed to go backwards (FFmpeg does on DTS reordering). The
-                # field also becomes the "delta" a following type-3 header reapplies, which is
-                # what FFmpeg's writer assumes.
-                timestamp = stream.timestamp = time_field
-            else:
-                timestamp = stream.timestamp = (stream.timestamp + time_field) & 0xFFFFFFFF
-            stream.delta = time_field
-            stream.length = length
-            stream.type_id = type_id
-            stream.stream_id = stream_id
-            if extended != stream.extended or (extended and time_field != stream.extended_value):
-                stream.extended = extended
-                stream.extended_value = time_field if extended else 0
-                stream.extended_bytes = time_field.to_bytes(4, "big") if extended else b""
+                # The data ends inside this chunk's payload: keep what has arrived, and let
+                # _continue_cut_chunk take the rest from the next data.
+                piece = view[payload_start:end]
+                if parts is None:
+                    stream.parts = [piece]
+                else:
+                    parts.append(piece)
+                stream.remaining = remaining - (end - payload_start)
+                self._cut_chunk_stream_id = csid
+                self._cut_chunk_left = payload_end - end
+                return end
             position = payload_end
-            if size == length:
-                payload = buffer[message_header_end:payload_end]
-                if copy:
-                    payload = bytes(payload)
-                append_message(Message(csid, type_id, stream_id, timestamp, payload))
-                if type_id <= _ABORT:
-                    self._control(type_id, payload)
-                    chunk_size = self._chunk_size
+            remaining -= size
+            if parts is None and not remaining:
+                payload = buffer[payload_start:payload_end]
             else:
-                piece = view[message_header_end:payload_end]
-                stream.parts = [bytes(piece) if copy else piece]
-                stream.remaining = length - size
+                if parts is None:
+                    parts = [view[payload_start:payload_end]]
+                else:
+                    parts.append(view[payload_start:payload_end])
+                if remaining:
+                    # The continuation chunks of a message nearly always follow at once
+                    # (writers interleave chunk streams between messages, not within them):
+                    # take them here, checking only that each starts with this stream's type-3
+                    # header. Anything else (another chunk stream's chunk, a writer that does
+                    # not repeat the extended timestamp, the end of the data) is left to the
+                    # loop above.
+                    continuation = stream.continuation
+                    header_size = len(continuation)
+                    # Its first byte is compared on its own: an index costs a third of a
+                    # startswith() call, which only longer headers need.
+                    lead = continuation[0]
+                    while (
+                        position < end
+                        and buffer[position] == lead
+                        and (header_size == 1 or buffer.startswith(continuation, position))
+                    ):
+                        payload_start = position + header_size
+                        size = remaining if remaining < chunk_size else chunk_size
+                        payload_end = payload_start + size
+                        if payload_end > end:
+                            break
+                        parts.append(view[payload_start:payload_end])
+                        position = payload_end
+                        remaining -= size
+                        if not remaining:
+                            break
+                    if remaining:
+                        stream.parts = parts
+                        stream.remaining = remaining
+                        continue
+                stream.parts = None
+                stream.remaining = 0
+                payload = b"".join(parts)
+            type_id = stream.type_id
+            append_message((csid, type_id, stream.stream_id, stream.timestamp, payload))
+            if type_id <= _ABORT:
+                self._control(type_id, payload)
+                chunk_size = self._chunk_size
 
         return position
 

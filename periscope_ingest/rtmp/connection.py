@@ -81,14 +81,17 @@ class MetadataReceived:
     values: dict  # onMetaData properties (an amf0.EcmaArray or plain dict)
 
 
-@dataclass(frozen=True, slots=True)
+# The media events, one per audio or video message, are not frozen: a frozen dataclass's
+# __init__ sets every field through object.__setattr__, which makes building one three times as
+# slow (0.4 µs instead of 0.13). Treat them as read-only all the same.
+@dataclass(slots=True)
 class AudioReceived:
     stream_id: int
     timestamp: int  # ms, modulo 2**32, as sent by the client
     payload: bytes  # FLV audio tag body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VideoReceived:
     stream_id: int
     timestamp: int  # ms (DTS), modulo 2**32, as sent by the client
@@ -127,9 +130,10 @@ Event = (
 # ------------------------------------------------------------------------------ connection
 
 
-_VIDEO = msg.VIDEO
-_AUDIO = msg.AUDIO
-_MEDIA_TYPES = frozenset((_VIDEO, _AUDIO))
+_MEDIA_EVENTS: dict[int, type[AudioReceived] | type[VideoReceived]] = {
+    msg.AUDIO: AudioReceived,
+    msg.VIDEO: VideoReceived,
+}
 
 
 class _PublishState(enum.Enum):
@@ -268,20 +272,17 @@ class ServerConnection:
         if data:
             # Fast path for media on a publishing stream, the bulk of the traffic; everything
             # else (and media that is dropped) goes through _handle_message.
+            get_event_type = _MEDIA_EVENTS.get
             get_stream = self._streams.get
             publishing = _PublishState.PUBLISHING
-            for message in self._reader.feed(data):
-                type_id = message.type_id
-                if type_id in _MEDIA_TYPES:
-                    stream_id = message.stream_id
+            for csid, type_id, stream_id, timestamp, payload in self._reader.feed_tuples(data):
+                event_type = get_event_type(type_id)
+                if event_type is not None:
                     stream = get_stream(stream_id)
                     if stream is not None and stream.publish_state is publishing:
-                        events.append(
-                            (VideoReceived if type_id == _VIDEO else AudioReceived)(
-                                stream_id, message.timestamp, message.payload
-                            )
-                        )
+                        events.append(event_type(stream_id, timestamp, payload))
                         continue
+                message = Message(csid, type_id, stream_id, timestamp, payload)
                 self._handle_message(message, events)
         self._maybe_acknowledge()
         return events

@@ -477,3 +477,159 @@ def test_error_in_a_chunk_completed_across_feeds_is_the_protocol_error():
     reader.feed(data[:5])
     with pytest.raises(LimitExceeded, match="chunk size of 1048576 bytes"):
         reader.feed(data[5:])
+
+
+# --------------------------------------------------------------------------- cut chunks and
+# interleaving: the reader takes the continuation chunks that follow a message at once, and
+# leaves anything else to its chunk-by-chunk loop; data may end inside a header or a payload.
+
+
+def interleaved_stream(
+    per_stream: dict[int, list[tuple[int, int, bytes]]],
+    chunk_size: int,
+    repeat_extended: bool,
+    order: list[int],
+) -> tuple[bytes, list[Message]]:
+    """Chunks of several chunk streams' messages, interleaved as order says (chunk stream ids,
+    one per chunk; a stream's own chunks stay in order). Returns the data and the messages in
+    the order they complete.
+
+    Messages are (delta, type id, payload): type-0 for the first on a stream, type-1 after.
+    """
+    chunks: dict[int, list[tuple[bytes, Message | None]]] = {}
+    for csid, messages in per_stream.items():
+        out = chunks[csid] = []
+        timestamp = 0
+        for index, (delta, type_id, payload) in enumerate(messages):
+            if index == 0:
+                timestamp = delta
+                header = type0(csid, delta, len(payload), type_id, 1)
+            else:
+                timestamp = (timestamp + delta) & 0xFFFFFFFF
+                header = type1(csid, delta, len(payload), type_id)
+            extended = delta if delta >= 0xFFFFFF and repeat_extended else None
+            pieces = [payload[i : i + chunk_size] for i in range(0, len(payload), chunk_size)]
+            pieces = pieces or [b""]
+            message = Message(csid, type_id, 1, timestamp, payload)
+            for number, piece in enumerate(pieces):
+                head = header if number == 0 else type3(csid, extended)
+                out.append((head + piece, message if number == len(pieces) - 1 else None))
+    data = bytearray()
+    completed = []
+    for csid in order:
+        chunk, message = chunks[csid].pop(0)
+        data += chunk
+        if message is not None:
+            completed.append(message)
+    assert not any(chunks.values())
+    return bytes(data), completed
+
+
+# Extended deltas that a writer not repeating them cannot make look like a repetition: the 4
+# bytes after a type-3 header are payload (never 0xFF here) and basic headers (never 0xFF for
+# these chunk stream ids). 0xFEFEFEFF and 0xFEC4FEFF start like many payloads (half of their
+# bytes are 0xFE; 0xC4 is chunk stream 4's type-3 header), so that the reader must often wait
+# for the 4th byte, sometimes across more than one chunk, to know what it has.
+DELTAS = st.one_of(
+    st.integers(0, 1000),
+    st.integers(0xFF000000, 0xFFFFFFFF),
+    st.sampled_from([0xFEFEFEFF, 0xFEC4FEFF]),
+)
+PAYLOADS = st.binary(max_size=700).map(lambda raw: bytes(b if b < 0x80 else 0xFE for b in raw))
+STREAM_MESSAGES = st.lists(
+    st.tuples(DELTAS, st.sampled_from([AUDIO, VIDEO, 18]), PAYLOADS), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    per_stream=st.dictionaries(st.sampled_from([3, 4, 6, 64, 320]), STREAM_MESSAGES, min_size=1),
+    chunk_size=st.sampled_from([1, 2, 3, 7, 128, 300]),
+    repeat_extended=st.booleans(),
+    data=st.data(),
+)
+def test_interleaved_chunk_streams_split_anywhere(per_stream, chunk_size, repeat_extended, data):
+    counts = {
+        csid: sum(max(1, -(-len(p) // chunk_size)) for _, _, p in messages)
+        for csid, messages in per_stream.items()
+    }
+    order = []
+    while any(counts.values()):
+        csid = data.draw(st.sampled_from(sorted(c for c, n in counts.items() if n)))
+        counts[csid] -= 1
+        order.append(csid)
+    body, expected = interleaved_stream(per_stream, chunk_size, repeat_extended, order)
+    # A last message, so that the reader never has to wait for what follows the last chunk to
+    # know whether it repeats an extended timestamp.
+    body += type0(2, 0, 1, COMMAND, 0) + b"."
+    expected.append(Message(2, COMMAND, 0, 0, b"."))
+    stream = (set_chunk_size_message(chunk_size) if chunk_size != 128 else b"") + body
+
+    def received(messages):
+        return [m for m in messages if m.type_id != 1]
+
+    assert received(ChunkReader().feed(stream)) == expected
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts"))
+    reader = ChunkReader()
+    pieces = []
+    for start, stop in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        pieces += reader.feed(stream[start:stop])
+    assert received(pieces) == expected
+    assert reader.buffered_bytes == 0
+    if len(stream) <= 2000:
+        assert received(feed_bytewise(stream)) == expected
+
+
+def test_feed_tuples_gives_the_fields_of_feed():
+    data = type0(4, 7, 300, VIDEO, 1) + bytes(128) + type0(3, 1, 2, COMMAND, 0) + b"hi"
+    data += type3(4) + bytes(128) + type3(4) + bytes(44)
+    expected = [Message(3, COMMAND, 0, 1, b"hi"), Message(4, VIDEO, 1, 7, bytes(300))]
+    assert ChunkReader().feed(data) == expected
+    assert ChunkReader().feed_tuples(data) == [
+        (m.chunk_stream_id, m.type_id, m.stream_id, m.timestamp, m.payload) for m in expected
+    ]
+
+
+def test_payload_cut_over_several_feeds():
+    payload = bytes(range(250))
+    data = type0(4, 0, 250, VIDEO, 1) + payload[:128] + type3(4) + payload[128:]
+    reader = ChunkReader()
+    assert reader.feed(data[:20]) == []  # header and 8 bytes of the first chunk's payload
+    assert reader.feed(data[20:100]) == []  # still inside the first chunk
+    assert reader.feed(data[100:140]) == []  # rest of it, the type-3 header, 11 bytes
+    assert reader.feed(data[140:]) == [Message(4, VIDEO, 1, 0, payload)]
+
+
+def test_only_a_cut_header_is_buffered():
+    data = type0(4, BIG, 300, VIDEO, 1) + bytes(128)
+    reader = ChunkReader()
+    reader.feed(data[:15])  # the 12-byte header, 3 of the 4 extended timestamp bytes
+    assert reader.buffered_bytes == 15
+    assert reader.feed(data[15:]) == []
+    assert reader.buffered_bytes == 128  # the message's first chunk, copied out of the data
+    assert reader.feed(type3(4, BIG)[:3]) == []  # a cut continuation header
+    assert reader.buffered_bytes == 128 + 3
+
+
+def test_abort_method_while_a_chunk_is_cut_skips_the_rest_of_that_chunk():
+    reader = ChunkReader()
+    assert reader.feed(type0(4, 0, 300, VIDEO, 1) + bytes(100)) == []
+    reader.abort(4)
+    # The 28 bytes left of that chunk are skipped, then parsing goes on.
+    assert reader.feed(bytes(28) + type0(4, 5, 2, AUDIO, 1) + b"ok") == [
+        Message(4, AUDIO, 1, 5, b"ok")
+    ]
+
+
+def test_cut_header_whose_chunk_ends_inside_the_buffered_bytes():
+    # With chunk size 2 and an extended timestamp the writer does not repeat, whether the 4
+    # bytes after a type-3 header are a repetition is only known once all 4 are there: fed one
+    # byte at a time, the reader waits with a header, 2 payload bytes and the next header
+    # buffered, and then parses two chunks from those bytes.
+    timestamp = 0x0102C403  # its third byte is the type-3 header of chunk stream 4
+    payload = bytes((0xAA, 0xBB, 0x01, 0x02, 0x01, 0xCC))
+    data = set_chunk_size_message(2) + type0(4, timestamp, 6, VIDEO, 1) + payload[:2]
+    data += type3(4) + payload[2:4] + type3(4) + payload[4:]
+    expected = [Message(4, VIDEO, 1, timestamp, payload)]
+    assert ChunkReader().feed(data)[1:] == expected
+    assert feed_bytewise(data)[1:] == expected

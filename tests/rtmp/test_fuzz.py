@@ -68,14 +68,12 @@ FUZZ = settings(
 def buffer_bound(in_progress: int, limits: RtmpLimits = LIMITS) -> int:
     """What the connection may hold with in_progress messages partly received.
 
-    One incomplete chunk (header + max_chunk_size) plus up to max_message_size for each message
-    in progress; never more than max_chunk_streams of those. During the handshake, under C0+C1+C2.
+    One cut chunk header plus up to max_message_size for each message in progress (a cut chunk
+    payload is part of its message); never more than max_chunk_streams of those. During the
+    handshake, under C0+C1+C2.
     """
     assert in_progress <= limits.max_chunk_streams
-    return max(
-        HANDSHAKE_SIZE,
-        limits.max_message_size * in_progress + limits.max_chunk_size + MAX_CHUNK_HEADER,
-    )
+    return max(HANDSHAKE_SIZE, limits.max_message_size * in_progress + MAX_CHUNK_HEADER)
 
 
 BUFFER_BOUND = buffer_bound(LIMITS.max_chunk_streams)
