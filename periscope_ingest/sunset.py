@@ -48,6 +48,7 @@ class Lifecycle:
         self._state_file = state_file
         self._lock = threading.Lock()
         self._manual = Phase.OPEN
+        self._cached: tuple[Phase, datetime | None] | None = None  # (phase, valid until)
         # No file (or an unreadable one) means nobody moved the phase on by hand.
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             self._manual = Phase.from_label(json.loads(state_file.read_text())["phase"])
@@ -61,7 +62,18 @@ class Lifecycle:
         ]
 
     def phase(self, now: datetime | None = None) -> Phase:
-        now = now or datetime.now(UTC)
+        if now is None:
+            # Asked on every HTTP request: the answer holds until the next dated change.
+            now = datetime.now(UTC)
+            cached = self._cached
+            if cached is not None and (cached[1] is None or now < cached[1]):
+                return cached[0]
+            phase = self._phase_at(now)
+            self._cached = (phase, self.next_change(now))
+            return phase
+        return self._phase_at(now)
+
+    def _phase_at(self, now: datetime) -> Phase:
         dated = max(
             (phase for phase, at in self._dates() if at is not None and at <= now),
             default=Phase.OPEN,
@@ -85,6 +97,7 @@ class Lifecycle:
                     f"the service is already {self.phase().label}; phases only move on"
                 )
             self._manual = to
+            self._cached = None
             write_atomic(self._state_file, json.dumps({"phase": to.label}).encode())
         return self.phase()
 

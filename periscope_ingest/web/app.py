@@ -87,7 +87,7 @@ async def edge(request: web.Request, handler):
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
-        request.app[METRICS].http_requests.labels(name, str(status)).inc()
+        request.app[METRICS].count_request(name, status)
 
 
 @dataclass(frozen=True, slots=True)

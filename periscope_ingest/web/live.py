@@ -160,26 +160,25 @@ async def _wait_until_published(request: web.Request, channel: str, broadcast: s
 
 
 async def segment(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT]
     m = request.match_info
-    try:
-        path = layout.find_segment(m["channel"], m["broadcast"], m["segment"])
-    except InvalidName:
-        raise web.HTTPNotFound(text="not found\n") from None
-    live = request.app[REGISTRY].get(m["channel"])
-    if live is not None and live.broadcast_id != m["broadcast"]:
+    channel, broadcast, name = m["channel"], m["broadcast"], m["segment"]
+    live = request.app[REGISTRY].get(channel)
+    if live is not None and live.broadcast_id != broadcast:
         live = None  # an older broadcast of the channel: files only
     if live is not None:
         live.watched()
-        if (response := _from_memory(request, live, m["segment"])) is not None:
+        # Before any path is built: the names held in memory are our own, matched exactly.
+        if (response := _from_memory(request, live, name)) is not None:
             return response
+    try:
+        path = request.app[LAYOUT].find_segment(channel, broadcast, name)
+    except InvalidName:
+        raise web.HTTPNotFound(text="not found\n") from None
     if not path.is_file():
-        await _wait_until_published(request, m["channel"], m["broadcast"], m["segment"])
-        if live is not None:
-            response = _from_memory(request, live, m["segment"])
-            if response is not None:
-                return response
-    return _file(path, _segment_type(m["segment"]), SEGMENT_CACHE)
+        await _wait_until_published(request, channel, broadcast, name)
+        if live is not None and (response := _from_memory(request, live, name)) is not None:
+            return response
+    return _file(path, _segment_type(name), SEGMENT_CACHE)
 
 
 def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.Response | None:
