@@ -124,6 +124,7 @@ class RtmpSession(asyncio.Protocol):
         self._paused = False
         self._writes_blocked = False
         self._tasks: set[asyncio.Task] = set()
+        self._max_pending = self._settings.hls.max_pending_packets
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -156,9 +157,18 @@ class RtmpSession(asyncio.Protocol):
             return
         self._last_data = self._loop.time()
         try:
-            events = self._conn.receive_data(data)
-            for event in events:
-                self._handle(event)
+            for event in self._conn.receive_data(data):
+                kind = type(event)
+                if kind is VideoReceived or kind is AudioReceived:
+                    # Nearly every event: handled inline (one publication lookup per frame).
+                    publication = self._publication
+                    if publication is not None and event.stream_id == self._stream_id:
+                        if kind is VideoReceived:
+                            publication.pipeline.video(event.timestamp, event.payload)
+                        else:
+                            publication.pipeline.audio(event.timestamp, event.payload)
+                else:
+                    self._handle(event)
         except ProtocolError as exc:
             self._fail(f"protocol error: {exc}")
             return
@@ -193,14 +203,8 @@ class RtmpSession(asyncio.Protocol):
     # -- events -----------------------------------------------------------------------------
 
     def _handle(self, event: object) -> None:
-        if isinstance(event, VideoReceived | AudioReceived):
-            publication = self._publication
-            if publication is not None and event.stream_id == self._stream_id:
-                if isinstance(event, VideoReceived):
-                    publication.pipeline.video(event.timestamp, event.payload)
-                else:
-                    publication.pipeline.audio(event.timestamp, event.payload)
-        elif isinstance(event, MetadataReceived):
+        """Every event but audio and video (see data_received)."""
+        if isinstance(event, MetadataReceived):
             if self._publication is not None:
                 self._publication.pipeline.metadata(event.values)
         elif isinstance(event, Connected):
@@ -401,7 +405,7 @@ class RtmpSession(asyncio.Protocol):
         publication = self._publication
         if publication is None or self._paused or self._transport is None:
             return
-        if publication.pipeline.backlog() > self._settings.hls.max_pending_packets:
+        if publication.pipeline.backlog() > self._max_pending:
             self._paused = True
             self._transport.pause_reading()
             self._loop.call_later(0.05, self._maybe_resume)
@@ -410,7 +414,7 @@ class RtmpSession(asyncio.Protocol):
         publication = self._publication
         if self._closed or publication is None or self._transport is None:
             return
-        if publication.pipeline.backlog() <= self._settings.hls.max_pending_packets // 2:
+        if publication.pipeline.backlog() <= self._max_pending // 2:
             self._paused = False
             self._last_data = self._loop.time()
             if not self._writes_blocked:
