@@ -276,6 +276,27 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# How long `accounts create` waits for its webhook to be delivered (retries included).
+CLI_WEBHOOK_WAIT_S = 15.0
+
+
+def _send_webhook(settings: Settings, event: str, data: dict) -> None:
+    """Events of work done by the CLI: the server does not see it, so deliver from here, signed
+    and retried like the server's, waiting at most CLI_WEBHOOK_WAIT_S."""
+    from periscope_ingest.live.webhooks import Webhooks
+
+    if not settings.webhooks.urls:
+        return
+
+    async def deliver() -> None:
+        hooks = Webhooks(settings.webhooks)
+        await hooks.start()
+        hooks.emit(event, data)
+        await hooks.stop(drain_for=CLI_WEBHOOK_WAIT_S)
+
+    asyncio.run(deliver())
+
+
 def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     from periscope_ingest.storage.accounts import AccountError, AccountStore
     from periscope_ingest.storage.layout import DataLayout
@@ -297,6 +318,7 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"stream key:  {credentials.stream_key}")
                 print(f"API token:   {credentials.token}")
                 print("These are shown only now: keep them somewhere safe.")
+            _send_webhook(settings, "account.created", {"handle": credentials.handle})
         elif args.action == "list":
             for account in store.list():
                 state = "disabled" if account.disabled else "active"

@@ -70,7 +70,9 @@ class Service:
             self.accounts = await asyncio.to_thread(
                 AccountStore, self.layout.accounts_path, self.layout.server_secret_path
             )
-            await asyncio.to_thread(self._first_channel)
+            first = await asyncio.to_thread(self._first_channel)
+            if first is not None:
+                self.webhooks.emit("account.created", {"handle": first})  # sent once started
         await self.webhooks.start()
         self.exports = Mp4Exports(
             self.layout,
@@ -170,14 +172,14 @@ class Service:
         self.metrics.forget_channel(record.channel)
         self.viewers.forget(record.channel)
 
-    def _first_channel(self) -> None:
+    def _first_channel(self) -> str | None:
         """A first start with accounts and none yet: make one, so that publishing works at once.
 
         Its secrets go to the terminal once (like `accounts create`), never to the log.
         """
         assert self.accounts is not None
         if self.accounts.count() > 0 or self.lifecycle.registration_refusal() is not None:
-            return
+            return None
         credentials = self.accounts.create(self.settings.first_channel)
         host = "HOST" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
         print(
@@ -198,6 +200,7 @@ class Service:
             ),
             flush=True,
         )
+        return credentials.handle
 
     async def _watch_phase(self) -> None:
         """End live broadcasts the moment broadcasts close (by date or by the admin API)."""

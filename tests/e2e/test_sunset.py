@@ -206,3 +206,37 @@ def test_webhooks_are_signed_retried_and_off_the_ingest_path(tmp_path: Path) -> 
     finally:
         server.stop()
         receiver.server.shutdown()
+
+
+def test_accounts_made_by_the_cli_or_at_first_start_are_announced(tmp_path: Path) -> None:
+    secret = "webhook-shared-secret"
+    receiver = Receiver()
+    hooks = {
+        "PERISCOPE_OPEN_PUBLISH": "false",
+        "PERISCOPE_WEBHOOKS__URLS": json.dumps([receiver.url]),
+        "PERISCOPE_WEBHOOKS__SECRET": secret,
+        "PERISCOPE_WEBHOOKS__RETRY_DELAY": "0.2",
+    }
+    env = {**__import__("os").environ, "PERISCOPE_DATA_DIR": str(tmp_path / "cli"), **hooks}
+    subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", "accounts", "create", "clied", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    # Delivered before the command returned, retried once after the receiver's first 500.
+    first, second = (json.loads(body) for _, body in receiver.requests)
+    assert first == second and second["event"] == "account.created"
+    assert second["data"] == {"handle": "clied"}
+    for headers, body in receiver.requests:
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Periscope-Signature"] == expected
+    receiver.server.shutdown()
+
+    receiver = Receiver()
+    hooks["PERISCOPE_WEBHOOKS__URLS"] = json.dumps([receiver.url])
+    server = start_server(tmp_path, "first-start", **hooks)
+    try:
+        receiver.wait_for("account.created")
+        assert json.loads(receiver.requests[0][1])["data"] == {"handle": "main"}
+    finally:
+        server.stop()
+        receiver.server.shutdown()
