@@ -333,23 +333,17 @@ class ChunkReader:
                 # Parse the header into locals; state changes only once it is all present.
                 # Fields are unpacked from header_end - 1 (the last basic header byte, masked
                 # off) so that the 3-byte fields come out of one 4-byte big-endian read.
-                if fmt == 1:
-                    payload_start = header_end + 7
+                if fmt <= 1:
+                    # Types 0 and 1 share timestamp, length and type id; 0 adds the stream id.
+                    payload_start = header_end + (11 if fmt == 0 else 7)
                     if payload_start > end:
                         break
                     time_field, length = unpack_2u32(buffer, header_end - 1)
                     time_field &= 0xFFFFFF
                     type_id = length & 0xFF
                     length >>= 8
-                elif fmt == 0:
-                    payload_start = header_end + 11
-                    if payload_start > end:
-                        break
-                    time_field, length = unpack_2u32(buffer, header_end - 1)
-                    time_field &= 0xFFFFFF
-                    type_id = length & 0xFF
-                    length >>= 8
-                    stream_id = _U32_LE.unpack_from(buffer, header_end + 7)[0]
+                    if fmt == 0:
+                        stream_id = _U32_LE.unpack_from(buffer, header_end + 7)[0]
                 elif fmt == 2:
                     payload_start = header_end + 3
                     if payload_start > end:
