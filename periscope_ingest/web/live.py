@@ -188,13 +188,18 @@ def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.R
     fetch whole live segments.
     """
     headers = request.headers  # case-insensitive lookups
-    if any(name in headers for name in _FILE_ONLY_HEADERS):
+    if any(header in headers for header in _FILE_ONLY_HEADERS):
         return None
     data = live.media(name)
     if data is None:
         return None
     return web.Response(
-        body=data, headers={"Content-Type": _segment_type(name), "Cache-Control": SEGMENT_CACHE}
+        body=data,
+        headers={
+            "Content-Type": _segment_type(name),
+            "Cache-Control": SEGMENT_CACHE,
+            "Accept-Ranges": "bytes",  # as from the file: a Range request is served from there
+        },
     )
 
 

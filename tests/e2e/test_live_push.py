@@ -124,6 +124,7 @@ def check_live_segment(server, key: str, uri: str) -> None:
     status, headers, body = server.get(f"/live/{key}/{uri}")
     assert status == 200 and headers["Content-Type"] == "video/mp2t"
     assert int(headers["Content-Length"]) == len(body) and body == on_disk
+    assert headers["Accept-Ranges"] == "bytes"  # and a Range is answered:
     status, headers, body = server.get(f"/live/{key}/{uri}", {"Range": "bytes=188-375"})
     assert status == 206 and body == on_disk[188:376]
 
