@@ -222,7 +222,7 @@ class StreamPipeline:
         self._uncounted_bytes = self._uncounted_messages = 0
 
     def backlog(self) -> int:
-        """Commands the disk writer has not done yet (the session pauses reading when high)."""
+        """Packets the disk writer has not muxed yet (the session pauses reading when high)."""
         return self._worker.backlog()
 
     def suspend(self) -> None:
