@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -558,6 +558,41 @@ def servers_to_run(args: argparse.Namespace) -> tuple[list[type[BenchServer]], s
     if not ok:
         raise SystemExit(why)
     return [OurServer, NginxRtmp], None
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    results: list[dict]  # one per (size, server), in that order
+    nginx_skipped: str | None  # why nginx-rtmp did not run (None: it did)
+    machine: dict
+    test_file: Path
+
+
+def run_each_size(
+    args: argparse.Namespace,
+    counts: list[int],
+    run_one: Callable[[type[BenchServer], int, argparse.Namespace, Path], dict],
+) -> Runs:
+    """Every (size, server) pair, each on a fresh server, one after the other."""
+    raise_fd_limit()
+    servers, skipped = servers_to_run(args)
+    test_file = ensure_test_file(args.cache)
+    machine = machine_info()
+    results = [run_one(server, n, args, test_file) for n in counts for server in servers]
+    return Runs(results, skipped, machine, test_file)
+
+
+def side_by_side(runs: list[dict], size_key: str) -> Iterator[tuple[int, dict, dict]]:
+    """(size, ours, nginx-rtmp's) for each size both servers ran: the rows of a ratio table."""
+    for ours in runs:
+        if ours["server"] != OurServer.name:
+            continue
+        theirs = next(
+            (x for x in runs if x["server"] == NginxRtmp.name and x[size_key] == ours[size_key]),
+            None,
+        )
+        if theirs is not None:
+            yield ours[size_key], ours, theirs
 
 
 # ------------------------------------------------------------------------------- playlists

@@ -265,22 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--streams: counts between 1 and 200")
     if not 0 < args.seconds <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--seconds must be in (0, 3600], --warmup in [0, 600]")
-    common.raise_fd_limit()
-    servers, skipped = common.servers_to_run(args)
-    test_file = common.ensure_test_file(args.cache)
-    machine = common.machine_info()
-
-    runs = []
-    for n in counts:
-        for server_cls in servers:
-            runs.append(run_server(server_cls, n, args, test_file))
+    done = common.run_each_size(args, counts, run_server)
+    runs, skipped, machine, test_file = (
+        done.results,
+        done.nginx_skipped,
+        done.machine,
+        done.test_file,
+    )
 
     ratios = []
-    for n in counts:
-        ours = next(x for x in runs if x["server"] == "periscope" and x["streams"] == n)
-        theirs = next((x for x in runs if x["server"] == "nginx-rtmp" and x["streams"] == n), None)
-        if theirs is None:
-            continue
+    for n, ours, theirs in common.side_by_side(runs, "streams"):
         ratios.append(
             {
                 "streams": n,

@@ -289,22 +289,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--viewers: counts between 1 and 5000")
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be in (0, 600]")
-    common.raise_fd_limit()
-    servers, skipped = common.servers_to_run(args)
-    test_file = common.ensure_test_file(args.cache)
-    machine = common.machine_info()
-
-    runs = []
-    for n in counts:
-        for server_cls in servers:
-            runs.append(run_server(server_cls, n, args, test_file))
+    done = common.run_each_size(args, counts, run_server)
+    runs, skipped, machine, test_file = (
+        done.results,
+        done.nginx_skipped,
+        done.machine,
+        done.test_file,
+    )
 
     ratios = []
-    for n in counts:
-        ours = next(x for x in runs if x["server"] == "periscope" and x["viewers"] == n)
-        theirs = next((x for x in runs if x["server"] == "nginx-rtmp" and x["viewers"] == n), None)
-        if theirs is None:
-            continue
+    for n, ours, theirs in common.side_by_side(runs, "viewers"):
         # CPU per request, so that a client that managed fewer requests does not flatter us.
         ours_per_req = _per_request(ours)
         theirs_per_req = _per_request(theirs)
