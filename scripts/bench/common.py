@@ -711,6 +711,11 @@ def machine_info() -> dict:
     return info
 
 
+def write_results(path: Path, bench: str, data: dict) -> None:
+    """A benchmark's JSON file: its name and when it ran, then what it measured."""
+    write_json(path, {"bench": bench, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data})
+
+
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

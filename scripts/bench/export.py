@@ -513,11 +513,10 @@ def main(argv: list[str] | None = None) -> int:
             digits=2,
         )
     )  # fmt: skip
-    common.write_json(
+    common.write_results(
         args.json,
+        "export",
         {
-            "bench": "export",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine,
             "params": {
                 "minutes": args.minutes,

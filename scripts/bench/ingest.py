@@ -341,11 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif skipped:
         print(f"\nnginx-rtmp not measured ({skipped}): no ratios.")
-    common.write_json(
+    common.write_results(
         args.json,
+        "ingest",
         {
-            "bench": "ingest",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine,
             "params": {
                 "streams": counts,

@@ -515,11 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(headers, rows, digits=2))
     if skipped:
         print(f"\nnginx-rtmp not measured ({skipped}).")
-    common.write_json(
+    common.write_results(
         args.json,
+        "latency",
         {
-            "bench": "latency",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine,
             "params": {
                 "seconds": args.seconds,

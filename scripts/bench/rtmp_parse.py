@@ -287,11 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             digits=2,
         )
     )
-    common.write_json(
+    common.write_results(
         args.json,
+        "rtmp_parse",
         {
-            "bench": "rtmp_parse",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine,
             "params": {
                 "capture_seconds": args.capture_seconds,

@@ -366,11 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif skipped:
         print(f"\nnginx-rtmp not measured ({skipped}): no ratios.")
-    common.write_json(
+    common.write_results(
         args.json,
+        "viewers",
         {
-            "bench": "viewers",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine,
             "params": {
                 "viewers": counts,
