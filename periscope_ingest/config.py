@@ -238,6 +238,13 @@ class Settings(BaseSettings):
     sunset: SunsetSettings = SunsetSettings()
     webhooks: WebhookSettings = WebhookSettings()
 
+    http_keepalive_timeout: float = Field(
+        75.0,
+        gt=0,
+        le=3600,
+        description="Seconds an HTTP connection may stay open without completing a request"
+        " (idle keep-alive, or a request head that never ends)",
+    )
     shutdown_timeout: float = Field(
         15.0,
         gt=0,

@@ -24,6 +24,7 @@ from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.app import AppParts, build_app
+from periscope_ingest.web.fast_path import FastPathSite, LiveAnswers
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Task | None = None
         self.http_port = 0
+        self.http_site: FastPathSite | None = None
 
     async def start(self) -> None:
         self.layout.ensure()
@@ -118,9 +120,15 @@ class Service:
                 viewers=self.viewers,
             )
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        keepalive = self.settings.http_keepalive_timeout
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
+        answers = LiveAnswers(
+            self.layout, self.registry, self.viewers, self.metrics, self.lifecycle
+        )
+        site = FastPathSite(
+            self._runner, self.settings.host, self.settings.http_port, answers, keepalive
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -130,9 +138,8 @@ class Service:
                 f"cannot listen for HTTP on {self.settings.host}:{self.settings.http_port}:"
                 f" {exc.strerror or exc}"
             ) from None
-        server = site._server
-        assert server is not None and server.sockets
-        self.http_port = server.sockets[0].getsockname()[1]
+        self.http_site = site
+        self.http_port = site.port
         loop = asyncio.get_running_loop()
         self._retention = loop.create_task(self._retention_loop())
         self._phase_watch = loop.create_task(self._watch_phase())

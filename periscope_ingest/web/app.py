@@ -26,6 +26,7 @@ from periscope_ingest.web.context import (
     ACCOUNTS,
     ADMIN_TOKEN,
     CATALOG,
+    CORS_HEADERS,
     EXPORTS,
     LAYOUT,
     LIFECYCLE,
@@ -41,12 +42,8 @@ from periscope_ingest.web.posters import add_poster_routes
 from periscope_ingest.web.replays import add_replay_routes
 from periscope_ingest.web.service_routes import add_service_routes, shutdown_notice
 
-_CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
-}
 _PREFLIGHT_HEADERS = {
-    **_CORS_HEADERS,
+    **CORS_HEADERS,
     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, PATCH, DELETE",
     "Access-Control-Allow-Headers": (
         "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type"
@@ -58,7 +55,7 @@ _PREFLIGHT_HEADERS = {
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Right before any response's headers go out: also streamed ones (MP4, zip), which a
     middleware would only see after they were sent."""
-    response.headers.update(_CORS_HEADERS)
+    response.headers.update(CORS_HEADERS)
 
 
 @web.middleware

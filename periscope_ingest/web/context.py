@@ -34,3 +34,9 @@ SEGMENT_TYPE = "video/mp2t"
 LIVE_PLAYLIST_CACHE = "max-age=1, must-revalidate"
 # Segment names are never reused (the broadcast id is part of the path), so they never change.
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
+# On every response (web/app.py adds them, web/fast_path.py writes them): hls.js pages on other
+# origins fetch playlists and segments, with Range.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+}

@@ -43,6 +43,9 @@ from periscope_ingest.web.context import (
     VIEWERS,
 )
 
+# The routes viewers repeat (also answered by web/fast_path.py, and the metrics' route labels).
+PLAYLIST_ROUTE = "/live/{channel}/index.m3u8"
+SEGMENT_ROUTE = "/live/{channel}/{broadcast}/{segment}"
 # fMP4 init segments and fragments (RFC 8216bis 3.3 names no type; this is what Apple serves).
 FMP4_TYPE = "video/mp4"
 # RFC 8216bis 6.2.5.2: a request more than this far ahead of the playlist is a client error.
@@ -60,7 +63,7 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
     )
 
 
-def _segment_type(name: str) -> str:
+def segment_type(name: str) -> str:
     return SEGMENT_TYPE if name.endswith(".ts") else FMP4_TYPE
 
 
@@ -178,7 +181,7 @@ async def segment(request: web.Request) -> web.StreamResponse:
         await _wait_until_published(request, channel, broadcast, name)
         if live is not None and (response := _from_memory(request, live, name)) is not None:
             return response
-    return _file(path, _segment_type(name), SEGMENT_CACHE)
+    return _file(path, segment_type(name), SEGMENT_CACHE)
 
 
 def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.Response | None:
@@ -196,7 +199,7 @@ def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.R
     return web.Response(
         body=data,
         headers={
-            "Content-Type": _segment_type(name),
+            "Content-Type": segment_type(name),
             "Cache-Control": SEGMENT_CACHE,
             "Accept-Ranges": "bytes",  # as from the file: a Range request is served from there
         },
@@ -204,6 +207,6 @@ def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.R
 
 
 def add_live_routes(app: web.Application) -> None:
-    app.router.add_get("/live/{channel}/index.m3u8", live_playlist)
+    app.router.add_get(PLAYLIST_ROUTE, live_playlist)
     app.router.add_get("/live/{channel}/master.m3u8", master_playlist)
-    app.router.add_get("/live/{channel}/{broadcast}/{segment}", segment)
+    app.router.add_get(SEGMENT_ROUTE, segment)

@@ -1,0 +1,118 @@
+"""parse_plain_get: which request heads the fast path may answer, and what it reads from them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from periscope_ingest.web.fast_path import PlainGet, parse_plain_get
+
+PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-/"
+TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$&'*+.^_`|~%"
+# Headers a player sends that change nothing here.
+NEUTRAL = st.sampled_from(["Host", "User-Agent", "Accept", "Accept-Encoding", "Origin", "X-Id"])
+VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+def head(request_line: str, *fields: str) -> bytes:
+    return "\r\n".join((request_line, *fields)).encode()
+
+
+def test_a_player_request() -> None:
+    got = parse_plain_get(
+        head(
+            "GET /live/main/index.m3u8 HTTP/1.1",
+            "Host: example.org",
+            "User-Agent: AppleCoreMedia/1.0",
+            "Accept: */*",
+        )
+    )
+    assert got == PlainGet("/live/main/index.m3u8", keep_alive=True, http10=False, file_only=False)
+
+
+@pytest.mark.parametrize(
+    ("fields", "keep_alive", "http10"),
+    [
+        (("HTTP/1.1",), True, False),
+        (("HTTP/1.1", "Connection: close"), False, False),
+        (("HTTP/1.1", "connection: Keep-Alive, CLOSE"), False, False),
+        (("HTTP/1.0",), False, True),
+        (("HTTP/1.0", "Connection: keep-alive"), True, True),
+        (("HTTP/1.0", "Connection: keep-alive", "Connection: close"), False, True),
+    ],
+)
+def test_connection_disposition(fields: tuple[str, ...], keep_alive: bool, http10: bool) -> None:
+    version, *rest = fields
+    got = parse_plain_get(head(f"GET /live/a/index.m3u8 {version}", "Host: h", *rest))
+    assert got is not None and (got.keep_alive, got.http10) == (keep_alive, http10)
+
+
+@pytest.mark.parametrize("name", ["Range", "If-Range", "If-None-Match", "If-Modified-Since"])
+def test_range_and_conditionals_are_marked_file_only(name: str) -> None:
+    got = parse_plain_get(head("GET /live/a/b/000001.ts HTTP/1.1", f"{name.upper()}: x"))
+    assert got is not None and got.file_only
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        head("HEAD /live/a/index.m3u8 HTTP/1.1"),
+        head("POST /live/a/index.m3u8 HTTP/1.1", "Content-Length: 0"),
+        head("get /live/a/index.m3u8 HTTP/1.1"),
+        head("GET /live/a/index.m3u8?_HLS_msn=3 HTTP/1.1"),
+        head("GET /live/a%2Fb/index.m3u8 HTTP/1.1"),
+        head("GET http://h/live/a/index.m3u8 HTTP/1.1"),
+        head("GET /live/a/index.m3u8 HTTP/2.0"),
+        head("GET /live/a/index.m3u8  HTTP/1.1"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Content-Length: 5"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Transfer-Encoding: chunked"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Connection: upgrade"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Expect: 100-continue"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Host: h", " folded: continuation"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "no colon here"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "Bad Name: x"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", "X: a\x00b"),
+        head("GET /live/a/index.m3u8 HTTP/1.1", ""),
+        head("GET /live/a/index.m3u8 HTTP/1.1\nHost: bare-lf"),
+    ],
+)
+def test_anything_else_is_left_to_aiohttp(request_head: bytes) -> None:
+    assert parse_plain_get(request_head) is None
+
+
+@given(
+    path=st.text(PATH_CHARS, max_size=60),
+    version=st.sampled_from(["1.0", "1.1"]),
+    fields=st.lists(st.tuples(NEUTRAL, VALUE), max_size=8),
+    close=st.booleans(),
+    file_only=st.booleans(),
+)
+def test_what_is_read_is_what_was_sent(
+    path: str, version: str, fields: list[tuple[str, str]], close: bool, file_only: bool
+) -> None:
+    lines = [f"{name}: {value}" for name, value in fields]
+    if close:
+        lines.append("Connection: close")
+    if file_only:
+        lines.append("Range: bytes=0-")
+    got = parse_plain_get(head(f"GET /{path} HTTP/{version}", *lines))
+    assert got == PlainGet(f"/{path}", not close and version == "1.1", version == "1.0", file_only)
+
+
+@given(st.binary(max_size=300))
+def test_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    got = parse_plain_get(data)
+    assert got is None or got.path.startswith("/")
+
+
+@given(
+    name=st.text(TOKEN_CHARS, min_size=1, max_size=20),
+    value=VALUE,
+)
+def test_any_token_header_is_accepted(name: str, value: str) -> None:
+    got = parse_plain_get(head("GET /x HTTP/1.1", f"{name}:{value}"))
+    lowered = name.lower()
+    blocked = lowered in {"content-length", "transfer-encoding", "upgrade", "expect", "connection"}
+    assert (got is None) == blocked or lowered == "connection"
