@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
@@ -59,6 +60,8 @@ SWEEP_INTERVAL_S = 5.0
 # rebuilt more often (a copy of the segment each), never refused.
 MAX_CACHED_BYTES = 32 << 20
 
+# Segment files kept open for sendfile (the newest few of each watched stream).
+MAX_OPEN_SEGMENTS = 64
 # Segment files larger than this are left to aiohttp's FileResponse, which streams them.
 MAX_FILE_BYTES = 16 << 20
 
@@ -119,6 +122,21 @@ def parse_plain_get(head: bytes) -> PlainGet | None:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentOut:
+    """A segment held in memory: its response head, and its body both as bytes and as a file."""
+
+    head: bytes
+    body: bytes
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.head)  # what a cache of these holds: the body is the pipeline's
+
+
+_Response = bytes | SegmentOut
+
+
+@dataclass(frozen=True, slots=True)
 class FileAnswer:
     """A segment of a live broadcast that is not held in memory (nobody watched when it was
     made, or it is older than the newest few): its file is read in a worker thread, then sent
@@ -145,12 +163,13 @@ class LiveAnswers:
         self._metrics = metrics
         self._lifecycle = lifecycle
         # path -> (the object the response was built from, its Date, the response)
-        self._responses: dict[str, tuple[object, str, bytes]] = {}
+        self._responses: dict[str, tuple[object, str, _Response]] = {}
+        self._fds: dict[Path, int] = {}
         self._cached_bytes = 0
         self._date_second = 0
         self._date = ""
 
-    def respond(self, request: PlainGet, client: str) -> bytes | FileAnswer | None:
+    def respond(self, request: PlainGet, client: str) -> _Response | FileAnswer | None:
         parts = request.path.split("/")
         if len(parts) not in (4, 5) or parts[1] != "live":
             return None
@@ -182,18 +201,23 @@ class LiveAnswers:
             except InvalidName:
                 return None
             return FileAnswer(path, lambda data: self._file_response(name, data, request))
-        response = self._cached(request, data)
-        if response is None:
-            response = self._build(request, data, *_segment_head(name, data))
+        out = self._cached(request, data)
+        if out is None:
+            try:
+                path = self._layout.find_segment(parts[2], parts[3], name)
+            except InvalidName:
+                return None
+            head = self._join(_segment_head(name, data)[0], b"", self._now(), request)
+            out = self._keep_if_common(request, data, SegmentOut(head, data, path))
         self._metrics.count_request(SEGMENT_ROUTE, 200)
-        return response
+        return out
 
     def _file_response(self, name: str, data: bytes, request: PlainGet) -> bytes:
         self._metrics.count_request(SEGMENT_ROUTE, 200)
         head, body = _segment_head(name, data)
         return self._join(head, body, self._now(), request)
 
-    def _cached(self, request: PlainGet, source: object) -> bytes | None:
+    def _cached(self, request: PlainGet, source: object) -> Any:
         """The response built from ``source`` this second for the same path, if any."""
         entry = self._responses.get(request.path)
         if entry is None or entry[0] is not source or entry[1] != self._now():
@@ -201,11 +225,29 @@ class LiveAnswers:
         return entry[2] if request.keep_alive and not request.http10 else None
 
     def _build(self, request: PlainGet, source: object, head: bytes, body: bytes) -> bytes:
-        date = self._now()
-        response = self._join(head, body, date, request)
+        return self._keep_if_common(request, source, self._join(head, body, self._now(), request))
+
+    def _keep_if_common(self, request: PlainGet, source: object, response: _Response) -> _Response:
         if request.keep_alive and not request.http10:  # the common form, worth keeping
-            self._keep(request.path, (source, date, response))
+            self._keep(request.path, (source, self._now(), response))
         return response
+
+    def segment_fd(self, path: Path) -> int:
+        """An open descriptor of a listed (so complete and never rewritten) segment file, kept
+        while it is among the newest; os.sendfile sends from it without a copy in user space
+        or into the socket buffer."""
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if len(self._fds) >= MAX_OPEN_SEGMENTS:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            self._fds[path] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     @staticmethod
     def _join(head: bytes, body: bytes, date: str, request: PlainGet) -> bytes:
@@ -218,7 +260,7 @@ class LiveAnswers:
             (head, b"Date: ", date.encode(), b"\r\n", connection, _SERVER, b"\r\n", body)
         )
 
-    def _keep(self, key: str, entry: tuple[object, str, bytes]) -> None:
+    def _keep(self, key: str, entry: tuple[object, str, _Response]) -> None:
         replaced = self._responses.pop(key, None)
         if replaced is not None:
             self._cached_bytes -= len(replaced[2])
@@ -333,13 +375,41 @@ class FastPathProtocol(asyncio.Protocol):
         self._send(end, request, answer.answer(data))
         self._answer()
 
-    def _send(self, end: int, request: PlainGet, response: bytes) -> None:
-        assert self._transport is not None
+    def _send(self, end: int, request: PlainGet, response: _Response) -> None:
+        transport = self._transport
+        assert transport is not None
         self._buffer = self._buffer[end + 4 :]
         self.last_active = self._site.loop.time()
-        self._transport.write(response)
+        if isinstance(response, bytes):
+            transport.write(response)
+        else:
+            self._send_segment(transport, response)
         if not request.keep_alive:
             self.close()  # after what is buffered is sent
+
+    def _send_segment(self, transport: asyncio.Transport, out: SegmentOut) -> None:
+        """As much of the body as the socket takes at once goes with sendfile, straight from
+        the page cache; the rest (a slow reader) through the transport, which waits for room.
+        The socket is written directly only while the transport holds nothing unsent, so the
+        bytes stay in order."""
+        sent = 0
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not transport.get_write_buffer_size():
+            fd = sock.fileno()
+            try:
+                sent = os.write(fd, out.head)
+                if sent == len(out.head):
+                    source = self._site.answers.segment_fd(out.path)
+                    sent += os.sendfile(fd, source, 0, len(out.body))
+            except BlockingIOError:
+                pass
+            except OSError:
+                return  # the connection is gone; the transport sees it on its next read
+        if sent < len(out.head):
+            transport.write(out.head[sent:])
+            transport.write(out.body)
+        elif sent - len(out.head) < len(out.body):
+            transport.write(memoryview(out.body)[sent - len(out.head) :])
 
     def _hand_over(self) -> None:
         transport, self._transport = self._transport, None
@@ -435,6 +505,7 @@ class FastPathSite(web.BaseSite):
             self._sweeper = None
         for connection in list(self.connections):
             connection.close()
+        self.answers.close()
         await super().stop()
 
     async def _close_idle(self) -> None:
