@@ -29,11 +29,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-CONFIG_ENV = "PERISCOPE_CONFIG"
-
-
-class SettingsError(Exception):
-    """Settings could not be loaded; the message says which value is wrong and why."""
+from periscope_ingest.config_file import (
+    CONFIG_ENV,
+    DEFAULT_DATA_DIR,
+    SettingsError,
+    config_file_named,
+)
 
 
 class _Section(BaseModel):
@@ -216,7 +217,7 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address both servers listen on")
     rtmp_port: int = Field(1935, ge=0, le=65535, description="RTMP listen port (0: any free)")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP listen port (0: any free)")
-    data_dir: Path = Field(Path("data"), description="Where segments and playlists are written")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where segments and playlists are written")
     open_publish: bool = Field(
         False,
         description="Any stream key may publish and the channel name is the key (no accounts)",
@@ -290,12 +291,9 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Load settings, turning every problem into one readable SettingsError."""
     previous = os.environ.get(CONFIG_ENV)
+    config_file_named(config_file)  # it must exist
     if config_file is not None:
-        if not config_file.is_file():
-            raise SettingsError(f"config file {config_file} does not exist")
         os.environ[CONFIG_ENV] = str(config_file)
-    elif previous and not Path(previous).is_file():
-        raise SettingsError(f"config file {previous} (from {CONFIG_ENV}) does not exist")
     try:
         return Settings(**overrides)
     except ValidationError as exc:

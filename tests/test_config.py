@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from periscope_ingest.config import SettingsError, load_settings
+from periscope_ingest.config_file import data_dir_setting
 
 
 def test_defaults() -> None:
@@ -58,3 +60,35 @@ def test_invalid_settings_name_the_problem(tmp_path: Path, toml: str, needle: st
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("env_name", [None, "PERISCOPE_DATA_DIR", "periscope_data_dir"])
+@pytest.mark.parametrize("toml", [None, "", 'data_dir = "from-toml"\nhttp_port = 9000\n'])
+@pytest.mark.parametrize("named_by", ["argument", "environment"])
+def test_the_exports_data_dir_agrees_with_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env_name, toml, named_by: str
+) -> None:
+    """The CLI's export reads data_dir without the settings models: same sources, same order."""
+    for name in [n for n in os.environ if n.upper().startswith("PERISCOPE_")]:
+        monkeypatch.delenv(name)
+    if env_name is not None:
+        monkeypatch.setenv(env_name, str(tmp_path / "from-env"))
+    config = None
+    if toml is not None:
+        config = tmp_path / "p.toml"
+        config.write_text(toml)
+        if named_by == "environment":
+            monkeypatch.setenv("PERISCOPE_CONFIG", str(config))
+            config = None
+    assert data_dir_setting(config) == load_settings(config).data_dir
+
+
+def test_the_exports_data_dir_refuses_what_the_settings_refuse(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        data_dir_setting(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("data_dir = \n")
+    with pytest.raises(SettingsError, match="cannot read settings"):
+        data_dir_setting(broken)
+    with pytest.raises(SettingsError, match="cannot read settings"):
+        load_settings(broken)
