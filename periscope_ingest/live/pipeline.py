@@ -458,6 +458,17 @@ class StreamPipeline:
         kept = self._media.get(name)
         return kept[1] if kept is not None else None
 
+    def remember(self, name: str, data: bytes) -> None:
+        """A listed file read from disk for a viewer (made before anyone watched): kept like
+        those the writer hands over, if it is among the newest, so the next viewers get it
+        from memory."""
+        sequence = _media_sequence(name)
+        update = self.playlist
+        if sequence is None or update is None or time.monotonic() > self._watched_until:
+            return
+        if sequence >= update.next_sequence - MEMORY_SEGMENTS:
+            self._media.setdefault(name, (sequence, data))
+
     def _keep_media(self, update: PlaylistUpdate) -> None:
         if time.monotonic() > self._watched_until:
             self._worker.keep_media = False

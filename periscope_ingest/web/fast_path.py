@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
+from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.layout import DataLayout, InvalidName
@@ -143,7 +144,7 @@ class FileAnswer:
     as ``answer(data)``. A file that is missing or too large goes to aiohttp."""
 
     path: Path
-    answer: Callable[[bytes], bytes]
+    answer: Callable[[bytes], SegmentOut]
 
 
 class LiveAnswers:
@@ -165,6 +166,7 @@ class LiveAnswers:
         # path -> (the object the response was built from, its Date, the response)
         self._responses: dict[str, tuple[object, str, _Response]] = {}
         self._fds: dict[Path, int] = {}
+        self._reads: dict[Path, asyncio.Future[bytes | None]] = {}
         self._cached_bytes = 0
         self._date_second = 0
         self._date = ""
@@ -200,7 +202,7 @@ class LiveAnswers:
                 path = self._layout.find_segment(parts[2], parts[3], name)
             except InvalidName:
                 return None
-            return FileAnswer(path, lambda data: self._file_response(name, data, request))
+            return FileAnswer(path, lambda data: self._file_response(live, path, data, request))
         out = self._cached(request, data)
         if out is None:
             try:
@@ -212,10 +214,23 @@ class LiveAnswers:
         self._metrics.count_request(SEGMENT_ROUTE, 200)
         return out
 
-    def _file_response(self, name: str, data: bytes, request: PlainGet) -> bytes:
+    def _file_response(
+        self, live: StreamPipeline, path: Path, data: bytes, request: PlainGet
+    ) -> SegmentOut:
+        live.remember(path.name, data)  # the next viewers get it from memory
+        head = self._join(_segment_head(path.name, data)[0], b"", self._now(), request)
         self._metrics.count_request(SEGMENT_ROUTE, 200)
-        head, body = _segment_head(name, data)
-        return self._join(head, body, self._now(), request)
+        return SegmentOut(head, data, path)
+
+    def read(self, path: Path) -> asyncio.Future[bytes | None]:
+        """The file's bytes, read in a worker thread: once, however many viewers ask at once
+        (a thousand joining a stream nobody watched yet all want its newest segments)."""
+        pending = self._reads.get(path)
+        if pending is None:
+            pending = asyncio.get_running_loop().run_in_executor(None, _read_segment, path)
+            self._reads[path] = pending
+            pending.add_done_callback(lambda _: self._reads.pop(path, None))
+        return pending
 
     def _cached(self, request: PlainGet, source: object) -> Any:
         """The response built from ``source`` this second for the same path, if any."""
@@ -357,7 +372,7 @@ class FastPathProtocol(asyncio.Protocol):
             if isinstance(response, FileAnswer):
                 # Later requests wait in the buffer: responses go out in request order.
                 self._reading = True
-                read = self._site.loop.run_in_executor(None, _read_segment, response.path)
+                read = self._site.answers.read(response.path)
                 read.add_done_callback(partial(self._file_read, end, request, response))
                 return
             self._send(end, request, response)

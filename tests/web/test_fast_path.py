@@ -208,6 +208,10 @@ async def test_segments_not_held_in_memory_are_read_from_their_file(live: Live) 
     assert (await client.response())[0] == 200
     assert (await client.response())[2] == on_disk
     assert live.fast_connections == 1
+    # Read once, then held with the newest segments: the next viewers get it from memory.
+    pipeline = live.service.registry.get(CHANNEL)
+    assert pipeline is not None and pipeline.playlist is not None
+    assert pipeline.media("000000.ts") == on_disk or pipeline.playlist.next_sequence > 3
     await client.send(get(f"/live/{CHANNEL}/{broadcast}/999999.ts"))
     assert (await client.response())[0] == 404
     assert live.fast_connections == 0
