@@ -56,12 +56,12 @@ from periscope_ingest.web.live import PLAYLIST_ROUTE, SEGMENT_ROUTE, segment_typ
 MAX_HEAD_BYTES = 8190
 # How often connections are checked against the idle timeout (at most; less for short ones).
 SWEEP_INTERVAL_S = 5.0
-# Responses built and kept for reuse (each held for at most a second, its Date), oldest dropped
-# first: one stream's newest segments take about 2-3 MB at 3 Mb/s. Beyond this, responses are
-# rebuilt more often (a copy of the segment each), never refused.
+# Responses built and kept for reuse during the second of their Date, oldest dropped first
+# beyond this (counting the segment bodies they refer to): one stream's newest segments take
+# about 2-3 MB at 3 Mb/s. A response dropped is rebuilt when asked for again, never refused.
 MAX_CACHED_BYTES = 32 << 20
 
-# Segment files kept open for sendfile (the newest few of each watched stream).
+# Segment files kept open for sendfile within one second (the newest of each watched stream).
 MAX_OPEN_SEGMENTS = 64
 # Segment files larger than this are left to aiohttp's FileResponse, which streams them.
 MAX_FILE_BYTES = 16 << 20
@@ -131,7 +131,7 @@ class SegmentOut:
     path: Path
 
     def __len__(self) -> int:
-        return len(self.head)  # what a cache of these holds: the body is the pipeline's
+        return len(self.head) + len(self.body)
 
 
 _Response = bytes | SegmentOut
@@ -168,6 +168,7 @@ class LiveAnswers:
         self._fds: dict[Path, int] = {}
         self._reads: dict[Path, asyncio.Future[bytes | None]] = {}
         self._cached_bytes = 0
+        self._cache_date = ""  # the Date of every response kept
         self._date_second = 0
         self._date = ""
 
@@ -249,8 +250,8 @@ class LiveAnswers:
 
     def segment_fd(self, path: Path) -> int:
         """An open descriptor of a listed (so complete and never rewritten) segment file, kept
-        while it is among the newest; os.sendfile sends from it without a copy in user space
-        or into the socket buffer."""
+        until the second ends; os.sendfile sends from it without a copy in user space or into
+        the socket buffer."""
         fd = self._fds.get(path)
         if fd is None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -260,6 +261,9 @@ class LiveAnswers:
         return fd
 
     def close(self) -> None:
+        """Forget every response and close every file kept (each is reopened when asked for)."""
+        self._responses.clear()
+        self._cached_bytes = 0
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -276,6 +280,11 @@ class LiveAnswers:
         )
 
     def _keep(self, key: str, entry: tuple[object, str, _Response]) -> None:
+        if entry[1] != self._cache_date:
+            # Responses carry their Date: those of a past second are never sent again. (Also
+            # what keeps segments dropped from memory from being held here.)
+            self.close()
+            self._cache_date = entry[1]
         replaced = self._responses.pop(key, None)
         if replaced is not None:
             self._cached_bytes -= len(replaced[2])
