@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -246,19 +247,57 @@ def ensure_test_file(cache: Path) -> Path:
     return path
 
 
-def start_pusher(test_file: Path, url: str, log_path: Path | None = None) -> subprocess.Popen:
-    """ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv URL (a realistic -re encoder)."""
+def start_pusher(
+    test_file: Path, url: str, log_path: Path | None = None, progress: bool = False
+) -> subprocess.Popen:
+    """ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv URL (a realistic -re encoder).
+
+    With ``progress``, ffmpeg reports its output time on stdout every 0.1 s (``-progress``):
+    read it with PushClock to know when it sent what."""
     cmd = [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
         "-re", "-stream_loop", "-1", "-i", str(test_file),
         "-c", "copy", "-f", "flv", url,
     ]  # fmt: skip
+    if progress:
+        cmd[1:1] = ["-progress", "pipe:1", "-stats_period", "0.1"]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        stdout = subprocess.PIPE if progress else log
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log)
     finally:
         if log_path:
             log.close()  # type: ignore[union-attr]
+
+
+class PushClock:
+    """When a -re pusher sent media time 0, from its -progress reports (a thread reads them).
+
+    Each report says which media time (out_time_us) had been sent when it was written; it is
+    read a little later. So every report gives an upper bound of wall time - media time, and the
+    smallest over the run is the best estimate of when media time 0 went out. Measured this
+    way, latency no longer includes ffmpeg's own start-up, which grows with the box's load."""
+
+    def __init__(self, pusher: subprocess.Popen) -> None:
+        self.content_start: float | None = None
+        self.reports = 0
+        self._thread = threading.Thread(target=self._read, args=(pusher,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pusher: subprocess.Popen) -> None:
+        assert pusher.stdout is not None
+        for raw in pusher.stdout:
+            now = time.monotonic()
+            line = raw.decode(errors="replace").strip()
+            if not line.startswith("out_time_us="):
+                continue
+            value = line.partition("=")[2]
+            if not value.isdigit() or int(value) == 0:
+                continue  # "N/A" before the first packet
+            start = now - int(value) / 1e6
+            self.reports += 1
+            if self.content_start is None or start < self.content_start:
+                self.content_start = start
 
 
 def stop_pushers(pushers: list[subprocess.Popen]) -> None:

@@ -9,8 +9,9 @@ N x `ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv rtmp://127.0.0.1:PORT/liv
 * server CPU (utime+stime of all its processes, % of one core) and PSS (total, per stream);
 * push start -> first segment listed in the playlist (per stream; p50 and max);
 * content end -> segment listed: for each new segment, the time its playlist first lists it minus
-  the wall time its last frame was pushed, estimated as push start + media time of the segment
-  end (the EXTINF sum so far), which holds because pushing is -re (p50, p99);
+  the wall time its last frame was pushed: when the pusher sent media time 0 (from ffmpeg's
+  -progress reports, see common.PushClock) + media time of the segment end (the EXTINF sum so
+  far), which holds because pushing is -re (p50, p99);
 * whether every playlist kept advancing (largest gap between new segments in the window).
 
 Playlists are polled every --poll-interval seconds. By default they are read from the servers'
@@ -140,6 +141,10 @@ async def http_check(server: BenchServer, keys: list[str]) -> bool:
     return True
 
 
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
 async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_file: Path) -> dict:
     await asyncio.sleep(1.0)  # let the server settle before the idle baseline
     pss_idle = common.total_pss_kib(server.pids())
@@ -147,9 +152,11 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
     logs = server.workdir / "pushers.log"
     pushers = []
     tracks = []
+    clocks = []
     for key in keys:
         tracks.append(StreamTrack(key, time.monotonic()))
-        pushers.append(common.start_pusher(test_file, server.publish_url(key), logs))
+        pushers.append(common.start_pusher(test_file, server.publish_url(key), logs, progress=True))
+        clocks.append(common.PushClock(pushers[-1]))
     t0 = time.monotonic()
     window_start = t0 + args.warmup
     window_end = window_start + args.seconds
@@ -186,13 +193,20 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
     max_gap = 0.0
     advancing = 0
     new_in_window = 0
-    for track in tracks:
+    start_delays = [
+        c.content_start - t.push_start
+        for t, c in zip(tracks, clocks, strict=True)
+        if c.content_start is not None
+    ]
+    for track, clock in zip(tracks, clocks, strict=True):
+        # Media time 0 went out when ffmpeg's -progress says (the spawn time if it never told).
+        content_start = clock.content_start or track.push_start
         times = []
         for _seq, (listed_at, media_end) in sorted(track.listed.items()):
             if window_start <= listed_at <= window_end:
                 times.append(listed_at)
                 if media_end is not None:
-                    latencies.append(listed_at - (track.push_start + media_end))
+                    latencies.append(listed_at - (content_start + media_end))
         new_in_window += len(times)
         edges = [window_start, *times, window_end]
         gap = max(b - a for a, b in itertools.pairwise(edges))
@@ -222,6 +236,9 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
         "segment_latency_s_p50": r(percentile(latencies, 50)),
         "segment_latency_s_p99": r(percentile(latencies, 99)),
         "segment_latency_s_max": r(max(latencies) if latencies else None),
+        # From spawning ffmpeg to its sending media time 0 (the latency clock starts there).
+        "pusher_start_delay_s_p50": r(percentile(start_delays, 50)),
+        "pushers_with_progress": len(start_delays),
         "segments_listed": sum(len(t.listed) for t in tracks),
         "segments_listed_in_window": new_in_window,
         "segments_missed_between_polls": sum(t.missed for t in tracks),
@@ -294,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
     headers = [
         "server", "streams", "CPU % core", "CPU %/stream", "PSS MiB", "PSS/stream",
-        "added/stream", "1st seg p50 s", "1st seg max s", "seg lat p50 s", "seg lat p99 s",
+        "added/stream", "1st seg p50 s", "1st seg max s", "seg lat p50 ms", "seg lat p99 ms",
         "segments", "max gap s", "advancing", "box busy %",
     ]  # fmt: skip
     rows = [
@@ -308,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             x["pss_added_per_stream_mib"],
             x["first_segment_s_p50"],
             x["first_segment_s_max"],
-            x["segment_latency_s_p50"],
-            x["segment_latency_s_p99"],
+            _ms(x["segment_latency_s_p50"]),
+            _ms(x["segment_latency_s_p99"]),
             x["segments_listed_in_window"],
             x["max_gap_between_segments_s"],
             x["all_advancing"],

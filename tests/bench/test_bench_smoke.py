@@ -35,6 +35,7 @@ INGEST_FIELDS = {
     "segment_latency_s_p99", "segment_latency_s_max", "segments_listed",
     "segments_listed_in_window", "segments_missed_between_polls", "max_gap_between_segments_s",
     "streams_advancing", "all_advancing", "pushers_alive_at_end", "poll_errors", "http_check_ok",
+    "pusher_start_delay_s_p50", "pushers_with_progress",
 }  # fmt: skip
 VIEWER_FIELDS = {
     "server", "viewers", "stream_ready", "interval_s", "requests", "requests_per_s",
@@ -155,6 +156,8 @@ def test_ingest_reports_every_field_and_streams_advanced(results, with_nginx: bo
         assert run["segments_listed_in_window"] > 0, run
         assert run["streams_with_segments"] == run["streams"] == 1
         assert run["pushers_alive_at_end"] == 1
+        # The latency clock comes from ffmpeg's -progress reports, not the spawn time.
+        assert run["pushers_with_progress"] == 1 and run["pusher_start_delay_s_p50"] > 0, run
         assert run["http_check_ok"], run
         assert run["poll_errors"] == 0
         assert run["pss_mean_mib"] > 0
