@@ -32,6 +32,7 @@ Exact clips without decoding
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -213,43 +214,40 @@ _TAIL_BYTES = 256 * 1024  # holds the last frames, among which the latest presen
 # before the end of a segment.
 _TAIL_FRAMES = 16
 _PTS_WRAP = 1 << 33
+_VIDEO_PES_START = re.compile(rb"\x00\x00\x01[\xe0-\xef]")
 
 
 def _video_pts(data: bytes, limit: int | None = None) -> list[int]:
     """PTS of the video PES packets starting in ``data`` (whole TS packets from a packet start),
     the first ``limit`` of them if given.
 
-    A PES starts at the payload of a TS packet flagged as a payload unit start; start codes are
-    found with bytes.find, then checked to be there (most are NAL start codes within a frame).
+    A video PES begins with 00 00 01 E0-EF. Within H.264 and HEVC data a start code is never
+    followed by such a byte (it would set a NAL header's forbidden bit), so the search finds
+    PES headers and, rarely, bytes of other payloads: each match is kept only if it is where a
+    PES starts, the payload of a TS packet flagged as a payload unit start.
     """
     found: list[int] = []
-    at = data.find(b"\x00\x00\x01")
-    while at >= 0:
+    for match in _VIDEO_PES_START.finditer(data):
+        at = match.start()
         start = at - at % _TS_PACKET
         if data[start] != 0x47 or start + _TS_PACKET > len(data):
             break  # not TS, or a partial packet at the end
-        if data[start + 1] & 0x40:  # payload unit start: a PES begins at its payload
-            control = data[start + 3] >> 4 & 3
-            payload = start + 4 + (1 + data[start + 4] if control & 2 else 0)
-            if at < payload:  # in the header or adaptation field: look again from the payload
-                at = data.find(b"\x00\x00\x01", payload, start + _TS_PACKET)
-                if at < 0:
-                    at = data.find(b"\x00\x00\x01", start + _TS_PACKET)
-                continue
-            if (
-                at == payload
-                and control & 1
-                and at + 14 <= start + _TS_PACKET
-                and 0xE0 <= data[at + 3] <= 0xEF  # a video stream id
-                and data[at + 7] & 0x80  # PTS present
-            ):
-                b = data[at + 9 : at + 14]
-                found.append(
-                    (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
-                )
-                if len(found) == limit:
-                    break
-        at = data.find(b"\x00\x00\x01", start + _TS_PACKET)
+        if not data[start + 1] & 0x40:
+            continue  # not a payload unit start
+        control = data[start + 3] >> 4 & 3
+        payload = start + 4 + (1 + data[start + 4] if control & 2 else 0)
+        if (
+            at == payload
+            and control & 1
+            and at + 14 <= start + _TS_PACKET
+            and data[at + 7] & 0x80  # PTS present
+        ):
+            b = data[at + 9 : at + 14]
+            found.append(
+                (b[0] >> 1 & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+            )
+            if len(found) == limit:
+                break
     return found
 
 
