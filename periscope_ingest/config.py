@@ -75,6 +75,14 @@ class RtmpSettings(_Section):
         description="A new publisher may replace one that has sent no media for this many seconds"
         " (OBS reconnects while the old TCP connection still looks alive)",
     )
+    read_interval_ms: int = Field(
+        50,
+        ge=0,
+        le=500,
+        description="While a broadcast is published, its connection is read at most once per this"
+        " many ms (0: as soon as data arrives). Encoders send each frame as it is made; reading"
+        " a few at a time costs much less CPU, and segments are listed at most this much later",
+    )
 
 
 class HlsSettings(_Section):

@@ -75,6 +75,23 @@ class RtmpServer:
         )
         self.sessions: set[RtmpSession] = set()
         self._server: asyncio.Server | None = None
+        # Publishers that have read and wait for the next tick (see RtmpSession._rest); one
+        # timer for all of them.
+        self.read_interval = settings.rtmp.read_interval_ms / 1000
+        self._resting: list[RtmpSession] = []
+        self._tick: asyncio.TimerHandle | None = None
+
+    def rest(self, session: RtmpSession) -> None:
+        self._resting.append(session)
+        if self._tick is None:
+            loop = asyncio.get_running_loop()
+            self._tick = loop.call_later(self.read_interval, self._wake_resting)
+
+    def _wake_resting(self) -> None:
+        self._tick = None
+        resting, self._resting = self._resting, []
+        for session in resting:
+            session.wake()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -123,6 +140,8 @@ class RtmpSession(asyncio.Protocol):
         self._closed = False
         self._paused = False
         self._writes_blocked = False
+        self._resting = False
+        self.reads = 0  # data_received calls: what rtmp.read_interval_ms saves shows here
         self._tasks: set[asyncio.Task] = set()
         self._max_pending = self._settings.hls.max_pending_packets
 
@@ -155,6 +174,7 @@ class RtmpSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self.reads += 1
         self._last_data = self._loop.time()
         try:
             for event in self._conn.receive_data(data):
@@ -177,6 +197,24 @@ class RtmpSession(asyncio.Protocol):
             return
         self._flush()
         self._apply_backpressure()
+        if self._publication is not None and self._server.read_interval:
+            self._rest()
+
+    def _rest(self) -> None:
+        """A publisher's encoder sends each frame as it is made (about 77 writes a second for
+        30 fps video with AAC), and every read costs asyncio's and the kernel's per-read work
+        whatever it carries: after a read, the connection waits for the server's next tick
+        (rtmp.read_interval_ms) and then reads what arrived meanwhile in one go."""
+        if self._resting or self._paused or self._writes_blocked or self._transport is None:
+            return
+        self._resting = True
+        self._transport.pause_reading()
+        self._server.rest(self)
+
+    def wake(self) -> None:
+        self._resting = False
+        if not (self._closed or self._paused or self._writes_blocked) and self._transport:
+            self._transport.resume_reading()
 
     def pause_writing(self) -> None:
         # A client that sends but does not read (pings, commands) would otherwise grow our
@@ -188,7 +226,7 @@ class RtmpSession(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._transport is not None:
             self._writes_blocked = False
-            if not self._paused:
+            if not (self._paused or self._resting):
                 self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -417,7 +455,7 @@ class RtmpSession(asyncio.Protocol):
         if publication.pipeline.backlog() <= self._max_pending // 2:
             self._paused = False
             self._last_data = self._loop.time()
-            if not self._writes_blocked:
+            if not (self._writes_blocked or self._resting):
                 self._transport.resume_reading()
         else:
             self._loop.call_later(0.05, self._maybe_resume)

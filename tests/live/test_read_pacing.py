@@ -1,0 +1,89 @@
+"""rtmp.read_interval_ms: a publisher's connection is read a few frames at a time, losing nothing.
+
+A real `ffmpeg -re` push (one write per frame, about 77 a second with audio) into a server in
+this process; the session's read count and the recorded media are compared with and without
+the pacing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from periscope_ingest.config import load_settings
+from periscope_ingest.service import Service
+from tests.e2e.hls_check import parse_media_playlist
+from tests.e2e.pushers import push_pyav
+
+SECONDS = 4
+
+
+@pytest.fixture(scope="module")
+def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "source.flv"
+    push_pyav(str(path), SECONDS, realtime=False)
+    return path
+
+
+async def push_and_count(tmp_path: Path, source: Path, interval_ms: int) -> tuple[int, str]:
+    """Reads of the publisher's connection while it pushed, and the recording playlist."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed: run .ci/run or scripts/setup-dev.sh")
+    settings = load_settings(
+        host="127.0.0.1",
+        rtmp_port=0,
+        http_port=0,
+        data_dir=tmp_path / f"d{interval_ms}",
+        open_publish=True,
+        rtmp={"read_interval_ms": interval_ms},
+    )
+    service = Service(settings)
+    await service.start()
+    assert service.rtmp is not None
+    try:
+        pusher = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(source),
+            "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{service.rtmp.port}/live/paced",
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        reads = 0
+        while pusher.returncode is None:  # the session is gone once ffmpeg closes it
+            reads = max([reads, *(s.reads for s in service.rtmp.sessions)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pusher.wait(), 0.05)
+        assert pusher.returncode == 0
+        record = None
+        deadline = time.monotonic() + 15
+        while record is None or record.status == "live":
+            assert time.monotonic() < deadline, "the broadcast did not end"
+            await asyncio.sleep(0.05)
+            assert service.catalog is not None
+            record = next(iter(service.catalog.all()), None)
+        layout = service.layout
+        playlist = layout.recording_playlist(record.channel, record.id).read_text()
+        return reads, playlist
+    finally:
+        await service.stop()
+
+
+async def test_paced_reads_are_fewer_and_record_the_same_media(
+    tmp_path: Path, source_flv: Path
+) -> None:
+    immediate_reads, immediate = await push_and_count(tmp_path, source_flv, 0)
+    paced_reads, paced = await push_and_count(tmp_path, source_flv, 100)
+    # ffmpeg -re writes about 77 times a second; read at most 10 times a second (+ the commands
+    # before publishing, read at once).
+    assert immediate_reads > 50 * SECONDS, immediate_reads
+    assert paced_reads < 12 * SECONDS + 20, paced_reads
+    # Nothing lost: the same segments with the same durations.
+    before = [
+        (s.uri.rsplit("/", 1)[-1], s.duration) for s in parse_media_playlist(immediate).segments
+    ]
+    after = [(s.uri.rsplit("/", 1)[-1], s.duration) for s in parse_media_playlist(paced).segments]
+    assert before == after and len(before) >= SECONDS // 2
