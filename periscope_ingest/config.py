@@ -79,9 +79,10 @@ class RtmpSettings(_Section):
         50,
         ge=0,
         le=500,
-        description="While a broadcast is published, its connection is read at most once per this"
-        " many ms (0: as soon as data arrives). Encoders send each frame as it is made; reading"
-        " a few at a time costs much less CPU, and segments are listed at most this much later",
+        description="Once a broadcast's first segment is listed, its connection is read at most"
+        " once per this many ms (0: as soon as data arrives). Encoders send each frame as it is"
+        " made; reading a few at a time costs much less CPU, and segments are listed at most"
+        " this much later",
     )
 
 

@@ -197,7 +197,14 @@ class RtmpSession(asyncio.Protocol):
             return
         self._flush()
         self._apply_backpressure()
-        if self._publication is not None and self._server.read_interval:
+        publication = self._publication
+        # Not before the first segment is listed: how soon a broadcast is watchable after it
+        # starts is worth the few reads of its first seconds.
+        if (
+            publication is not None
+            and publication.pipeline.playlist is not None
+            and self._server.read_interval
+        ):
             self._rest()
 
     def _rest(self) -> None:
