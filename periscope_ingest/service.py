@@ -24,7 +24,8 @@ from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.app import AppParts, build_app
-from periscope_ingest.web.fast_path import FastPathSite, LiveAnswers
+from periscope_ingest.web.fast_path import FastPathSite
+from periscope_ingest.web.live_answers import LiveAnswers
 
 log = logging.getLogger(__name__)
 

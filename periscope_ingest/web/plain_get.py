@@ -1,0 +1,70 @@
+"""Which HTTP request heads are a plain GET that web/fast_path.py may answer, and what it reads
+from them. Pure: bytes in, a PlainGet or None out (None: aiohttp parses the request, and answers
+or refuses it).
+
+Only what a player sends is accepted: ``GET`` of an origin-form path made of unreserved
+characters (no query, no escapes), HTTP/1.0 or 1.1, header lines that are a token, a colon and
+a value without control characters (no obs-fold), and none of the fields that bring a body, a
+protocol switch or an expectation. A Connection field decides keep-alive; Range and the
+conditional fields mark the request as the file's (aiohttp's FileResponse answers those).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_REQUEST_LINE = re.compile(rb"GET (/[A-Za-z0-9._~/-]*) HTTP/1\.([01])")
+# Header lines, each ending in CRLF: a token, a colon, a value without control characters.
+# obs-fold (a line starting with a space) and lines without a colon do not match.
+_FIELDS = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# Any of these makes the request aiohttp's: a body, a protocol switch, or an expectation.
+_HANDED_OVER = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+# Fields read here: those above, Connection, and those that make a segment request the file's
+# (Range and the conditional ones, answered by aiohttp's FileResponse).
+_NOTABLE = re.compile(
+    rb"\r\n(content-length|transfer-encoding|upgrade|expect|connection"
+    rb"|range|if-range|if-none-match|if-modified-since):([^\r]*)"
+)
+
+
+@dataclass(slots=True)
+class PlainGet:
+    """A GET web/fast_path.py may answer: its path, and whether the connection stays open."""
+
+    path: str
+    keep_alive: bool
+    http10: bool
+    file_only: bool  # has Range or a conditional header
+
+
+def parse_plain_get(head: bytes) -> PlainGet | None:
+    """A request head (without the blank line that ends it) as a PlainGet, or None when it is
+    anything else: then aiohttp parses it, and answers or refuses it."""
+    line_end = head.find(b"\r\n")
+    if line_end < 0:
+        request_line, fields = head, b""
+    else:
+        request_line, fields = head[:line_end], head[line_end:] + b"\r\n"
+    match = _REQUEST_LINE.fullmatch(request_line)
+    if match is None or _FIELDS.fullmatch(fields, 2) is None:
+        return None
+    http10 = match.group(2) == b"0"
+    keep_alive = not http10
+    file_only = False
+    # A player's request usually has none of the fields that matter here: one search, no match.
+    for field in _NOTABLE.finditer(fields.lower()):
+        name = field.group(1)
+        if name in _HANDED_OVER:
+            return None
+        if name != b"connection":
+            file_only = True
+            continue
+        options = {option.strip() for option in field.group(2).split(b",")}
+        if b"upgrade" in options:
+            return None
+        if b"close" in options:
+            keep_alive = False
+        elif b"keep-alive" in options and http10:
+            keep_alive = True
+    return PlainGet(match.group(1).decode("ascii"), keep_alive, http10, file_only)
