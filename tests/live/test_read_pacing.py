@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config import load_settings
 from periscope_ingest.service import Service
+from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import push_pyav
+from tests.in_process import local_settings
 
 SECONDS = 6
 
@@ -34,16 +34,8 @@ def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def push_and_count(tmp_path: Path, source: Path, interval_ms: int) -> tuple[int, str]:
     """Reads of the publisher's connection while it pushed, and the recording playlist."""
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed: run .ci/run or scripts/setup-dev.sh")
-    settings = load_settings(
-        host="127.0.0.1",
-        rtmp_port=0,
-        http_port=0,
-        data_dir=tmp_path / f"d{interval_ms}",
-        open_publish=True,
-        rtmp={"read_interval_ms": interval_ms},
-    )
+    require("ffmpeg")
+    settings = local_settings(tmp_path / f"d{interval_ms}", rtmp={"read_interval_ms": interval_ms})
     service = Service(settings)
     await service.start()
     assert service.rtmp is not None

@@ -8,7 +8,6 @@ which side answered (the fast path keeps only the connections it still owns).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -17,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config import load_settings
 from periscope_ingest.service import Service
 from periscope_ingest.web.fast_path import MAX_HEAD_BYTES
+from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import push_pyav
+from tests.in_process import local_settings
 
 CHANNEL = "fast"
 KEEPALIVE_S = 1.0
@@ -48,16 +48,8 @@ def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def live(tmp_path: Path, source_flv: Path) -> AsyncIterator[Live]:
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed: run .ci/run or scripts/setup-dev.sh")
-    settings = load_settings(
-        host="127.0.0.1",
-        rtmp_port=0,
-        http_port=0,
-        data_dir=tmp_path / "d",
-        open_publish=True,
-        http_keepalive_timeout=KEEPALIVE_S,
-    )
+    require("ffmpeg")
+    settings = local_settings(tmp_path / "d", http_keepalive_timeout=KEEPALIVE_S)
     service = Service(settings)
     await service.start()
     assert service.rtmp is not None
