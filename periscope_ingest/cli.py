@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "export":
-            # The data directory only: the settings models would add ~24 MiB to an export.
+            # The data directory only: the settings models would add ~12 MiB to an export.
             return _export(data_dir_setting(args.config), args)
         from periscope_ingest.config import load_settings
 

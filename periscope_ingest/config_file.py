@@ -1,8 +1,8 @@
 """Where settings come from, and the data directory read without the settings models.
 
 ``export`` is the CLI's heaviest job: PyAV's libraries alone take about 20 MiB. It needs one
-setting, ``data_dir``, and loading every setting through pydantic-settings would add about 24 MiB
-to the process (docs/benchmarks.md, the export's peak RSS). ``data_dir_setting`` reads it from
+setting, ``data_dir``, and loading every setting through pydantic-settings would add about 12 MiB
+to the process's peak RSS (docs/benchmarks.md, third set). ``data_dir_setting`` reads it from
 the same sources, in the same order, as config.Settings (tests/test_config.py checks that they
 agree): ``PERISCOPE_DATA_DIR`` (in any case, as pydantic-settings matches it), then ``data_dir``
 in the TOML file named by ``--config`` or ``PERISCOPE_CONFIG``, then ``data``. The other settings

@@ -108,6 +108,9 @@ class RtmpServer:
         """Stop accepting, end every live stream cleanly (ENDLIST), close every connection."""
         if self._server is not None:
             self._server.close()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         await self.end_all_broadcasts("server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
