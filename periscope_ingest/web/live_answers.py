@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
 
 from aiohttp.http import SERVER_SOFTWARE
 
@@ -123,20 +122,16 @@ class LiveAnswers:
         live.watched()
         name = parts[4]
         data = live.media(name)
+        if data is not None and (cached := self._cached(request, data)) is not None:
+            self._metrics.count_request(SEGMENT_ROUTE, 200)
+            return cached
+        try:
+            path = self._layout.find_segment(parts[2], parts[3], name)
+        except InvalidName:
+            return None
         if data is None:
-            try:
-                path = self._layout.find_segment(parts[2], parts[3], name)
-            except InvalidName:
-                return None
             return FileAnswer(path, lambda data: self._file_response(live, path, data, request))
-        out = self._cached(request, data)
-        if out is None:
-            try:
-                path = self._layout.find_segment(parts[2], parts[3], name)
-            except InvalidName:
-                return None
-            head = self._join(_segment_head(name, data)[0], b"", self._now(), request)
-            out = self._keep_if_common(request, data, SegmentOut(head, data, path))
+        out = self._keep_if_common(request, data, self._segment_out(path, data, request))
         self._metrics.count_request(SEGMENT_ROUTE, 200)
         return out
 
@@ -144,8 +139,11 @@ class LiveAnswers:
         self, live: StreamPipeline, path: Path, data: bytes, request: PlainGet
     ) -> SegmentOut:
         live.remember(path.name, data)  # the next viewers get it from memory
-        head = self._join(_segment_head(path.name, data)[0], b"", self._now(), request)
         self._metrics.count_request(SEGMENT_ROUTE, 200)
+        return self._segment_out(path, data, request)
+
+    def _segment_out(self, path: Path, data: bytes, request: PlainGet) -> SegmentOut:
+        head = self._join(_segment_head(path.name, len(data)), b"", self._now(), request)
         return SegmentOut(head, data, path)
 
     def read(self, path: Path) -> asyncio.Future[bytes | None]:
@@ -158,7 +156,7 @@ class LiveAnswers:
             pending.add_done_callback(lambda _: self._reads.pop(path, None))
         return pending
 
-    def _cached(self, request: PlainGet, source: object) -> Any:
+    def _cached(self, request: PlainGet, source: object) -> Response | None:
         """The response built from ``source`` this second for the same path, if any."""
         entry = self._responses.get(request.path)
         if entry is None or entry[0] is not source or entry[1] != self._now():
@@ -251,10 +249,9 @@ def _playlist_head(text: str) -> tuple[bytes, bytes]:
     return head, body
 
 
-def _segment_head(name: str, data: bytes) -> tuple[bytes, bytes]:
-    head = (
+def _segment_head(name: str, size: int) -> bytes:
+    return (
         f"HTTP/1.1 200 OK\r\nContent-Type: {segment_type(name)}\r\n"
         f"Cache-Control: {SEGMENT_CACHE}\r\nAccept-Ranges: bytes\r\n"
-        f"Content-Length: {len(data)}\r\n"
+        f"Content-Length: {size}\r\n"
     ).encode() + _CORS
-    return head, data
