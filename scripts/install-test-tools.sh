@@ -15,6 +15,8 @@ else
   need+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
          gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 fi
+# strace: the durability test reads the server's fsync and rename calls.
+command -v strace >/dev/null || need+=(strace)
 # nginx with nginx-rtmp: the peer the benchmark scripts (and their smoke test) measure against.
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(nginx libnginx-mod-rtmp)
 if [ ${#need[@]} -gt 0 ]; then

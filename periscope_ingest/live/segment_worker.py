@@ -385,7 +385,8 @@ class SegmentWorker:
         opened = self._open
         index = len(self._parts)
         name = part_name(opened.sequence, index)
-        write_atomic(opened.path.with_name(name), fragment)
+        # The part is in the segment file too (written below): that copy is the recording.
+        write_atomic(opened.path.with_name(name), fragment, durable=False)
         self._segment_file.write(fragment)
         self._segment_size += len(fragment)
         part = Part(self._part_uri(opened, index), cut.duration_ms, cut.independent)
