@@ -193,6 +193,9 @@ class SunsetSettings(_Section):
         return self
 
 
+MIN_WEBHOOK_SECRET = 16
+
+
 class WebhookSettings(_Section):
     urls: list[str] = Field(
         default_factory=list, description="Endpoints that receive event POSTs (empty: none)"
@@ -214,6 +217,18 @@ class WebhookSettings(_Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookSettings:
+        # Receivers trust a delivery because of its signature: signing with an empty or guessable
+        # key would let anyone who can reach them forge broadcast and account events.
+        secret = self.secret.get_secret_value() if self.secret is not None else ""
+        if self.urls and len(secret) < MIN_WEBHOOK_SECRET:
+            raise ValueError(
+                f"webhook urls need a secret of at least {MIN_WEBHOOK_SECRET} characters"
+                " (PERISCOPE_WEBHOOKS__SECRET) to sign deliveries with"
+            )
+        return self
 
 
 class Settings(BaseSettings):

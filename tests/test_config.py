@@ -48,6 +48,8 @@ def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
         ("rtmp_port = 70000\n", "rtmp_port"),
         ("log_level = 'chatty'\n", "log_level"),
         ("this is not toml", "cannot read settings"),
+        ("[webhooks]\nurls = ['https://example.org/hook']\n", "webhook urls need a secret"),
+        ("[webhooks]\nurls = ['http://h/']\nsecret = 'short'\n", "at least 16 characters"),
     ],
 )
 def test_invalid_settings_name_the_problem(tmp_path: Path, toml: str, needle: str) -> None:
