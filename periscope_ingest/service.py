@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
+from periscope_ingest.storage.atomic import write_private
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.recovery import recover_interrupted
@@ -190,24 +192,38 @@ class Service:
             return None
         credentials = self.accounts.create(self.settings.first_channel)
         host = "HOST" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
-        print(
-            "\n".join(
-                [
-                    "",
-                    "First start: created the channel "
-                    f"{credentials.handle!r}. These secrets are shown only now:",
-                    f"  RTMP server (OBS 'Server'):   rtmp://{host}:{self.settings.rtmp_port}"
-                    f"/{self.settings.rtmp.app}",
-                    f"  Stream key:                   {credentials.stream_key}",
-                    f"  API token:                    {credentials.token}",
-                    f"  Watch:                        http://{host}:{self.settings.http_port}"
-                    f"/live/{credentials.handle}/index.m3u8",
-                    "More channels: periscope-ingest accounts create HANDLE",
-                    "",
-                ]
-            ),
-            flush=True,
+        banner = "\n".join(
+            [
+                "",
+                "First start: created the channel "
+                f"{credentials.handle!r}. These secrets are shown only now:",
+                f"  RTMP server (OBS 'Server'):   rtmp://{host}:{self.settings.rtmp_port}"
+                f"/{self.settings.rtmp.app}",
+                f"  Stream key:                   {credentials.stream_key}",
+                f"  API token:                    {credentials.token}",
+                f"  Watch:                        http://{host}:{self.settings.http_port}"
+                f"/live/{credentials.handle}/index.m3u8",
+                "More channels: periscope-ingest accounts create HANDLE",
+                "",
+            ]
         )
+        if sys.stdout.isatty():
+            print(banner, flush=True)
+        else:
+            # Not a terminal: stdout is a log (systemd's journal, docker logs, a file), which
+            # keeps what it gets and shows it to whoever reads logs. The secrets go to a file
+            # only the server's user can read, and the log says where.
+            path = self.layout.first_start_secrets_path
+            write_private(path, (banner.strip() + "\n").encode())
+            log_event(
+                log,
+                logging.WARNING,
+                "first_channel_created",
+                channel=credentials.handle,
+                secrets_file=str(path),
+                note="the stream key and API token are in this file (mode 0600); delete it once"
+                " read",
+            )
         return credentials.handle
 
     async def _watch_phase(self) -> None:

@@ -128,6 +128,11 @@ class DataLayout:
         return self.root / "server-secret"
 
     @property
+    def first_start_secrets_path(self) -> Path:
+        """Where the first start leaves the first channel's key when no terminal shows it."""
+        return self.root / "first-start-secrets.txt"
+
+    @property
     def phase_file(self) -> Path:
         return self.root / "service-phase.json"
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import stat
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -46,17 +51,49 @@ def structured_log(server: ServerProcess) -> str:
     )
 
 
-def test_first_start_prints_a_working_key_for_the_first_channel(server: ServerProcess) -> None:
-    banner = server.log()
+def test_first_start_leaves_a_working_key_in_a_private_file(server: ServerProcess) -> None:
+    """Not on a terminal, stdout is a log (journald, docker logs): the secrets go to a 0600 file
+    named in the log, and appear in no output of the server at all."""
+    line = next(x for x in server.log().splitlines() if "first_channel_created" in x)
+    path = server.data_dir / "first-start-secrets.txt"
+    assert f"secrets_file={path}" in line
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    banner = path.read_text()
     key = re.search(r"Stream key:\s+(\S+)", banner).group(1)
     token = re.search(r"API token:\s+(\S+)", banner).group(1)
     assert len(key) >= 22  # >= 128 bits, URL-safe base64
     push_pyav(server.rtmp_url(key), 3, realtime=False)
     ended = server.wait_for(lambda: (p := playlist(server, "main")) and p.ended and p, 10)
     assert ended.segments
-    log = structured_log(server)
-    assert key not in log and token not in log
-    assert "publish_started channel=main" in log
+    output = server.log()
+    assert key not in output and token not in output
+    assert "publish_started channel=main" in output
+
+
+def test_first_start_on_a_terminal_shows_the_key_there(tmp_path) -> None:
+    """On a terminal the operator reads the banner at once: no file is left behind."""
+    terminal, child_side = pty.openpty()
+    probe = ServerProcess(tmp_path / "data", tmp_path / "unused.log", **SERVER_ENV)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "periscope_ingest", "serve"],
+        env=probe.env,
+        stdout=child_side,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(child_side)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while b"Watch:" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.5)
+            if ready:
+                seen += os.read(terminal, 4096)
+    finally:
+        process.terminate()
+        process.wait(20)
+        os.close(terminal)
+    assert re.search(rb"Stream key:\s+\S{22,}", seen), seen
+    assert not (tmp_path / "data" / "first-start-secrets.txt").exists()
 
 
 def test_keys_are_checked_rotated_and_disabled(server: ServerProcess) -> None:
