@@ -7,8 +7,10 @@ sections joined with ``__``, e.g. ``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TO
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -312,10 +314,38 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def setting_env_names() -> list[str]:
+    """Every environment variable a setting is read from: PERISCOPE_<FIELD> for the top level,
+    PERISCOPE_<SECTION> (a JSON object) and PERISCOPE_<SECTION>__<FIELD> for the sections."""
+    prefix = Settings.model_config["env_prefix"]
+    names = [CONFIG_ENV]
+    for name, field in Settings.model_fields.items():
+        names.append(f"{prefix}{name}".upper())
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, _Section):
+            names.extend(f"{prefix}{name}__{sub}".upper() for sub in section.model_fields)
+    return names
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """A misspelt PERISCOPE_ variable must stop the server, as the same typo in TOML does:
+    silently running on a default (another port, no limit) is worse than not starting."""
+    environ = os.environ if environ is None else environ
+    known = setting_env_names()
+    prefix = Settings.model_config["env_prefix"].upper()
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(prefix) and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"unknown setting {name}{hint}")
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Load settings, turning every problem into one readable SettingsError."""
     previous = os.environ.get(CONFIG_ENV)
     config_file_named(config_file)  # it must exist
+    check_environment()
     if config_file is not None:
         os.environ[CONFIG_ENV] = str(config_file)
     try:

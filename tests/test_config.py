@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,44 @@ def test_the_exports_data_dir_refuses_what_the_settings_refuse(tmp_path: Path) -
         data_dir_setting(broken)
     with pytest.raises(SettingsError, match="cannot read settings"):
         load_settings(broken)
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("PERISCOPE_HTTP_PRT", "PERISCOPE_HTTP_PORT"),
+        ("PERISCOPE_HLS_WINDOW", "PERISCOPE_HLS__WINDOW"),
+        ("periscope_rtmp__idle_timout", "PERISCOPE_RTMP__IDLE_TIMEOUT"),
+    ],
+)
+def test_an_unknown_environment_variable_is_refused_with_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, suggestion: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(SettingsError, match=f"unknown setting {name}; did you mean {suggestion}"):
+        load_settings()
+
+
+def test_every_setting_and_section_is_a_known_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PERISCOPE_HLS", '{"window": 7}')  # a whole section as JSON
+    monkeypatch.setenv("PERISCOPE_RTMP__IDLE_TIMEOUT", "12")
+    settings = load_settings()
+    assert settings.hls.window == 7 and settings.rtmp.idle_timeout == 12
+
+
+def test_serve_stops_at_start_on_a_misspelt_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "PERISCOPE_DATA_DIR": str(tmp_path), "PERISCOPE_HTTP_PRT": "9000"}
+    result = subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "periscope-ingest: unknown setting PERISCOPE_HTTP_PRT; did you mean PERISCOPE_HTTP_PORT?\n"
+    )
+    assert not list(tmp_path.iterdir())  # it stopped before touching the data directory
