@@ -26,6 +26,20 @@ class CliError(Exception):
     """A problem to tell the user in one line."""
 
 
+class _SettingsHelp(argparse.Action):
+    """serve --help: the usual help, then every setting with its environment variable and
+    default. The settings models load only here, not for every command (see config_file)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from periscope_ingest.config import settings_reference
+
+        print(parser.format_help() + "\n" + settings_reference(), end="")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="periscope-ingest", description="Self-hosted live video: RTMP in, HLS out."
@@ -38,7 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the RTMP and HTTP servers", parents=[common])
+    serve = commands.add_parser(
+        "serve", help="run the RTMP and HTTP servers", parents=[common], add_help=False
+    )
+    serve.add_argument(
+        "-h", "--help", action=_SettingsHelp, help="show this help and every setting, then exit"
+    )
+    config = commands.add_parser("config", help="the settings")
+    config_commands = config.add_subparsers(dest="action", required=True)
+    config_commands.add_parser(
+        "show", help="print the settings in effect as TOML (secrets masked)", parents=[common]
+    )
     status = commands.add_parser(
         "status", help="live streams of the running server: bitrate, viewers", parents=[common]
     )
@@ -109,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "status":
         return _status(settings, args.url)
+    if args.command == "config":
+        from periscope_ingest.config import settings_in_effect
+
+        print(settings_in_effect(settings), end="")
+        return 0
     try:
         if args.command == "broadcasts":
             return _broadcasts_list(settings, args)

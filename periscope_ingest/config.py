@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import os
+import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -364,3 +367,67 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 os.environ.pop(CONFIG_ENV, None)
             else:
                 os.environ[CONFIG_ENV] = previous
+
+
+def _fields_with_env_names() -> list[tuple[str, str, FieldInfo]]:
+    """(TOML key, environment variable, field) for every setting, sections last, in order."""
+    prefix = Settings.model_config["env_prefix"]
+    top, nested = [], []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, _Section):
+            for sub, subfield in section.model_fields.items():
+                nested.append((f"{name}.{sub}", f"{prefix}{name}__{sub}".upper(), subfield))
+        else:
+            top.append((name, f"{prefix}{name}".upper(), field))
+    return top + nested
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def settings_reference() -> str:
+    """Every setting with its environment variable, default and meaning (serve --help)."""
+    lines = [f"settings (environment, or the TOML file; {CONFIG_ENV} names it):"]
+    for key, env, field in _fields_with_env_names():
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else _toml_value(_plain(default))
+        lines.append(f"  {env} = {shown}   [{key}]")
+        if field.description:
+            lines += textwrap.wrap(
+                field.description, 98, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return "**********"
+    if isinstance(value, Path | datetime):
+        return str(value)
+    return value
+
+
+def settings_in_effect(settings: Settings) -> str:
+    """The settings as TOML, secrets masked (config show): what the server would run with."""
+    values = settings.model_dump()
+    top, sections = [], {}
+    for key, _env, _field in _fields_with_env_names():
+        section, _, name = key.rpartition(".")
+        value = values[section][name] if section else values[name]
+        line = f"# {name} is unset" if value is None else f"{name} = {_toml_value(_plain(value))}"
+        if section:
+            sections.setdefault(section, []).append(line)
+        else:
+            top.append(line)
+    out = top
+    for section, lines in sections.items():
+        out += ["", f"[{section}]", *lines]
+    return "\n".join(out) + "\n"

@@ -6,8 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from periscope_ingest.config import SettingsError, load_settings
+from periscope_ingest.config import (
+    HlsSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+    setting_env_names,
+)
 from periscope_ingest.config_file import data_dir_setting
 
 
@@ -137,3 +144,49 @@ def test_serve_stops_at_start_on_a_misspelt_variable(tmp_path: Path) -> None:
         "periscope-ingest: unknown setting PERISCOPE_HTTP_PRT; did you mean PERISCOPE_HTTP_PORT?\n"
     )
     assert not list(tmp_path.iterdir())  # it stopped before touching the data directory
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_serve_help_lists_every_setting_with_its_variable_and_default() -> None:
+    result = cli("serve", "--help")
+    assert result.returncode == 0
+    sections = {
+        name.upper()
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    for name in setting_env_names()[1:]:  # all but PERISCOPE_CONFIG
+        if name.removeprefix("PERISCOPE_") not in sections:  # a section is listed field by field
+            assert f"  {name} = " in result.stdout, name
+    assert "  PERISCOPE_HTTP_PORT = 8080   [http_port]" in result.stdout
+    assert "  PERISCOPE_RTMP__IDLE_TIMEOUT = 30.0   [rtmp.idle_timeout]" in result.stdout
+
+
+def test_config_show_prints_the_settings_in_effect_as_loadable_toml(tmp_path: Path) -> None:
+    result = cli("config", "show", PERISCOPE_HTTP_PORT="9123", PERISCOPE_HLS__WINDOW="8")
+    assert result.returncode == 0, result.stderr
+    shown = tmp_path / "shown.toml"
+    shown.write_text(result.stdout)
+    assert load_settings(shown) == load_settings(http_port=9123, hls=HlsSettings(window=8))
+
+
+def test_config_show_masks_secrets() -> None:
+    result = cli(
+        "config",
+        "show",
+        PERISCOPE_ADMIN_TOKEN="admin-secret-value",
+        PERISCOPE_WEBHOOKS__URLS='["http://h/"]',
+        PERISCOPE_WEBHOOKS__SECRET="webhook-secret-value",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "secret-value" not in result.stdout
+    assert 'admin_token = "**********"' in result.stdout
