@@ -26,6 +26,10 @@ class CliError(Exception):
     """A problem to tell the user in one line."""
 
 
+class UsageError(CliError):
+    """The command line asks for something impossible (exit code 2, like a bad argument)."""
+
+
 class _SettingsHelp(argparse.Action):
     """serve --help: the usual help, then every setting with its environment variable and
     default. The settings models load only here, not for every command (see config_file)."""
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except CliError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     if args.command == "serve":
         return _serve(settings)
     if args.command == "status":
@@ -153,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(settings: Settings) -> int:
     from periscope_ingest.service import PortInUse, serve
+    from periscope_ingest.storage.layout import DataDirError
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -160,6 +165,9 @@ def _serve(settings: Settings) -> int:
     except PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
+    except DataDirError as exc:
+        print(f"periscope-ingest: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0
@@ -285,6 +293,9 @@ def _export_one(layout, record, output: Path, start=None, end=None) -> int:
 def _export(data_dir: Path, args: argparse.Namespace) -> int:
     from periscope_ingest.storage.recordings import download_name
 
+    target = args.output if args.channel is not None or not args.output.is_dir() else None
+    if target is not None and not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
     layout, catalog = _open_catalog(data_dir)
     if (args.broadcast is None) == (args.channel is None):
         raise CliError("name a broadcast id, or --channel NAME (not both)")

@@ -6,7 +6,17 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "periscope_ingest"
-PURE_MEDIA = {"flv", "avc", "aac", "timeline", "segmenter", "playlist", "ingest", "packets"}
+PURE_MEDIA = {
+    "flv",
+    "avc",
+    "aac",
+    "timeline",
+    "segmenter",
+    "playlist",
+    "ingest",
+    "packets",
+    "errors",
+}
 
 
 def imports(path: Path) -> set[str]:

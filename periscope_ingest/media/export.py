@@ -44,6 +44,7 @@ from typing import BinaryIO
 import av
 from av.bitstream import BitStreamFilterContext
 
+from periscope_ingest.media.errors import error_text
 from periscope_ingest.storage.layout import init_segment_for
 
 # Our segments count time in 90 kHz ticks (MPEG-TS); everything here stays in that unit.
@@ -183,7 +184,7 @@ def _open_segment(path: Path) -> _Segment:
         else:
             container = av.open(str(path), format="mpegts")
     except (OSError, av.FFmpegError) as exc:
-        raise ExportError(f"cannot read segment {path}: {exc}") from exc
+        raise ExportError(f"cannot read segment {path}: {error_text(exc)}") from exc
     if not fmp4:
         extents = {}
         for stream in container.streams:
@@ -269,7 +270,7 @@ def _ts_video_extent(path: Path, frame: int) -> tuple[int, int] | None:
                 file.seek(0)
                 lasts = _video_pts(file.read())
     except OSError as exc:
-        raise ExportError(f"cannot read segment {path}: {exc}") from exc
+        raise ExportError(f"cannot read segment {path}: {error_text(exc)}") from exc
     firsts = _video_pts(head, 1)
     if not firsts or not lasts:
         return None
@@ -284,7 +285,7 @@ def _quick_open(segment: _Segment) -> None:
     try:
         container = av.open(str(segment.path), format="mpegts", options=_QUICK_TS_OPTIONS)
     except (OSError, av.FFmpegError) as exc:
-        raise ExportError(f"cannot read segment {segment.path}: {exc}") from exc
+        raise ExportError(f"cannot read segment {segment.path}: {error_text(exc)}") from exc
     segment.container = container
 
 
@@ -454,7 +455,7 @@ class _Writer:
                 else:
                     self._audio(packet, end)
         except av.FFmpegError as exc:
-            raise ExportError(f"cannot read segment {segment.path}: {exc}") from exc
+            raise ExportError(f"cannot read segment {segment.path}: {error_text(exc)}") from exc
 
     def _video(self, packet: av.Packet, end: int | None) -> None:
         if end is not None and packet.dts >= end:
@@ -521,7 +522,7 @@ class _Writer:
                 self._output.close()
             except av.FFmpegError as exc:
                 if wrote:
-                    raise ExportError(f"cannot finish the MP4: {exc}") from exc
+                    raise ExportError(f"cannot finish the MP4: {error_text(exc)}") from exc
         if not wrote:
             raise ExportError("no media in the requested range")
         ends = [t.end for t in (video, audio) if t is not None and t.last_dts is not None]

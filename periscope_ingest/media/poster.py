@@ -18,6 +18,8 @@ from pathlib import Path
 import av
 from av.video.reformatter import ColorRange, Interpolation
 
+from periscope_ingest.media.errors import error_text
+
 # FFmpeg's -q:v scale for the JPEG quantiser (2 best .. 31 worst): 4 looks clean at a few tens
 # of kB for 640x360. FF_QP2LAMBDA turns it into the encoder's global_quality.
 JPEG_QUALITY = 4
@@ -57,7 +59,7 @@ def _open(segment: Path, init: Path | None) -> av.container.InputContainer:
             return av.open(io.BytesIO(data), format="mp4")
         return av.open(str(segment), format="mpegts")
     except (OSError, av.FFmpegError) as exc:
-        raise PosterError(f"cannot read segment {segment}: {exc}") from exc
+        raise PosterError(f"cannot read segment {segment}: {error_text(exc)}") from exc
 
 
 def _first_keyframe(segment: Path, init: Path | None) -> av.VideoFrame:
@@ -81,7 +83,7 @@ def _first_keyframe(segment: Path, init: Path | None) -> av.VideoFrame:
                     break
                 decoder.flush_buffers()  # leave the drained state for the next keyframe
         except av.FFmpegError as exc:
-            raise PosterError(f"cannot decode a keyframe of {segment}: {exc}") from exc
+            raise PosterError(f"cannot decode a keyframe of {segment}: {error_text(exc)}") from exc
     raise PosterError(f"segment {segment} has no keyframe that decodes")
 
 
@@ -111,7 +113,7 @@ def _encode_jpeg(frame: av.VideoFrame, width: int, height: int) -> bytes:
         encoder.global_quality = JPEG_QUALITY * _FF_QP2LAMBDA
         packets = [*encoder.encode(picture), *encoder.encode(None)]
     except (av.FFmpegError, ValueError) as exc:
-        raise PosterError(f"cannot encode the poster: {exc}") from exc
+        raise PosterError(f"cannot encode the poster: {error_text(exc)}") from exc
     data = b"".join(bytes(p) for p in packets)
     if not data:
         raise PosterError("the JPEG encoder returned nothing")

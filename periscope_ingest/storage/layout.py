@@ -101,13 +101,34 @@ def init_segment_for(segment: Path) -> Path | None:
     return best[1] if best else None
 
 
+class DataDirError(Exception):
+    """The data directory cannot be used; the message names it and says why."""
+
+
 class DataLayout:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.channels_dir = self.root / "channels"
 
     def ensure(self) -> None:
-        self.channels_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data directory (its parent must exist: a missing parent is far more often a
+        typo than a wish) and check that it can be written, or say in one line why not."""
+        root = self.root
+        try:
+            if root.exists() and not root.is_dir():
+                raise DataDirError(f"data directory {root} is a file, not a directory")
+            if not root.exists() and not root.parent.is_dir():
+                raise DataDirError(
+                    f"data directory {root} cannot be created: {root.parent} does not exist"
+                )
+            self.channels_dir.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-test-{secrets.token_hex(4)}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise DataDirError(
+                f"data directory {root} is not usable: {exc.strerror or exc}"
+            ) from None
 
     def temporary_file(self, suffix: str) -> Path:
         """A fresh hidden file name for short-lived output (clips), on the same file system."""

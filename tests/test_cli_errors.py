@@ -1,0 +1,63 @@
+"""Honest errors: one line naming the path and the reason, exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from periscope_ingest.media.export import ExportError, export_mp4
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", *args],
+        env={**os.environ, "PERISCOPE_HTTP_PORT": "0", "PERISCOPE_RTMP_PORT": "0", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def a_file(path: Path) -> Path:
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda tmp: a_file(tmp / "file"), "is a file, not a directory"),
+        (lambda tmp: tmp / "missing" / "data", "cannot be created: {tmp}/missing does not exist"),
+        (lambda tmp: a_file(tmp / "f") / "data", "{tmp}/f does not exist"),
+    ],
+)
+def test_an_unusable_data_dir_stops_serve_with_one_line(tmp_path: Path, make, reason) -> None:
+    data_dir = make(tmp_path)
+    result = run("serve", PERISCOPE_DATA_DIR=str(data_dir))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"periscope-ingest: data directory {data_dir} ")
+    assert reason.format(tmp=tmp_path) in result.stderr
+
+
+def test_export_into_a_missing_directory_names_it(tmp_path: Path) -> None:
+    target = tmp_path / "nowhere" / "talk.mp4"
+    result = run("export", "abc123", "-o", str(target), PERISCOPE_DATA_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"periscope-ingest: cannot write {target}: directory {target.parent} does not exist\n"
+    )
+
+
+def test_ffmpeg_errors_are_told_in_words_not_numbers(tmp_path: Path) -> None:
+    broken = tmp_path / "000001.ts"
+    broken.write_bytes(b"not a transport stream" * 100)
+    with pytest.raises(ExportError) as caught:
+        export_mp4([broken], tmp_path / "out.mp4")
+    message = str(caught.value)
+    assert "Errno" not in message
+    assert message.startswith(f"cannot read segment {broken}: ")
