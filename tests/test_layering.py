@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "periscope_ingest"
+
+# The one-way flow of shared/DESIGN.md as ranks: a module imports only its own rank or lower.
+# Keys are module names relative to the package; a package name stands for all its modules, a
+# longer key wins. A module not listed fails the test, so a new one must be placed here.
+RANKS = {
+    "config": 0,
+    "config_file": 0,
+    "logs": 0,
+    "metrics": 0,
+    "__init__": 0,
+    "rtmp": 1,
+    "media": 2,  # pure media: parsing, cutting, rendering
+    "media.muxer": 3,  # the PyAV users
+    "media.export": 3,
+    "media.poster": 3,
+    "storage": 4,
+    "sunset": 4,
+    "live": 5,
+    "web": 6,
+    "service": 7,
+    "cli": 7,
+    "__main__": 7,
+}
 PURE_MEDIA = {
     "flv",
     "avc",
@@ -74,3 +100,112 @@ def test_asyncio_servers_only_in_live_and_web() -> None:
         text = path.read_text()
         if "create_server" in text or "TCPSite" in text:
             assert path.parent.name in {"live", "web"} or path.name == "service.py", path
+
+
+# Back-edges that exist today, each to be removed (then deleted here); nothing may be added.
+KNOWN_BACK_EDGES = {("media.export", "storage.layout")}  # the init segment of an fMP4 segment
+
+
+def module_name(path: Path, package: Path) -> str:
+    parts = list(path.relative_to(package).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def rank(name: str) -> int | None:
+    """The rank of a module (relative to the package), from its longest listed prefix."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        key = ".".join(parts[:end])
+        if key in RANKS:
+            return RANKS[key]
+    return None
+
+
+def our_imports(path: Path, package: Path) -> set[str]:
+    """The package's modules this file imports, relative to the package, relative imports
+    resolved (``from .chunk import X`` in rtmp/connection.py is rtmp.chunk)."""
+    here = module_name(path, package).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # the package the module is in
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                module = ".".join([package.name, *base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            # `from pkg import name`: name is a module of ours (then it counts) or a member.
+            names = [
+                f"{module}.{a.name}" if is_module(package, f"{module}.{a.name}") else module
+                for a in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            if name == package.name or name.startswith(package.name + "."):
+                found.add(name.removeprefix(package.name).lstrip(".") or "__init__")
+    return found
+
+
+def is_module(package: Path, dotted: str) -> bool:
+    parts = dotted.split(".")
+    if parts[0] != package.name:
+        return False
+    path = package.joinpath(*parts[1:])
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def rank_violations(package: Path) -> list[str]:
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        name = module_name(path, package)
+        own = rank(name)
+        if own is None:
+            problems.append(f"{name} has no rank in RANKS")
+            continue
+        for imported in sorted(our_imports(path, package)):
+            other = rank(imported)
+            if (other is None or other > own) and (name, imported) not in KNOWN_BACK_EDGES:
+                problems.append(f"{name} (rank {own}) imports {imported} (rank {other})")
+    return problems
+
+
+def test_every_module_imports_only_its_rank_or_lower() -> None:
+    assert rank_violations(PACKAGE) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "back_edge"),
+    [
+        ("rtmp/chunk.py", "from periscope_ingest.media import flv"),
+        ("media/timeline.py", "from ..live import pipeline"),
+        ("storage/layout.py", "import periscope_ingest.web.app"),
+        ("live/pipeline.py", "from .. import service"),
+        ("logs.py", "from periscope_ingest import cli"),
+        ("media/segmenter.py", "from . import muxer"),
+    ],
+)
+def test_the_rank_check_catches_a_back_edge(tmp_path: Path, module: str, back_edge: str) -> None:
+    copy = tmp_path / PACKAGE.name
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("static", "__pycache__"))
+    assert rank_violations(copy) == []
+    target = copy / module
+    target.write_text(back_edge + "\n" + target.read_text())
+    problems = rank_violations(copy)
+    assert len(problems) == 1 and problems[0].startswith(module_name(target, copy)), problems
+
+
+def test_a_new_module_is_checked_without_being_listed(tmp_path: Path) -> None:
+    copy = tmp_path / PACKAGE.name
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("static", "__pycache__"))
+    (copy / "rtmp" / "newcomer.py").write_text("from periscope_ingest.live import registry\n")
+    (copy / "helpers.py").write_text("")
+    assert rank_violations(copy) == [
+        "helpers has no rank in RANKS",
+        "rtmp.newcomer (rank 1) imports live.registry (rank 5)",
+    ]
