@@ -29,6 +29,7 @@ def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(tmp_path: Path, **hls) -> tuple[DataLayout, StreamPipeline]:
+    tmp_path.mkdir(exist_ok=True)  # the data directory's parent must exist
     layout = DataLayout(tmp_path / "data")
     layout.ensure()
     catalog = Catalog(layout.catalog_path)
