@@ -437,7 +437,7 @@ def _restream(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "remove":
             key: int | str = int(args.target) if args.target.isdigit() else args.target
             if not store.remove(args.handle, key):
-                raise CliError(f"{args.handle} has no restream target {args.target!r}")
+                raise CliError(f"{args.handle} has no such restream target (see `restream list`)")
             print(f"{args.handle} no longer restreams to that target")
     except RestreamError as exc:
         raise CliError(str(exc)) from None
