@@ -110,6 +110,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     disable.add_argument("handle")
 
+    restream = commands.add_parser(
+        "restream", help="forward a channel's broadcasts to other RTMP servers"
+    )
+    restream_commands = restream.add_subparsers(dest="action", required=True)
+    restream_add = restream_commands.add_parser(
+        "add", help="forward HANDLE's broadcasts to URL (rtmp:// or rtmps://)", parents=[common]
+    )
+    restream_add.add_argument("handle")
+    restream_add.add_argument("url", help="rtmp[s]://host[:port]/app/stream-key")
+    restream_list = restream_commands.add_parser(
+        "list", help="HANDLE's targets (stream keys hidden)", parents=[common]
+    )
+    restream_list.add_argument("handle")
+    restream_remove = restream_commands.add_parser(
+        "remove", help="stop forwarding HANDLE to a target", parents=[common]
+    )
+    restream_remove.add_argument("handle")
+    restream_remove.add_argument("target", help="the URL as added, or the id `list` shows")
     catalog = commands.add_parser("catalog", help="the broadcast catalog")
     catalog_commands = catalog.add_subparsers(dest="action", required=True)
     catalog_commands.add_parser(
@@ -149,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return _catalog_rebuild(settings)
         if args.command == "accounts":
             return _accounts(settings, args)
+        if args.command == "restream":
+            return _restream(settings, args)
     except CliError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
@@ -384,6 +404,42 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
             store.set_disabled(args.handle)
             print(f"{args.handle} is disabled: its stream key is refused")
     except AccountError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        store.close()
+    return 0
+
+
+def _restream(settings: Settings, args: argparse.Namespace) -> int:
+    """Targets are read when a broadcast starts: a change here applies to the next broadcast
+    (the API applies changes to a live one at once)."""
+    from periscope_ingest.storage.accounts import AccountStore
+    from periscope_ingest.storage.layout import DataLayout
+    from periscope_ingest.storage.restream import RestreamError, RestreamStore
+
+    layout = DataLayout(settings.data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if not settings.open_publish and layout.accounts_path.exists():
+        accounts = AccountStore(layout.accounts_path, layout.server_secret_path)
+        try:
+            if accounts.get(args.handle) is None:
+                raise CliError(f"no account {args.handle!r}")
+        finally:
+            accounts.close()
+    store = RestreamStore(layout.restream_path)
+    try:
+        if args.action == "add":
+            target = store.add(args.handle, args.url, settings.restream.max_targets)
+            print(f"{args.handle} restreams to {target.address.masked} (id {target.id})")
+        elif args.action == "list":
+            for target in store.list(args.handle):
+                print(f"{target.id:6}  {target.address.masked}  added {target.created_at}")
+        elif args.action == "remove":
+            key: int | str = int(args.target) if args.target.isdigit() else args.target
+            if not store.remove(args.handle, key):
+                raise CliError(f"{args.handle} has no such restream target (see `restream list`)")
+            print(f"{args.handle} no longer restreams to that target")
+    except RestreamError as exc:
         raise CliError(str(exc)) from None
     finally:
         store.close()

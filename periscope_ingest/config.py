@@ -198,6 +198,31 @@ class SunsetSettings(_Section):
         return self
 
 
+class RestreamSettings(_Section):
+    max_targets: int = Field(
+        5,
+        ge=0,
+        le=50,
+        description="Restream targets one channel may forward to (0: restreaming off)",
+    )
+    queue_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=65536,
+        description="Media waiting for one slow target, in bytes; beyond, its frames are dropped"
+        " until the next keyframe",
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds to connect to a target and start publishing"
+    )
+    retry_delay: float = Field(
+        1.0, gt=0, le=60, description="Seconds before reconnecting to a target; doubles each time"
+    )
+    max_retry_delay: float = Field(
+        30.0, gt=0, le=600, description="The reconnect delay stops doubling at this many seconds"
+    )
+    chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send targets with")
+
+
 MIN_WEBHOOK_SECRET = 16
 
 
@@ -267,6 +292,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings = RecordingSettings()
     sunset: SunsetSettings = SunsetSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    restream: RestreamSettings = RestreamSettings()
 
     http_keepalive_timeout: float = Field(
         75.0,

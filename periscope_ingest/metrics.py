@@ -87,6 +87,27 @@ class Metrics:
         self.recordings_bytes = Gauge(
             "periscope_recordings_bytes", "Disk used by recordings (segments and MP4s)", registry=r
         )
+        # Restreaming: per live channel (never per target URL, which holds a stream key).
+        self.restream_targets = Gauge(
+            "periscope_restream_targets",
+            "Restream targets of live broadcasts, by state (connecting, live, retrying, failed)",
+            ["state"],
+            registry=r,
+        )
+        self.restream_bytes = Counter(
+            "periscope_restream_sent_bytes", "Bytes sent to restream targets", ["channel"],
+            registry=r,
+        )  # fmt: skip
+        self.restream_drops = Counter(
+            "periscope_restream_dropped_messages",
+            "Messages not forwarded because a restream target was too slow",
+            ["channel"],
+            registry=r,
+        )
+        self.restream_reconnects = Counter(
+            "periscope_restream_reconnects", "Reconnections to restream targets", ["channel"],
+            registry=r,
+        )  # fmt: skip
 
     def count_request(self, route: str, status: int) -> None:
         counter = self._request_counters.get((route, status))
@@ -97,7 +118,14 @@ class Metrics:
 
     def forget_channel(self, channel: str) -> None:
         """A broadcast ended: drop its per-channel series so labels stay bounded."""
-        for metric in (self.ingest_bytes, self.ingest_messages, self.viewers):
+        for metric in (
+            self.ingest_bytes,
+            self.ingest_messages,
+            self.viewers,
+            self.restream_bytes,
+            self.restream_drops,
+            self.restream_reconnects,
+        ):
             with contextlib.suppress(KeyError):  # never had a series: nothing to forget
                 metric.remove(channel)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from periscope_ingest.config import Settings
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
@@ -23,6 +24,7 @@ from periscope_ingest.storage.atomic import write_private
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.recovery import recover_interrupted
+from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.app import AppParts, build_app
@@ -62,6 +64,7 @@ class Service:
         self._phase_changed = asyncio.Event()
         self._phase_watch: asyncio.Task | None = None
         self.rtmp: RtmpServer | None = None
+        self.restreamer: Restreamer | None = None
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Task | None = None
         self.http_port = 0
@@ -90,13 +93,26 @@ class Service:
         for record in await asyncio.to_thread(catalog.all):
             if record.status in ("ended", "interrupted") and record.mp4_size is None:
                 self.exports.schedule(record)
+        store = await asyncio.to_thread(RestreamStore, self.layout.restream_path)
+        self.restreamer = restreamer = Restreamer(
+            self.settings.restream, store, self.registry, self.metrics
+        )
+
+        def broadcast_started(pipeline) -> None:
+            restreamer.broadcast_started(pipeline)
+            self.webhooks.emit(
+                "broadcast.started",
+                {
+                    "id": pipeline.broadcast_id,
+                    "channel": pipeline.channel,
+                    "started_at": iso(pipeline.info.started_at),
+                },
+            )
+
         policy = PublishPolicy(
             lifecycle=self.lifecycle,
             accounts=self.accounts,
-            on_started=lambda p: self.webhooks.emit(
-                "broadcast.started",
-                {"id": p.broadcast_id, "channel": p.channel, "started_at": iso(p.info.started_at)},
-            ),
+            on_started=broadcast_started,
             on_ended=self._broadcast_ended,
             metrics=self.metrics,
         )
@@ -121,6 +137,7 @@ class Service:
                 admin_token=self.settings.admin_token,
                 metrics=self.metrics,
                 viewers=self.viewers,
+                restreamer=restreamer,
             )
         )
         keepalive = self.settings.http_keepalive_timeout
@@ -164,6 +181,8 @@ class Service:
                     await task
         if self.rtmp is not None:
             await self.rtmp.stop()
+        if self.restreamer is not None:
+            await self.restreamer.stop()  # the broadcasts ended: their targets are told
         if self._runner is not None:
             await self._runner.cleanup()
         if self.exports is not None:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from periscope_ingest.config import HlsSettings
 from periscope_ingest.live.segment_worker import (
@@ -51,6 +52,9 @@ from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout, parse_part_name, parse_segment_name
+
+if TYPE_CHECKING:
+    from periscope_ingest.live.restream import ChannelRestream
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,9 @@ class StreamPipeline:
         self._tally = _SegmentTally()
         self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=_STATS_SEGMENTS)
         self.last_media_at = time.monotonic()
+        # Set only while the channel has restream targets (live/restream.py): otherwise the
+        # per-message cost of restreaming is the one check of this attribute.
+        self.restream: ChannelRestream | None = None
         self._finished = False
         self._title_known = False
         record = BroadcastRecord(broadcast_id, channel, iso(self.info.started_at))
@@ -196,15 +203,21 @@ class StreamPipeline:
             self._title_known = True
             self._worker.send(UpdateRecord({"title": title.strip()[:200]}))
         self._handle(self._assembler.metadata(values))
+        if self.restream is not None:
+            self.restream.metadata(values)
 
     def video(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
         self._count(payload)
+        if self.restream is not None:
+            self.restream.video(timestamp, payload)
         self._handle(self._assembler.video_message(timestamp, payload))
 
     def audio(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
         self._count(payload)
+        if self.restream is not None:
+            self.restream.audio(timestamp, payload)
         self._handle(self._assembler.audio_message(timestamp, payload))
 
     def _count(self, payload: bytes) -> None:
@@ -239,6 +252,8 @@ class StreamPipeline:
         self.suspended = False
         self.last_media_at = time.monotonic()
         self._assembler.restart()
+        if self.restream is not None:
+            self.restream.restart()  # targets continue at the next keyframe, timestamps rebased
         self._pending_discontinuity = True
         # Wall-clock time went on while nobody published: PROGRAM-DATE-TIME re-anchors.
         self._clock_anchor = None
@@ -257,6 +272,9 @@ class StreamPipeline:
         """Close the open segment and end the playlists (EXT-X-ENDLIST); waits for the disk."""
         if self._finished:
             return
+        restream, self.restream = self.restream, None
+        if restream is not None:
+            restream.close()
         self._flush_counts()
         self._handle(self._assembler.flush())
         self._finished = True

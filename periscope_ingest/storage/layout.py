@@ -18,6 +18,8 @@ publisher can reach outside the data directory.
     <data_dir>/catalog.sqlite3                        index over the records, rebuildable
     <data_dir>/accounts.sqlite3                       accounts (keyed hashes of their secrets)
     <data_dir>/server-secret                          the key of those hashes (mode 0600)
+    <data_dir>/restream.sqlite3                       restream targets (their URLs hold stream
+                                                      keys of other services: mode 0600)
     <data_dir>/service-phase.json                     the sunset phase set by hand, if any
 """
 
@@ -143,6 +145,10 @@ class DataLayout:
     @property
     def accounts_path(self) -> Path:
         return self.root / "accounts.sqlite3"
+
+    @property
+    def restream_path(self) -> Path:
+        return self.root / "restream.sqlite3"
 
     @property
     def server_secret_path(self) -> Path:

@@ -17,7 +17,7 @@ from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_nam
 from periscope_ingest.storage.recordings import write_record
 from periscope_ingest.storage.retention import delete_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
-from periscope_ingest.web.context import CATALOG, LAYOUT, METRICS, REGISTRY, VIEWERS
+from periscope_ingest.web.context import CATALOG, LAYOUT, METRICS, REGISTRY, RESTREAMER, VIEWERS
 from periscope_ingest.web.models import (
     BroadcastChanges,
     BroadcastOut,
@@ -64,6 +64,9 @@ async def streams(request: web.Request) -> web.Response:
                     **p.info.as_json(),
                     "reconnecting": p.suspended,
                     "viewers": viewers.count(p.channel, now),
+                    "restream": (
+                        [link.status() for link in p.restream.links.values()] if p.restream else []
+                    ),
                 }
                 for p in live
             ]
@@ -79,6 +82,8 @@ async def metrics(request: web.Request) -> web.Response:
     now = time.monotonic()
     for pipeline in registry.live():
         collected.viewers.labels(pipeline.channel).set(viewers.count(pipeline.channel, now))
+    if (restreamer := request.app[RESTREAMER]) is not None:
+        restreamer.collect()
     total = await asyncio.to_thread(request.app[CATALOG].total_size)
     collected.recordings_bytes.set(total)
     return web.Response(

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
@@ -33,6 +34,7 @@ from periscope_ingest.web.context import (
     METRICS,
     PHASE_CHANGED,
     REGISTRY,
+    RESTREAMER,
     VIEWERS,
     WEBHOOKS,
 )
@@ -40,11 +42,12 @@ from periscope_ingest.web.live import add_live_routes
 from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.posters import add_poster_routes
 from periscope_ingest.web.replays import add_replay_routes
+from periscope_ingest.web.restream_routes import add_restream_routes
 from periscope_ingest.web.service_routes import add_service_routes, shutdown_notice
 
 _PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
-    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, PATCH, DELETE",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, POST, PATCH, DELETE",
     "Access-Control-Allow-Headers": (
         "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type"
     ),
@@ -102,6 +105,7 @@ class AppParts:
     viewers: ViewerCounter
     accounts: AccountStore | None = None  # None: open publishing, no accounts
     admin_token: SecretStr | None = None
+    restreamer: Restreamer | None = None
 
 
 def build_app(parts: AppParts) -> web.Application:
@@ -118,7 +122,9 @@ def build_app(parts: AppParts) -> web.Application:
     app[ADMIN_TOKEN] = parts.admin_token
     app[METRICS] = parts.metrics
     app[VIEWERS] = parts.viewers
+    app[RESTREAMER] = parts.restreamer
     add_api_routes(app)
+    add_restream_routes(app)
     add_service_routes(app)
     add_live_routes(app)
     add_poster_routes(app)  # before replays: /replays/{id}/{segment} would take poster.jpg

@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
+from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
@@ -26,6 +27,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
 VIEWERS = web.AppKey("viewers", ViewerCounter)
+RESTREAMER = web.AppKey("restreamer", Restreamer | None)
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"

@@ -29,6 +29,30 @@ class HealthOut(_Out):
     live_streams: int
 
 
+class RestreamStatusOut(_Out):
+    id: int
+    target: str = Field(description="the target URL without its stream key")
+    state: str = Field(description="connecting, live, retrying or failed (refused by the target)")
+    bytes_sent: int
+    drops: int = Field(description="messages dropped because the target was too slow")
+    reconnects: int
+    last_error: str | None
+
+
+class RestreamTargetOut(_Out):
+    id: int
+    target: str = Field(description="the target URL without its stream key")
+    created_at: str
+
+
+class RestreamTargetsOut(_Out):
+    targets: list[RestreamTargetOut]
+
+
+class NewRestreamTarget(_In):
+    url: str = Field(description="rtmp:// or rtmps:// URL: rtmp://host[:port]/app/stream-key")
+
+
 class StreamOut(_Out):
     key: str
     channel: str
@@ -47,6 +71,7 @@ class StreamOut(_Out):
     playlist: str
     reconnecting: bool = Field(description="the publisher dropped off; within reconnect grace")
     viewers: int = Field(description="clients that reloaded the live playlist in the last 30 s")
+    restream: list[RestreamStatusOut] = Field(description="each restream target's status")
 
 
 class StreamsOut(_Out):

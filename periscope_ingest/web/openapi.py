@@ -69,6 +69,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/channels/{channel}/archive.zip", "Every finished broadcast of a channel as"
        " MP4, and broadcasts.json, in one stored zip", "application/zip", auth="owner or admin"
        " (when accounts are on)", errors=(401, 404)),
+    Op("GET", "/api/channels/{handle}/restream", "The channel's restream targets (URLs shown"
+       " without their stream keys)", m.RestreamTargetsOut, auth="owner or admin",
+       errors=(401, 404)),
+    Op("POST", "/api/channels/{handle}/restream", "Forward the channel's broadcasts to an"
+       " rtmp:// or rtmps:// URL (at once if live)", m.RestreamTargetOut, 201,
+       body=m.NewRestreamTarget, auth="owner or admin", errors=(400, 401, 404, 409)),
+    Op("DELETE", "/api/channels/{handle}/restream/{id}", "Stop forwarding to a target", None,
+       204, auth="owner or admin", errors=(401, 404)),
     Op("GET", "/api/service", "The sunset phase and its dates", m.ServiceOut),
     Op("PUT", "/api/service/phase", "Move the sunset phase on", m.ServiceOut, body=m.PhaseChange,
        auth="admin", errors=(400, 401, 403)),
