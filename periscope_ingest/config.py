@@ -59,7 +59,29 @@ class RtmpSettings(_Section):
         8 * 1024 * 1024, ge=4096, le=16_777_215, description="Largest RTMP message (one frame)"
     )
     max_chunk_streams: int = Field(
-        32, ge=4, le=65599, description="Distinct chunk stream ids per connection"
+        32, ge=4, le=65599, description="Distinct chunk stream ids per publishing connection"
+    )
+    max_command_size: int = Field(
+        65536,
+        ge=4096,
+        le=16_777_215,
+        description="Largest message that is not audio or video (commands, metadata, control),"
+        " and largest message of any kind before a publish is accepted: refused at its header",
+    )
+    max_chunk_streams_before_publish: int = Field(
+        8, ge=4, le=65599, description="Distinct chunk stream ids before a publish is accepted"
+    )
+    max_buffered_per_connection: int = Field(
+        16 * 1024 * 1024,
+        ge=65536,
+        description="Bytes of messages in progress (sum of their lengths) one publishing"
+        " connection may have on all its chunk streams",
+    )
+    max_buffered_total: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of messages in progress on all connections together; a connection"
+        " that would go past it is closed",
     )
     out_chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send with")
     window_ack_size: int = Field(5_000_000, ge=4096, description="Announced acknowledgement window")
@@ -69,9 +91,17 @@ class RtmpSettings(_Section):
     idle_timeout: float = Field(
         30.0, gt=0, description="Seconds without any byte from a client before it is dropped"
     )
+    publish_deadline: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection has from its first byte to publish; one that has not"
+        " (connect and pings only) is closed",
+    )
     max_connections: int = Field(256, ge=1, description="RTMP connections open at once")
     max_connections_per_address: int = Field(
-        16, ge=1, description="RTMP connections open at once from one client address"
+        16,
+        ge=1,
+        description="RTMP connections open at once from one client address (IPv6: one /64)",
     )
     max_publishers: int = Field(64, ge=1, description="Broadcasts live at once")
     publisher_takeover_after: float = Field(

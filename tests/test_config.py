@@ -190,3 +190,11 @@ def test_config_show_masks_secrets() -> None:
     assert result.returncode == 0, result.stderr
     assert "secret-value" not in result.stdout
     assert 'admin_token = "**********"' in result.stdout
+
+
+def test_rtmp_limits_come_from_the_settings_alone() -> None:
+    """The sans-IO connection's own defaults (for tests and tools) are the settings' defaults."""
+    from periscope_ingest.live.rtmp_server import rtmp_limits
+    from periscope_ingest.rtmp.connection import RtmpLimits
+
+    assert rtmp_limits(load_settings().rtmp) == RtmpLimits()

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from periscope_ingest.config import Settings
+from periscope_ingest.config import RtmpSettings, Settings
+from periscope_ingest.live.client_address import address_group
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.registry import ChannelBusy, Publication, PublisherRegistry
 from periscope_ingest.logs import log_event
@@ -30,7 +31,7 @@ from periscope_ingest.rtmp.connection import (
     ServerConnection,
     VideoReceived,
 )
-from periscope_ingest.rtmp.errors import ProtocolError
+from periscope_ingest.rtmp.errors import LimitExceeded, ProtocolError
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout, is_channel_name, new_broadcast_id
@@ -39,6 +40,36 @@ from periscope_ingest.sunset import Lifecycle
 log = logging.getLogger(__name__)
 
 _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
+
+# When the server is full, a new connection takes the place of the oldest one that has not
+# published, if that one has had this long: long enough to connect and publish (a real encoder
+# needs well under a second), so a burst of new connections cannot push out a publisher that is
+# still starting.
+EVICTABLE_AFTER_S = 2.0
+# Client-chosen names (the RTMP application) are shown at most this long in logs.
+SHOWN_NAME_CHARS = 40
+
+
+def rtmp_limits(rtmp: RtmpSettings) -> RtmpLimits:
+    """The sans-IO connection's limits, from the settings (their one source)."""
+    return RtmpLimits(
+        max_chunk_size=rtmp.max_chunk_size,
+        max_message_size=rtmp.max_message_size,
+        max_chunk_streams=rtmp.max_chunk_streams,
+        max_command_size=rtmp.max_command_size,
+        max_chunk_streams_before_publish=rtmp.max_chunk_streams_before_publish,
+        max_buffered_bytes=rtmp.max_buffered_per_connection,
+        out_chunk_size=rtmp.out_chunk_size,
+        window_ack_size=rtmp.window_ack_size,
+    )
+
+
+def shown_app(app: str) -> str:
+    """The application name as logs show it: its first path component only. Users paste the
+    whole URL with their stream key (rtmp://host/live/KEY) into OBS's Server field; whatever
+    follows the first '/' or '?' may be a secret."""
+    head = app.split("/", 1)[0].split("?", 1)[0][:SHOWN_NAME_CHARS]
+    return head if head == app else f"{head}/…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +97,11 @@ class RtmpServer:
         self.registry = registry
         self.catalog = catalog
         self.policy = policy
-        self.limits = RtmpLimits(
-            max_chunk_size=settings.rtmp.max_chunk_size,
-            max_message_size=settings.rtmp.max_message_size,
-            max_chunk_streams=settings.rtmp.max_chunk_streams,
-            out_chunk_size=settings.rtmp.out_chunk_size,
-            window_ack_size=settings.rtmp.window_ack_size,
-        )
+        self.limits = rtmp_limits(settings.rtmp)
         self.sessions: set[RtmpSession] = set()
+        self._per_group: dict[str, int] = {}  # open connections per address group
+        # Bytes of messages in progress on all connections (RtmpSession._in_progress summed).
+        self.bytes_in_progress = 0
         self._server: asyncio.Server | None = None
         # Publishers that have read and wait for the next tick (see RtmpSession._rest); one
         # timer for all of them.
@@ -121,8 +149,41 @@ class RtmpServer:
             session.close_for_shutdown(reason)
         await self.registry.end_all(reason)
 
-    def connections_from(self, address: str) -> int:
-        return sum(1 for s in self.sessions if s.address == address)
+    def connections_from(self, group: str) -> int:
+        return self._per_group.get(group, 0)
+
+    def admit(self, session: RtmpSession) -> str | None:
+        """Take a new connection in, or say why not. A full server makes room by closing the
+        oldest connection that has not published (see EVICTABLE_AFTER_S): connections that only
+        connect and ping cannot hold every slot against publishers."""
+        limits = self.settings.rtmp
+        if self.connections_from(session.group) >= limits.max_connections_per_address:
+            return f"max_connections_per_address={limits.max_connections_per_address} reached"
+        if len(self.sessions) >= limits.max_connections:
+            idle = [s for s in self.sessions if not s.publishing]
+            oldest = min(idle, key=lambda s: s.opened_at, default=None)
+            if oldest is None or session.opened_at - oldest.opened_at < EVICTABLE_AFTER_S:
+                return f"max_connections={limits.max_connections} reached"
+            oldest.evict(
+                f"max_connections={limits.max_connections} reached; a new connection"
+                " takes the place of the oldest one that has not published"
+            )
+        self.sessions.add(session)
+        self._per_group[session.group] = self._per_group.get(session.group, 0) + 1
+        return None
+
+    def release(self, session: RtmpSession) -> None:
+        """The connection no longer holds a slot (closed, or being closed after eviction)."""
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        left = self._per_group[session.group] - 1
+        if left:
+            self._per_group[session.group] = left
+        else:
+            del self._per_group[session.group]
+        if (metrics := self.policy.metrics) is not None:
+            metrics.connections.dec()
 
 
 class RtmpSession(asyncio.Protocol):
@@ -134,6 +195,10 @@ class RtmpSession(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.client = "?"
         self.address = "?"
+        self.group = "?"  # what the per-address limit counts this client as
+        self.opened_at = self._loop.time()
+        self._publish_requested = False
+        self._in_progress = 0  # this connection's share of RtmpServer.bytes_in_progress
         self._publication: Publication | None = None
         self._channel: str | None = None
         self._stream_id: int | None = None
@@ -156,12 +221,8 @@ class RtmpSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.address = str(peer[0]) if peer else "?"
-        limits = self._settings.rtmp
-        refusal = None
-        if len(self._server.sessions) >= limits.max_connections:
-            refusal = f"max_connections={limits.max_connections} reached"
-        elif self._server.connections_from(self.address) >= limits.max_connections_per_address:
-            refusal = f"max_connections_per_address={limits.max_connections_per_address} reached"
+        self.group = address_group(self.address)
+        refusal = self._server.admit(self)
         if refusal is not None:
             log_event(log, logging.WARNING, "rtmp_refused", client=self.client, reason=refusal)
             if (metrics := self._server.policy.metrics) is not None:
@@ -169,7 +230,6 @@ class RtmpSession(asyncio.Protocol):
             transport.abort()
             self._closed = True
             return
-        self._server.sessions.add(self)
         if (metrics := self._server.policy.metrics) is not None:
             metrics.connections.inc()
         self._arm_timer(self._settings.rtmp.handshake_timeout)
@@ -192,11 +252,16 @@ class RtmpSession(asyncio.Protocol):
                             publication.pipeline.audio(event.timestamp, event.payload)
                 else:
                     self._handle(event)
+        except LimitExceeded as exc:
+            self._fail(f"limit exceeded: {exc}", "limit")
+            return
         except ProtocolError as exc:
-            self._fail(f"protocol error: {exc}")
+            self._fail(f"protocol error: {exc}", "protocol_error")
             return
         except _MEDIA_ERRORS as exc:
-            self._fail(f"malformed media: {exc}")
+            self._fail(f"malformed media: {exc}", "malformed_media")
+            return
+        if self._count_in_progress():
             return
         self._flush()
         self._apply_backpressure()
@@ -209,6 +274,35 @@ class RtmpSession(asyncio.Protocol):
             and self._server.read_interval
         ):
             self._rest()
+
+    def _count_in_progress(self) -> bool:
+        """Keep the server-wide count of bytes in progress; close this connection (True) if it
+        grew past rtmp.max_buffered_total."""
+        in_progress = self._conn.bytes_in_progress
+        grown = in_progress - self._in_progress
+        if not grown:
+            return False
+        server = self._server
+        server.bytes_in_progress += grown
+        self._in_progress = in_progress
+        budget = self._settings.rtmp.max_buffered_total
+        if grown > 0 and server.bytes_in_progress > budget:
+            self._fail(
+                f"max_buffered_total={budget} reached: {server.bytes_in_progress} bytes of"
+                " messages in progress on all connections",
+                "limit",
+            )
+            return True
+        return False
+
+    @property
+    def publishing(self) -> bool:
+        """A publish was asked for (and is being decided, or was accepted)."""
+        return self._publish_requested
+
+    def evict(self, reason: str) -> None:
+        self._fail(reason, "evicted")
+        self._server.release(self)  # its slot is the new connection's now, not once it is gone
 
     def _rest(self) -> None:
         """A publisher's encoder sends each frame as it is made (about 77 writes a second for
@@ -243,9 +337,9 @@ class RtmpSession(asyncio.Protocol):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        if self in self._server.sessions and (metrics := self._server.policy.metrics) is not None:
-            metrics.connections.dec()
-        self._server.sessions.discard(self)
+        self._server.release(self)
+        self._server.bytes_in_progress -= self._in_progress
+        self._in_progress = 0
         self._suspend()
 
     # -- events -----------------------------------------------------------------------------
@@ -257,9 +351,12 @@ class RtmpSession(asyncio.Protocol):
                 self._publication.pipeline.metadata(event.values)
         elif isinstance(event, Connected):
             self._connected = True
-            self._arm_timer(self._settings.rtmp.idle_timeout)
-            log_event(log, logging.INFO, "rtmp_connected", client=self.client, app=event.app)
+            self._check_timeout()  # re-armed for the idle timeout and the publish deadline
+            log_event(
+                log, logging.INFO, "rtmp_connected", client=self.client, app=shown_app(event.app)
+            )
         elif isinstance(event, PublishRequested):
+            self._publish_requested = True
             self._spawn(self._publish(event))
         elif isinstance(event, PublishStopped):
             publication = self._publication
@@ -280,7 +377,10 @@ class RtmpSession(asyncio.Protocol):
         if self._publication is not None or self._channel is not None:
             refusal = "this connection already published"
         elif request.app != self._settings.rtmp.app:
-            refusal = f"unknown application {request.app!r}; publish to /{self._settings.rtmp.app}"
+            refusal = (
+                f"unknown application {shown_app(request.app)!r};"
+                f" publish to /{self._settings.rtmp.app}"
+            )
         elif (closed := policy.lifecycle.publish_refusal()) is not None:
             refusal = closed
         elif policy.accounts is None:
@@ -398,9 +498,10 @@ class RtmpSession(asyncio.Protocol):
                 client=self.client,
             )
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, category: str) -> None:
+        """Close with a log line; ``category`` is the bounded metric label for ``reason``."""
         if (metrics := self._server.policy.metrics) is not None:
-            metrics.connections_closed.labels(_failure_category(reason)).inc()
+            metrics.connections_closed.labels(category).inc()
         log_event(
             log,
             logging.WARNING,
@@ -437,16 +538,31 @@ class RtmpSession(asyncio.Protocol):
     def _check_timeout(self) -> None:
         if self._closed:
             return
+        limits = self._settings.rtmp
         if not self._connected:
-            limit = self._settings.rtmp.handshake_timeout
-            self._fail(f"no handshake and connect within handshake_timeout={limit:g} s")
+            limit = limits.handshake_timeout
+            self._fail(
+                f"no handshake and connect within handshake_timeout={limit:g} s",
+                "handshake_timeout",
+            )
             return
-        idle_limit = self._settings.rtmp.idle_timeout
-        idle = self._loop.time() - self._last_data
-        if idle >= idle_limit and not self._paused:
-            self._fail(f"no data for idle_timeout={idle_limit:g} s")
+        now = self._loop.time()
+        idle = now - self._last_data
+        if idle >= limits.idle_timeout and not self._paused:
+            self._fail(f"no data for idle_timeout={limits.idle_timeout:g} s", "idle_timeout")
             return
-        self._arm_timer(max(0.5, idle_limit - idle))
+        wait = limits.idle_timeout - idle
+        if not self._publish_requested:
+            # Pings keep a connection from being idle, not from having to publish.
+            left = self.opened_at + limits.publish_deadline - now
+            if left <= 0:
+                self._fail(
+                    f"no publish within publish_deadline={limits.publish_deadline:g} s",
+                    "publish_deadline",
+                )
+                return
+            wait = min(wait, left)
+        self._arm_timer(max(0.05, wait))
 
     def _apply_backpressure(self) -> None:
         """Stop reading while the disk writer is behind, so memory stays bounded."""
@@ -480,19 +596,6 @@ def _refusal_category(reason: str) -> str:
         ("max_publishers", "full"),
         ("application", "wrong_app"),
         ("already published", "repeated"),
-    ):
-        if needle in reason:
-            return category
-    return "other"
-
-
-def _failure_category(reason: str) -> str:
-    for needle, category in (
-        ("handshake_timeout", "handshake_timeout"),
-        ("idle_timeout", "idle_timeout"),
-        ("exceeds", "limit"),
-        ("protocol error", "protocol_error"),
-        ("malformed media", "malformed_media"),
     ):
         if needle in reason:
             return category

@@ -51,6 +51,10 @@ AVMPLUS: Final = 0x11
 
 # Objects nest recursively; a hostile client could otherwise exhaust the Python stack.
 MAX_DEPTH: Final = 32
+# Values (properties and array elements included) decoded from one message. connect and
+# onMetaData carry a few dozen; a hostile message of one-byte values would otherwise cost the
+# event loop a Python object and ~1 us per byte.
+MAX_VALUES: Final = 1024
 
 _UNSUPPORTED_NAMES: Final = {
     MOVIECLIP: "movieclip",
@@ -177,20 +181,22 @@ def _encode_value(out: bytearray, value: object, depth: int) -> None:
 # --------------------------------------------------------------------------------------- decode
 
 
-def decode_all(data: bytes) -> list:
-    """Decode consecutive AMF0 values until the data is used up."""
+def decode_all(data: bytes, max_values: int = MAX_VALUES) -> list:
+    """Decode consecutive AMF0 values until the data is used up (at most max_values values,
+    nested ones included)."""
     values = []
     offset = 0
     end = len(data)
+    budget = [max_values, max_values]  # values left, the limit
     while offset < end:
-        value, offset = _decode_value(data, offset, 0)
+        value, offset = _decode_value(data, offset, 0, budget)
         values.append(value)
     return values
 
 
-def decode(data: bytes, offset: int = 0) -> tuple[object, int]:
+def decode(data: bytes, offset: int = 0, max_values: int = MAX_VALUES) -> tuple[object, int]:
     """Decode one AMF0 value at offset; return it and the offset just past it."""
-    return _decode_value(data, offset, 0)
+    return _decode_value(data, offset, 0, [max_values, max_values])
 
 
 def _truncated(what: str, offset: int, data: bytes) -> ProtocolError:
@@ -211,7 +217,7 @@ def _read_short_string(data: bytes, offset: int, what: str) -> tuple[str, int]:
         raise ProtocolError(f"AMF0 {what} at offset {offset} is not valid UTF-8: {exc}") from None
 
 
-def _decode_properties(data: bytes, offset: int, depth: int, into: dict) -> int:
+def _decode_properties(data: bytes, offset: int, depth: int, into: dict, budget: list[int]) -> int:
     """Read key/value pairs up to the object-end marker; return the offset after it."""
     end = len(data)
     while True:
@@ -227,12 +233,15 @@ def _decode_properties(data: bytes, offset: int, depth: int, into: dict) -> int:
         key, offset = _read_short_string(data, offset, "object key")
         if offset >= end:
             raise _truncated(f"value of property {key!r}", offset, data)
-        into[key], offset = _decode_value(data, offset, depth)
+        into[key], offset = _decode_value(data, offset, depth, budget)
 
 
-def _decode_value(data: bytes, offset: int, depth: int) -> tuple[object, int]:
+def _decode_value(data: bytes, offset: int, depth: int, budget: list[int]) -> tuple[object, int]:
     if offset >= len(data):
         raise _truncated("value", offset, data)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ProtocolError(f"AMF0 data holds more than {budget[1]} values (at offset {offset})")
     marker = data[offset]
     body = offset + 1
     if marker == NUMBER:
@@ -261,7 +270,7 @@ def _decode_value(data: bytes, offset: int, depth: int) -> tuple[object, int]:
                 raise _truncated("ECMA array", offset, data)
             body += 4
             result = EcmaArray()
-        return result, _decode_properties(data, body, depth + 1, result)
+        return result, _decode_properties(data, body, depth + 1, result, budget)
     if marker == STRICT_ARRAY:
         if depth >= MAX_DEPTH:
             raise ProtocolError(f"AMF0 value at offset {offset} nests deeper than {MAX_DEPTH}")
@@ -277,7 +286,7 @@ def _decode_value(data: bytes, offset: int, depth: int) -> tuple[object, int]:
             )
         items = []
         for _ in range(count):
-            item, body = _decode_value(data, body, depth + 1)
+            item, body = _decode_value(data, body, depth + 1, budget)
             items.append(item)
         return items, body
     if marker == DATE:

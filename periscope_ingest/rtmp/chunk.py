@@ -31,6 +31,9 @@ DEFAULT_CHUNK_SIZE = 128
 # Protocol control message types the reader must apply itself (see ChunkReader.feed).
 _SET_CHUNK_SIZE = 1
 _ABORT = 2
+# The only message types that may be larger than max_command_size.
+_AUDIO = 8
+_VIDEO = 9
 
 # Largest chunk header: 3-byte basic header, type-0 message header, extended timestamp.
 _MAX_CHUNK_HEADER = 3 + 11 + 4
@@ -97,9 +100,12 @@ class ChunkReader:
         "_cut_chunk_left",
         "_cut_chunk_stream_id",
         "_header_buffer",
+        "_in_progress",
         "_streams",
+        "max_buffered",
         "max_chunk_size",
         "max_chunk_streams",
+        "max_command_size",
         "max_message_size",
     )
 
@@ -108,10 +114,15 @@ class ChunkReader:
         max_chunk_size: int = 65536,
         max_message_size: int = 16 * 1024 * 1024,
         max_chunk_streams: int = 64,
+        max_command_size: int | None = None,
+        max_buffered: int | None = None,
     ) -> None:
         self.max_chunk_size = max_chunk_size
-        self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
+        self.set_limits(max_message_size, max_chunk_streams, max_command_size, max_buffered)
+        # Sum of the declared lengths of the messages being reassembled: what may be buffered
+        # between feed() calls is at most this (plus a cut header), whatever the chunking.
+        self._in_progress = 0
         self._chunk_size = DEFAULT_CHUNK_SIZE
         self._streams: dict[int, _InboundChunkStream] = {}
         # The start of a chunk whose header the end of the data cut, for the next feed().
@@ -121,6 +132,31 @@ class ChunkReader:
         self._cut_chunk_stream_id = 0
         self._cut_chunk_left = 0
         self._bytes_received = 0
+
+    def set_limits(
+        self,
+        max_message_size: int,
+        max_chunk_streams: int,
+        max_command_size: int | None = None,
+        max_buffered: int | None = None,
+    ) -> None:
+        """Change the limits between feed() calls (a server raises them once a publish is
+        accepted: before that, a client with no key gets small messages only).
+
+        max_command_size bounds every message but audio and video (commands, data, control:
+        refused at their header, before any byte of them is buffered or decoded); max_buffered
+        bounds the sum of the lengths of the messages in progress on all chunk streams.
+        """
+        self.max_message_size = max_message_size
+        self.max_chunk_streams = max_chunk_streams
+        self.max_command_size = (
+            max_message_size
+            if max_command_size is None
+            else min(max_command_size, max_message_size)
+        )
+        self.max_buffered = (
+            max_message_size * max_chunk_streams if max_buffered is None else max_buffered
+        )
 
     @property
     def bytes_received(self) -> int:
@@ -150,6 +186,8 @@ class ChunkReader:
         """
         stream = self._streams.get(chunk_stream_id)
         if stream is not None:
+            if stream.remaining:
+                self._in_progress -= stream.length
             stream.remaining = 0
             stream.parts = None
 
@@ -220,6 +258,12 @@ class ChunkReader:
                     total += len(part)
         return total
 
+    @property
+    def bytes_in_progress(self) -> int:
+        """The declared lengths of the messages being reassembled, plus a cut header: the most
+        that can be buffered until one of them completes (what the server-wide budget counts)."""
+        return self._in_progress + len(self._header_buffer)
+
     def _own_partial_messages(self) -> None:
         """Copy the pieces of unfinished messages out of the caller's data, into one bytearray.
 
@@ -256,6 +300,7 @@ class ChunkReader:
             stream.remaining -= take
             if not stream.remaining:
                 stream.parts = None
+                self._in_progress -= stream.length
                 payload = b"".join(parts)
                 type_id = stream.type_id
                 messages.append((csid, type_id, stream.stream_id, stream.timestamp, payload))
@@ -279,6 +324,7 @@ class ChunkReader:
         get_stream = self._streams.get
         chunk_size = self._chunk_size
         max_message_size = self.max_message_size
+        max_command_size = self.max_command_size
         append_message = messages.append
         unpack_u32 = _U32.unpack_from
         unpack_2u32 = _TWO_U32.unpack_from
@@ -372,11 +418,19 @@ class ChunkReader:
                             break
                         time_field = unpack_u32(buffer, payload_start)[0]
                         payload_start += 4
-                if length > max_message_size:
-                    raise LimitExceeded(
-                        f"chunk stream {csid}: message of {length} bytes exceeds "
-                        f"max_message_size={max_message_size}"
-                    )
+                if length > max_command_size:
+                    # Checked at the header, before any byte of the message is kept.
+                    if length > max_message_size:
+                        raise LimitExceeded(
+                            f"chunk stream {csid}: message of {length} bytes exceeds "
+                            f"max_message_size={max_message_size}"
+                        )
+                    if type_id != _AUDIO and type_id != _VIDEO:
+                        raise LimitExceeded(
+                            f"chunk stream {csid}: message of type {type_id} and {length} bytes"
+                            f" exceeds max_command_size={max_command_size} (only audio and"
+                            " video may be larger)"
+                        )
 
                 # The header is complete: commit it.
                 if stream is None:
@@ -401,6 +455,17 @@ class ChunkReader:
                     stream.continuation = _basic_header(3, csid) + stream.extended_bytes
                 remaining = length
                 parts = None
+                if length > chunk_size or payload_start + length > end:
+                    # It will be reassembled from pieces: it counts against max_buffered until
+                    # it is complete.
+                    in_progress = self._in_progress + length
+                    if in_progress > self.max_buffered:
+                        raise LimitExceeded(
+                            f"chunk stream {csid}: a message of {length} bytes would make"
+                            f" {in_progress} bytes of messages in progress, exceeding"
+                            f" max_buffered={self.max_buffered}"
+                        )
+                    self._in_progress = in_progress
 
             size = remaining if remaining < chunk_size else chunk_size
             payload_end = payload_start + size
@@ -458,6 +523,7 @@ class ChunkReader:
                         continue
                 stream.parts = None
                 stream.remaining = 0
+                self._in_progress -= stream.length
                 payload = b"".join(parts)
             type_id = stream.type_id
             append_message((csid, type_id, stream.stream_id, stream.timestamp, payload))

@@ -43,9 +43,19 @@ _MAX_UNKNOWN_MEDIA_STREAMS_REPORTED = 16
 
 @dataclass(frozen=True, slots=True)
 class RtmpLimits:
+    """What one connection may make us hold. The server builds these from its settings
+    (config.RtmpSettings, where each is described); the defaults here equal those settings'
+    defaults, for tests and tools that build a connection by hand."""
+
     max_chunk_size: int = 65536  # largest Set Chunk Size we accept from a client
-    max_message_size: int = 16 * 1024 * 1024
-    max_chunk_streams: int = 64
+    max_message_size: int = 8 * 1024 * 1024  # audio and video, once a publish is accepted
+    max_chunk_streams: int = 32  # once a publish is accepted
+    # Every other message, and every message before a publish is accepted.
+    max_command_size: int = 65536
+    max_chunk_streams_before_publish: int = 8
+    # Messages in progress on all chunk streams once publishing (before: the chunk streams
+    # allowed times max_command_size).
+    max_buffered_bytes: int = 16 * 1024 * 1024
     out_chunk_size: int = 4096  # what we announce and send with
     window_ack_size: int = 5_000_000  # announced to the client (Window Ack Size + Peer Bandwidth)
     max_streams: int = 8  # createStream calls (and publish targets) alive on one connection
@@ -155,10 +165,13 @@ class ServerConnection:
     def __init__(self, limits: RtmpLimits = RtmpLimits()) -> None:
         self._limits = limits
         self._handshake = ServerHandshake()
+        # Until a publish is accepted the client has shown no key: small messages only.
         self._reader = ChunkReader(
             max_chunk_size=limits.max_chunk_size,
-            max_message_size=limits.max_message_size,
-            max_chunk_streams=limits.max_chunk_streams,
+            max_message_size=limits.max_command_size,
+            max_chunk_streams=limits.max_chunk_streams_before_publish,
+            max_command_size=limits.max_command_size,
+            max_buffered=limits.max_chunk_streams_before_publish * limits.max_command_size,
         )
         self._writer = ChunkWriter()
         self._outgoing = bytearray()
@@ -186,6 +199,12 @@ class ServerConnection:
     @property
     def handshake_complete(self) -> bool:
         return self._handshake.complete
+
+    @property
+    def bytes_in_progress(self) -> int:
+        """The most that can be buffered until a message in progress completes (see
+        ChunkReader.bytes_in_progress); what a server-wide budget should count."""
+        return self._handshake.buffered_bytes + self._reader.bytes_in_progress
 
     @property
     def buffered_bytes(self) -> int:
@@ -234,6 +253,13 @@ class ServerConnection:
             raise ValueError(f"message stream {stream_id} has no publish request to accept")
         stream.publish_state = _PublishState.PUBLISHING
         stream.media_drop_reported = False
+        limits = self._limits
+        self._reader.set_limits(
+            limits.max_message_size,
+            limits.max_chunk_streams,
+            limits.max_command_size,
+            limits.max_buffered_bytes,
+        )
         self._send_control(msg.USER_CONTROL, msg.encode_user_control(msg.STREAM_BEGIN, stream_id))
         self._send_on_status(stream_id, "status", "NetStream.Publish.Start", "Started publishing.")
 

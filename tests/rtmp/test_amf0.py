@@ -297,3 +297,23 @@ def test_round_trip(values):
 def test_garbage_raises_protocol_error_or_decodes(data):
     with contextlib.suppress(ProtocolError):
         amf0.decode_all(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        amf0.encode(*([None] * 1025)),  # many top-level values
+        amf0.encode([1.0] * 1100),  # a strict array
+        amf0.encode({f"k{i}": i for i in range(1100)}),  # an object's properties
+        amf0.encode(EcmaArray({f"k{i}": True for i in range(1100)})),
+    ],
+)
+def test_a_message_with_too_many_values_is_refused(data: bytes) -> None:
+    with pytest.raises(ProtocolError, match="more than 1024 values"):
+        amf0.decode_all(data)
+
+
+def test_the_value_limit_admits_what_encoders_send() -> None:
+    metadata = EcmaArray({f"field{i}": float(i) for i in range(200)})
+    assert amf0.decode_all(amf0.encode("onMetaData", metadata)) == ["onMetaData", metadata]
+    assert len(amf0.decode_all(amf0.encode(*([None] * 1024)))) == 1024

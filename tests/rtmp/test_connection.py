@@ -1,6 +1,8 @@
 """Whole sessions scripted the way OBS, FFmpeg and GStreamer send them."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.rtmp import messages as msg
@@ -652,12 +654,114 @@ def test_limits_are_applied_to_client_input():
     client = ScriptedClient()
     with pytest.raises(LimitExceeded, match="max_chunk_size=1000"):
         connection.receive_data(C0_C1 + C2 + client.set_chunk_size(1001))
-    connection = ServerConnection(RtmpLimits(max_message_size=5000))
+    connection, _, client = publishing_with(RtmpLimits(max_message_size=100_000))
+    with pytest.raises(
+        LimitExceeded, match="message of 100001 bytes exceeds max_message_size=100000"
+    ):
+        connection.receive_data(client.media(msg.VIDEO, bytes(100_001), stream_id=1, timestamp=0))
+
+
+# A type-0 chunk header (1 + 11 bytes) and one chunk of 128 bytes, the client's chunk size:
+# the rest of the message never comes.
+FIRST_CHUNK = 12 + 128
+
+
+def publishing_with(limits: RtmpLimits):
+    """A connection whose publish was accepted, with these limits."""
+    connection = ServerConnection(limits)
+    client = ScriptedClient()
+    connection.receive_data(C0_C1 + C2 + client.command("connect", 1, {"app": "live"}))
+    connection.receive_data(client.command("createStream", 2, None))
+    connection.receive_data(client.command("publish", 3, None, "k", "live", stream_id=1, csid=8))
+    connection.accept_publish(1)
+    connection.data_to_send()
+    return connection, None, client
+
+
+def test_before_a_publish_only_small_messages_are_taken():
+    """No key shown yet: 64 KiB per message, a few chunk streams, and the size is refused at
+    the header, before a byte of the message is kept."""
+    connection = ServerConnection()
+    client = ScriptedClient()
     connection.receive_data(C0_C1 + C2)
-    with pytest.raises(LimitExceeded, match="message of 6000 bytes exceeds max_message_size=5000"):
+    with pytest.raises(LimitExceeded, match="65537 bytes exceeds max_message_size=65536"):
+        # Only the header and one chunk of an 8 MiB-claiming frame are sent.
         connection.receive_data(
-            ScriptedClient().media(msg.VIDEO, bytes(6000), stream_id=1, timestamp=0)
+            client.media(msg.VIDEO, bytes(65_537), stream_id=1, timestamp=0)[:200]
         )
+    assert connection.buffered_bytes < 300
+
+
+def test_before_a_publish_a_few_chunk_streams_only():
+    connection = ServerConnection()
+    client = ScriptedClient()
+    connection.receive_data(C0_C1 + C2)
+    for csid in range(3, 11):  # 8 chunk streams, each with a message in progress
+        connection.receive_data(
+            client.media(msg.VIDEO, bytes(60_000), stream_id=1, timestamp=0, csid=csid)[
+                :FIRST_CHUNK
+            ]
+        )
+    assert connection.bytes_in_progress == 8 * 60_000
+    with pytest.raises(LimitExceeded, match="max_chunk_streams=8"):
+        connection.receive_data(
+            client.media(msg.VIDEO, bytes(10), stream_id=1, timestamp=0, csid=11)
+        )
+
+
+def test_commands_and_data_are_small_even_when_publishing():
+    connection, _, client = publishing_with(RtmpLimits())
+    for type_id in (msg.DATA_AMF0, msg.COMMAND_AMF0, msg.COMMAND_AMF3, msg.SHARED_OBJECT_AMF0):
+        connection, _, client = publishing_with(RtmpLimits())
+        header_only = client.media(type_id, bytes(65_537), stream_id=1, timestamp=0)[:20]
+        with pytest.raises(LimitExceeded, match=f"type {type_id} .* max_command_size=65536"):
+            connection.receive_data(header_only)
+    # Audio and video may be larger once publishing.
+    connection, _, client = publishing_with(RtmpLimits())
+    frame = bytes([0x17, 1]) + bytes(200_000)
+    events = connection.receive_data(client.media(msg.VIDEO, frame, stream_id=1, timestamp=0))
+    assert [len(e.payload) for e in events] == [len(frame)]
+
+
+def test_messages_in_progress_are_bounded_in_total_when_publishing():
+    limits = RtmpLimits(max_message_size=1_000_000, max_buffered_bytes=2_500_000)
+    connection, _, client = publishing_with(limits)
+    for csid in (4, 5):
+        connection.receive_data(
+            client.media(msg.VIDEO, bytes(1_000_000), stream_id=1, timestamp=0, csid=csid)[
+                :FIRST_CHUNK
+            ]
+        )
+    with pytest.raises(LimitExceeded, match="exceeding max_buffered=2500000"):
+        connection.receive_data(
+            client.media(msg.VIDEO, bytes(600_000), stream_id=1, timestamp=0, csid=6)[:FIRST_CHUNK]
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 70_000), min_size=1, max_size=20),
+    cut=st.integers(1, 3000),
+    csids=st.lists(st.integers(3, 40), min_size=1, max_size=20),
+)
+def test_what_a_client_without_a_key_makes_us_hold_is_bounded(sizes, cut, csids):
+    """Whatever messages a client starts and never finishes before publishing, the bytes held
+    never exceed 8 chunk streams x 64 KiB: it is refused first."""
+    connection = ServerConnection()
+    client = ScriptedClient()
+    connection.receive_data(C0_C1 + C2)
+    limit = 8 * 65_536 + 20  # messages in progress plus one cut chunk header
+    try:
+        for size, csid in zip(sizes, csids * len(sizes), strict=False):
+            data = client.media(msg.VIDEO, bytes(size), stream_id=1, timestamp=0, csid=csid)
+            for start in range(0, min(len(data) - 1, 4 * cut), cut):
+                connection.receive_data(data[start : start + cut])
+                assert connection.buffered_bytes <= limit
+                assert connection.bytes_in_progress <= limit
+    except LimitExceeded:
+        pass
+    except ProtocolError:
+        pass  # a new header on a chunk stream with a message still in progress
 
 
 def test_rtmpe_client_is_refused_with_a_clear_message():
