@@ -25,7 +25,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from .errors import ProtocolError
+from .errors import ProtocolError, shown
 
 __all__ = ["UNDEFINED", "EcmaArray", "decode", "decode_all", "encode"]
 
@@ -232,7 +232,7 @@ def _decode_properties(data: bytes, offset: int, depth: int, into: dict, budget:
             return end  # empty key with the end marker cut off
         key, offset = _read_short_string(data, offset, "object key")
         if offset >= end:
-            raise _truncated(f"value of property {key!r}", offset, data)
+            raise _truncated(f"value of property {shown(key)}", offset, data)
         into[key], offset = _decode_value(data, offset, depth, budget)
 
 

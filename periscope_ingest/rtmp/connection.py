@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from . import messages as msg
 from .amf0 import UNDEFINED
 from .chunk import ChunkReader, ChunkWriter, Message
-from .errors import ProtocolError
+from .errors import ProtocolError, shown
 from .handshake import ServerHandshake
 
 __all__ = [
@@ -393,7 +393,7 @@ class ServerConnection:
             events.append(IgnoredMessage("data message without a name"))
             return
         if values[0] != "onMetaData":
-            events.append(IgnoredMessage(f"data message {values[0]!r}"))
+            events.append(IgnoredMessage(f"data message {shown(values[0])}"))
             return
         if len(values) < 2 or not isinstance(values[1], dict):
             events.append(IgnoredMessage("onMetaData without an object or ECMA array"))
@@ -423,7 +423,7 @@ class ServerConnection:
             self._on_connect(cmd, events)
             return
         if self._app is None:
-            raise ProtocolError(f"command {name!r} before connect")
+            raise ProtocolError(f"command {shown(name)} before connect")
         stream_id = message.stream_id
         if name == "releaseStream":
             if cmd.transaction_id:
@@ -466,7 +466,7 @@ class ServerConnection:
             events.append(IgnoredMessage(f"{name} refused: this server does not play over RTMP"))
         elif name in ("_result", "_error", "onStatus", "onBWDone"):
             # Replies and notifications from the client; answering them would be wrong.
-            events.append(IgnoredMessage(f"client sent {name!r}"))
+            events.append(IgnoredMessage(f"client sent {shown(name)}"))
         else:
             if cmd.transaction_id:
                 self._send_command(
@@ -482,7 +482,7 @@ class ServerConnection:
                         },
                     ),
                 )
-            events.append(IgnoredMessage(f"unknown command {name!r}"))
+            events.append(IgnoredMessage(f"unknown command {shown(name)}"))
 
     def _on_connect(self, cmd: msg.Command, events: list[Event]) -> None:
         if self._app is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from . import amf0
-from .errors import ProtocolError
+from .errors import ProtocolError, shown
 
 # Message type ids.
 SET_CHUNK_SIZE: Final = 1
@@ -137,11 +137,11 @@ def decode_command(payload: bytes, type_id: int = COMMAND_AMF0) -> Command:
     if not isinstance(name, str):
         raise ProtocolError(f"command name must be an AMF0 string, got {_amf_type_name(name)}")
     if len(values) < 2:
-        raise ProtocolError(f"command {name!r} has no transaction id")
+        raise ProtocolError(f"command {shown(name)} has no transaction id")
     transaction_id = values[1]
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, float):
         raise ProtocolError(
-            f"command {name!r}: transaction id must be an AMF0 number, "
+            f"command {shown(name)}: transaction id must be an AMF0 number, "
             f"got {_amf_type_name(transaction_id)}"
         )
     command_object = values[2] if len(values) > 2 else None

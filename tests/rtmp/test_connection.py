@@ -804,3 +804,12 @@ def test_delete_stream_without_an_id_is_a_protocol_error():
     connection, _output, client = publishing()
     with pytest.raises(ProtocolError, match="deleteStream: expected a stream id"):
         connection.receive_data(client.command("deleteStream", 0, None, True))
+
+
+def test_client_chosen_names_are_quoted_short_and_on_one_line():
+    connection, output, client = connected()
+    name = "evil\nname" + "x" * 10_000
+    events, _ = exchange(connection, output, client.command(name, 0, None))
+    (event,) = events
+    assert isinstance(event, IgnoredMessage)
+    assert event.description == "unknown command 'evil\\nnamexxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'…"
