@@ -17,7 +17,15 @@ from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_nam
 from periscope_ingest.storage.recordings import write_record
 from periscope_ingest.storage.retention import delete_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
-from periscope_ingest.web.context import CATALOG, LAYOUT, METRICS, REGISTRY, RESTREAMER, VIEWERS
+from periscope_ingest.web.context import (
+    CATALOG,
+    LAYOUT,
+    METRICS,
+    REGISTRY,
+    RESTREAMER,
+    VIEWERS,
+    parse_count,
+)
 from periscope_ingest.web.models import (
     BroadcastChanges,
     BroadcastOut,
@@ -107,11 +115,8 @@ async def list_broadcasts(request: web.Request) -> web.Response:
         raise bad_request("channel: not a channel name")
     if status is not None and status not in STATUSES:
         raise bad_request(f"status: one of {', '.join(STATUSES)}")
-    try:
-        limit = int(query.get("limit", "50"))
-    except ValueError:
-        raise bad_request("limit: a whole number from 1 to 500") from None
-    if not 1 <= limit <= 500:
+    limit = parse_count(query.get("limit", "50"))
+    if limit is None or not 1 <= limit <= 500:
         raise bad_request("limit: a whole number from 1 to 500")
     try:
         records, cursor = await asyncio.to_thread(

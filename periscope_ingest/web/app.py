@@ -8,6 +8,7 @@ patterns, so no request reaches outside the data directory.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -45,6 +46,8 @@ from periscope_ingest.web.replays import add_replay_routes
 from periscope_ingest.web.restream_routes import add_restream_routes
 from periscope_ingest.web.service_routes import add_service_routes, shutdown_notice
 
+_EMPTY_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
+
 _PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, POST, PATCH, DELETE",
@@ -67,6 +70,7 @@ async def edge(request: web.Request, handler):
 
     - CORS preflights, answered here even after shutdown (the headers of every other response
       are added by ``add_cors_headers``): hls.js pages on other origins fetch with Range;
+    - a Range of the last 0 bytes, refused (416);
     - the sunset gate: after shutdown everything but health and the service status is 410;
     - the request count by route pattern (never the raw path: labels stay bounded) and status.
     """
@@ -74,6 +78,10 @@ async def edge(request: web.Request, handler):
     try:
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204, headers=_PREFLIGHT_HEADERS)
+        elif (rng := request.headers.get("Range")) is not None and _EMPTY_SUFFIX.fullmatch(rng):
+            # "The last 0 bytes" selects nothing: unsatisfiable (RFC 9110, 14.1.1), where
+            # aiohttp's range parsing would read it as "from byte 0" and send everything.
+            raise web.HTTPRequestRangeNotSatisfiable()
         else:
             gone = shutdown_notice(request)
             if gone is not None:

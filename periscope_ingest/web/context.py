@@ -42,3 +42,15 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
 }
+
+
+# Query integers are ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then
+# refuses (a 500), and a number of thousands of digits costs int() time for nothing.
+_MAX_QUERY_DIGITS = 18
+
+
+def parse_count(raw: str) -> int | None:
+    """A non-negative integer from a query parameter or path part, or None if it is not one."""
+    if not raw or len(raw) > _MAX_QUERY_DIGITS or not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)

@@ -41,6 +41,7 @@ from periscope_ingest.web.context import (
     SEGMENT_CACHE,
     SEGMENT_TYPE,
     VIEWERS,
+    parse_count,
 )
 
 # The routes viewers repeat (also answered by web/fast_path.py, and the metrics' route labels).
@@ -71,9 +72,10 @@ def _int_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
+    value = parse_count(raw)
+    if value is None:
         raise web.HTTPBadRequest(text=f"{name} must be a non-negative integer\n")
-    return int(raw)
+    return value
 
 
 def _low_latency_pipeline(request: web.Request, channel: str) -> StreamPipeline | None:

@@ -13,7 +13,7 @@ from periscope_ingest.storage.layout import is_channel_name
 from periscope_ingest.storage.restream import RestreamError, TooManyTargets
 from periscope_ingest.web.api import bad_request
 from periscope_ingest.web.auth import require_owner_or_admin
-from periscope_ingest.web.context import ACCOUNTS, RESTREAMER
+from periscope_ingest.web.context import ACCOUNTS, RESTREAMER, parse_count
 from periscope_ingest.web.models import (
     NewRestreamTarget,
     RestreamTargetOut,
@@ -61,10 +61,8 @@ async def add_target(request: web.Request) -> web.Response:
 
 async def remove_target(request: web.Request) -> web.Response:
     handle, restreamer = await _authorized(request)
-    raw_id = request.match_info["id"]
-    if not raw_id.isdigit() or not await asyncio.to_thread(
-        restreamer.store.remove, handle, int(raw_id)
-    ):
+    target_id = parse_count(request.match_info["id"])
+    if target_id is None or not await asyncio.to_thread(restreamer.store.remove, handle, target_id):
         raise web.HTTPNotFound(text="no such restream target\n")
     await restreamer.targets_changed(handle)
     return web.Response(status=204)

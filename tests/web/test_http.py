@@ -203,3 +203,39 @@ async def test_streamed_downloads_carry_cors_headers_too(service: Service) -> No
     status, headers, _ = await fetch(service, "/api/channels/chan/archive.zip", method="HEAD")
     assert status == 200
     assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_HLS_msn=\u00b2",  # '²': str.isdigit() says yes, int() says no
+        "_HLS_msn=\u0663",  # an Arabic-Indic three
+        "_HLS_msn=1&_HLS_part=\u00b9",
+        "_HLS_msn=" + "9" * 5000,  # more digits than int() converts
+        "_HLS_msn=-1",
+    ],
+)
+async def test_a_query_number_that_is_not_ascii_digits_is_a_400(
+    service: Service, query: str
+) -> None:
+    status, _, body = await fetch(service, f"/live/chan/index.m3u8?{query}")
+    assert status == 400, body
+    assert b"must be a non-negative integer" in body
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0665\u0660", "5_0", " 50"])
+async def test_the_api_limit_is_ascii_digits(service: Service, limit: str) -> None:
+    status, _, body = await fetch(service, f"/api/broadcasts?limit={limit}")
+    assert status == 400 and b"limit" in body
+
+
+@pytest.mark.parametrize("suffix", ["bytes=-0", "bytes=-000", "BYTES = -0"])
+async def test_a_range_of_the_last_zero_bytes_is_unsatisfiable(
+    service: Service, suffix: str
+) -> None:
+    path = f"/live/chan/{BROADCAST}/000000.ts"
+    status, _, body = await fetch(service, path, headers={"Range": suffix})
+    assert status == 416 and len(body) < len(SEGMENT)
+    # The last byte is still a range like any other.
+    status, headers, body = await fetch(service, path, headers={"Range": "bytes=-1"})
+    assert status == 206 and body == SEGMENT[-1:]
