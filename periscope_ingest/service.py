@@ -28,6 +28,7 @@ from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.app import AppParts, build_app
+from periscope_ingest.web.error_log import RequestErrorLog
 from periscope_ingest.web.fast_path import FastPathSite
 from periscope_ingest.web.live_answers import LiveAnswers
 
@@ -141,7 +142,9 @@ class Service:
             )
         )
         keepalive = self.settings.http_keepalive_timeout
-        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive)
+        self._runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=keepalive, logger=RequestErrorLog()
+        )
         await self._runner.setup()
         answers = LiveAnswers(
             self.layout, self.registry, self.viewers, self.metrics, self.lifecycle
