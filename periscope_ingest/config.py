@@ -331,6 +331,13 @@ class Settings(BaseSettings):
         description="Seconds an HTTP connection may stay open without completing a request"
         " (idle keep-alive, or a request head that never ends)",
     )
+    http_write_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client may read nothing of a response that is waiting for it"
+        " (a stalled reader) before its connection is aborted",
+    )
     shutdown_timeout: float = Field(
         15.0,
         gt=0,

@@ -150,7 +150,12 @@ class Service:
             self.layout, self.registry, self.viewers, self.metrics, self.lifecycle
         )
         site = FastPathSite(
-            self._runner, self.settings.host, self.settings.http_port, answers, keepalive
+            self._runner,
+            self.settings.host,
+            self.settings.http_port,
+            answers,
+            keepalive,
+            self.settings.http_write_timeout,
         )
         try:
             await site.start()

@@ -26,16 +26,21 @@ it too: those requests are aiohttp's, as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from functools import partial
 
 from aiohttp import web
 
+from periscope_ingest.logs import log_event
 from periscope_ingest.web.live_answers import FileAnswer, LiveAnswers, Response, SegmentOut
 from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
 
 # aiohttp's own line limit: a longer head is handed over, and aiohttp refuses it properly.
 MAX_HEAD_BYTES = 8190
+log = logging.getLogger(__name__)
+
 # How often connections are checked against the idle timeout (at most; less for short ones).
 SWEEP_INTERVAL_S = 5.0
 
@@ -48,17 +53,19 @@ class FastPathProtocol(asyncio.Protocol):
         self._site = site
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
-        self._client = "?"
+        self.client = "?"
         self._paused = False
         self._reading = False  # a segment file is being read for the first buffered request
         self.last_active = 0.0
+        self.stalled_since: float | None = None  # our writes wait for the client to read
+        self._unsent_when_stalled = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
-            self._client = str(peer[0])
+            self.client = str(peer[0])
         self.last_active = self._site.loop.time()
         self._site.connections.add(self)
 
@@ -78,7 +85,7 @@ class FastPathProtocol(asyncio.Protocol):
             request = parse_plain_get(buffer[:end]) if end <= MAX_HEAD_BYTES else None
             response = None
             if request is not None:
-                response = self._site.answers.respond(request, self._client)
+                response = self._site.answers.respond(request, self.client)
             if response is None:
                 self._hand_over()
                 return
@@ -123,17 +130,22 @@ class FastPathProtocol(asyncio.Protocol):
         bytes stay in order."""
         sent = 0
         sock = transport.get_extra_info("socket")
+        source = None
         if sock is not None and not transport.get_write_buffer_size():
+            # Opened before a byte of the head goes out: a head promising Content-Length bytes
+            # that never follow would make the next pipelined response read as this body.
+            with contextlib.suppress(OSError):
+                source = self._site.answers.segment_fd(out.path)
+        if source is not None:
             fd = sock.fileno()
             try:
                 sent = os.write(fd, out.head)
                 if sent == len(out.head):
-                    source = self._site.answers.segment_fd(out.path)
                     sent += os.sendfile(fd, source, 0, len(out.body))
-            except BlockingIOError:
-                pass
             except OSError:
-                return  # the connection is gone; the transport sees it on its next read
+                # Nothing more was written: the rest goes from memory through the transport,
+                # which also notices a connection that is gone.
+                pass
         if sent < len(out.head):
             transport.write(out.head[sent:])
             transport.write(out.body)
@@ -155,11 +167,25 @@ class FastPathProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # A slow reader: stop reading (and so answering) until what is written drains.
         self._paused = True
+        self.stalled_since = self._site.loop.time()
         if self._transport is not None:
+            self._unsent_when_stalled = self._transport.get_write_buffer_size()
             self._transport.pause_reading()
+
+    def note_progress(self, now: float) -> None:
+        """While stalled: if the client read something since the last look, the wait for it
+        starts again."""
+        if self._transport is None:
+            return
+        unsent = self._transport.get_write_buffer_size()
+        if unsent < self._unsent_when_stalled:
+            self._unsent_when_stalled = unsent
+            self.stalled_since = now
 
     def resume_writing(self) -> None:
         self._paused = False
+        self.stalled_since = None
+        self.last_active = self._site.loop.time()
         if self._transport is not None:
             self._transport.resume_reading()
             self._answer()
@@ -177,6 +203,14 @@ class FastPathProtocol(asyncio.Protocol):
         self._transport = None
         self._site.connections.discard(self)
 
+    def abort(self) -> None:
+        """Drop the connection and what it has not read: close() would keep both until the
+        client reads, which a stalled one never does."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._transport = None
+        self._site.connections.discard(self)
+
 
 class FastPathSite(web.BaseSite):
     """aiohttp's TCP site, with FastPathProtocol in front of aiohttp's own protocol."""
@@ -188,6 +222,7 @@ class FastPathSite(web.BaseSite):
         port: int,
         answers: LiveAnswers,
         idle_timeout: float,
+        write_timeout: float,
     ) -> None:
         super().__init__(runner)
         self.answers = answers
@@ -195,6 +230,8 @@ class FastPathSite(web.BaseSite):
         # connection that completes no request for this long (idle, or sending a head that never
         # ends) is closed.
         self.idle_timeout = idle_timeout
+        # A client that reads nothing of what we send for this long is cut off (http_write_timeout).
+        self.write_timeout = write_timeout
         self.connections: set[FastPathProtocol] = set()
         self._host = host
         self._port = port
@@ -240,7 +277,26 @@ class FastPathSite(web.BaseSite):
     async def _close_idle(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(SWEEP_INTERVAL_S, self.idle_timeout / 2))
-            stale = loop.time() - self.idle_timeout
-            for connection in [c for c in self.connections if c.last_active < stale]:
-                connection.close()
+            await asyncio.sleep(
+                min(SWEEP_INTERVAL_S, self.idle_timeout / 2, self.write_timeout / 2)
+            )
+            now = loop.time()
+            stale = now - self.idle_timeout
+            stalled = now - self.write_timeout
+            for connection in list(self.connections):
+                if connection.stalled_since is not None:
+                    # Waiting for the client to read, not idle: only the write timeout applies,
+                    # counted from the last time it read anything (as nginx's send_timeout).
+                    connection.note_progress(now)
+                    if connection.stalled_since >= stalled:
+                        continue
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "http_reader_stalled",
+                        client=connection.client,
+                        reason=f"read nothing for http_write_timeout={self.write_timeout:g} s",
+                    )
+                    connection.abort()
+                elif connection.last_active < stale:
+                    connection.close()

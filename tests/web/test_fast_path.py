@@ -8,6 +8,8 @@ which side answered (the fast path keeps only the connections it still owns).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +27,7 @@ from tests.in_process import local_settings
 
 CHANNEL = "fast"
 KEEPALIVE_S = 1.0
+WRITE_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -49,7 +52,9 @@ def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def live(tmp_path: Path, source_flv: Path) -> AsyncIterator[Live]:
     require("ffmpeg")
-    settings = local_settings(tmp_path / "d", http_keepalive_timeout=KEEPALIVE_S)
+    settings = local_settings(
+        tmp_path / "d", http_keepalive_timeout=KEEPALIVE_S, http_write_timeout=WRITE_TIMEOUT_S
+    )
     service = Service(settings)
     await service.start()
     assert service.rtmp is not None
@@ -251,3 +256,46 @@ async def test_a_reader_that_falls_behind_gets_every_response(live: Live) -> Non
         status, _, body = await client.response()
         assert status == 200 and body == live.on_disk
     await client.close()
+
+
+async def test_a_segment_whose_file_is_gone_does_not_desync_a_pipelined_connection(
+    live: Live,
+) -> None:
+    """The file of a segment held in memory disappears (retention, a delete) before it is sent:
+    the response is still whole, and the next pipelined one is read as itself."""
+    live.service.layout.root.joinpath("channels", live.segment_path.removeprefix("/live/")).unlink()
+    client = await Client.connect(live.service)
+    await client.send(get(live.segment_path) + get(PLAYLIST))
+    status, _, body = await client.response()
+    assert status == 200 and body == live.on_disk
+    status, headers, body = await client.response()
+    assert status == 200 and headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert body.startswith(b"#EXTM3U")
+    await client.close()
+
+
+async def test_a_stalled_reader_is_aborted_after_the_write_timeout(live: Live) -> None:
+    """A client that asks for far more than the socket buffers hold and reads nothing: its
+    connection is dropped with what it did not read (not closed after sending it all), and
+    the server says so."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", live.service.http_port))
+    count = 400  # 400 x 70 KB: far more than the kernel buffers of both sides hold
+    await loop.sock_sendall(sock, get(live.segment_path) * count)
+    started = time.monotonic()
+    while not live.fast_connections and time.monotonic() - started < 5:
+        await asyncio.sleep(0.01)  # the server (in this event loop) takes the connection
+    assert live.fast_connections == 1
+    while live.fast_connections and time.monotonic() - started < 10:
+        await asyncio.sleep(0.1)
+    assert not live.fast_connections
+    assert time.monotonic() - started >= WRITE_TIMEOUT_S - 0.5
+    received = 0
+    with contextlib.suppress(ConnectionResetError):
+        while data := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+            received += len(data)
+    sock.close()
+    assert received < count * len(live.on_disk) / 2, received
