@@ -194,6 +194,46 @@ class RecordingSettings(_Section):
     retention_interval: float = Field(300, ge=1, description="Seconds between retention sweeps")
 
 
+class DownloadSettings(_Section):
+    """MP4 downloads, clips and archives: each holds a connection for as long as its client
+    takes, and the streamed ones a worker thread; none may starve the catalog or the key
+    lookups (which have threads of their own: lookup_threads)."""
+
+    threads: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Worker threads that make streamed downloads (an MP4 not yet made, an"
+        " archive) while they are sent",
+    )
+    clip_threads: int = Field(
+        2, ge=1, le=64, description="Worker threads that make clips and posters (CPU-bound)"
+    )
+    max_active: int = Field(
+        64,
+        ge=1,
+        description="Downloads (MP4, clips, archives) in progress at once; beyond, 503 with"
+        " Retry-After",
+    )
+    max_per_address: int = Field(
+        4,
+        ge=1,
+        description="Downloads in progress at once from one client address (IPv6: one /64);"
+        " beyond, 429 with Retry-After",
+    )
+    max_clips_per_address: int = Field(
+        2,
+        ge=1,
+        description="Clips being made at once for one client address; beyond, 429 with Retry-After",
+    )
+    clip_cache_mb: int = Field(
+        512,
+        ge=0,
+        description="Clips of finished broadcasts are kept for the next request of the same"
+        " clip, up to this many MB in all (0: none kept)",
+    )
+
+
 class SunsetSettings(_Section):
     """Winding the service down, the way Periscope did: each phase starts at its date."""
 
@@ -322,6 +362,14 @@ class Settings(BaseSettings):
     recording: RecordingSettings = RecordingSettings()
     sunset: SunsetSettings = SunsetSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    downloads: DownloadSettings = DownloadSettings()
+    lookup_threads: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Worker threads for short blocking work: catalog queries, key and token"
+        " lookups (never shared with downloads)",
+    )
     restream: RestreamSettings = RestreamSettings()
 
     http_keepalive_timeout: float = Field(

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.app import AppParts, build_app
+from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.error_log import RequestErrorLog
 from periscope_ingest.web.fast_path import FastPathSite
 from periscope_ingest.web.live_answers import LiveAnswers
@@ -67,12 +69,20 @@ class Service:
         self.rtmp: RtmpServer | None = None
         self.restreamer: Restreamer | None = None
         self._runner: web.AppRunner | None = None
+        self.downloads: Downloads | None = None
         self._retention: asyncio.Task | None = None
         self.http_port = 0
         self.http_site: FastPathSite | None = None
 
     async def start(self) -> None:
         self.layout.ensure()
+        # Short blocking work (catalog queries, key and token lookups: asyncio.to_thread) has
+        # the loop's default executor, sized here; downloads, clips and posters have their own
+        # pools (web/downloads.py), so that they never make a lookup wait.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.settings.lookup_threads, thread_name_prefix="lookup")
+        )
+        self.downloads = Downloads(self.settings.downloads, self.layout)
         self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
         await asyncio.to_thread(recover_interrupted, self.layout, catalog)
         if not self.settings.open_publish:
@@ -139,6 +149,7 @@ class Service:
                 metrics=self.metrics,
                 viewers=self.viewers,
                 restreamer=restreamer,
+                downloads=self.downloads,
             )
         )
         keepalive = self.settings.http_keepalive_timeout
@@ -193,6 +204,8 @@ class Service:
             await self.restreamer.stop()  # the broadcasts ended: their targets are told
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.downloads is not None:
+            self.downloads.close()
         if self.exports is not None:
             await self.exports.stop()
         await self.webhooks.stop()

@@ -155,6 +155,19 @@ class DataLayout:
         return self.root / "server-secret"
 
     @property
+    def clip_cache_dir(self) -> Path:
+        return self.root / "clip-cache"
+
+    def cached_clip(self, broadcast_id: str, start: float | None, end: float | None) -> Path:
+        """Where the clip [start, end) of a finished broadcast is kept (ms in the name)."""
+        first = "0" if start is None else str(round(start * 1000))
+        last = "end" if end is None else str(round(end * 1000))
+        return self.clip_cache_dir / f"{broadcast_id}-{first}-{last}.mp4"
+
+    def cached_clips_of(self, broadcast_id: str) -> list[Path]:
+        return list(self.clip_cache_dir.glob(f"{broadcast_id}-*.mp4"))
+
+    @property
     def first_start_secrets_path(self) -> Path:
         """Where the first start leaves the first channel's key when no terminal shows it."""
         return self.root / "first-start-secrets.txt"

@@ -45,4 +45,6 @@ def delete_broadcast(layout: DataLayout, catalog: Catalog, record: BroadcastReco
     """Remove the broadcast's files, then its catalog row: a crash in between leaves a row whose
     files are gone, which a catalog rebuild drops, never files that nothing lists."""
     shutil.rmtree(layout.broadcast_dir(record.channel, record.id), ignore_errors=True)
+    for clip in layout.cached_clips_of(record.id):
+        clip.unlink(missing_ok=True)
     catalog.remove(record.id)

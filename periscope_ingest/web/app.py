@@ -29,6 +29,7 @@ from periscope_ingest.web.context import (
     ADMIN_TOKEN,
     CATALOG,
     CORS_HEADERS,
+    DOWNLOADS,
     EXPORTS,
     LAYOUT,
     LIFECYCLE,
@@ -39,6 +40,7 @@ from periscope_ingest.web.context import (
     VIEWERS,
     WEBHOOKS,
 )
+from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.live import add_live_routes
 from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.posters import add_poster_routes
@@ -106,6 +108,7 @@ class AppParts:
     registry: PublisherRegistry
     catalog: Catalog
     exports: Mp4Exports
+    downloads: Downloads
     lifecycle: Lifecycle
     webhooks: Webhooks
     phase_changed: asyncio.Event
@@ -123,6 +126,7 @@ def build_app(parts: AppParts) -> web.Application:
     app[REGISTRY] = parts.registry
     app[CATALOG] = parts.catalog
     app[EXPORTS] = parts.exports
+    app[DOWNLOADS] = parts.downloads
     app[LIFECYCLE] = parts.lifecycle
     app[WEBHOOKS] = parts.webhooks
     app[PHASE_CHANGED] = parts.phase_changed

@@ -16,6 +16,7 @@ from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.sunset import Lifecycle
+from periscope_ingest.web.downloads import Downloads
 
 LAYOUT = web.AppKey("layout", DataLayout)
 REGISTRY = web.AppKey("registry", PublisherRegistry)
@@ -28,6 +29,7 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 METRICS = web.AppKey("metrics", Metrics)
 VIEWERS = web.AppKey("viewers", ViewerCounter)
 RESTREAMER = web.AppKey("restreamer", Restreamer | None)
+DOWNLOADS = web.AppKey("downloads", Downloads)
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"

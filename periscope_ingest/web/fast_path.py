@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from functools import partial
 
 from aiohttp import web
@@ -40,6 +41,8 @@ from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
 # aiohttp's own line limit: a longer head is handed over, and aiohttp refuses it properly.
 MAX_HEAD_BYTES = 8190
 log = logging.getLogger(__name__)
+
+_TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
 
 # How often connections are checked against the idle timeout (at most; less for short ones).
 SWEEP_INTERVAL_S = 5.0
@@ -66,6 +69,18 @@ class FastPathProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client = str(peer[0])
+        sock = transport.get_extra_info("socket")
+        if sock is not None and _TCP_USER_TIMEOUT is not None:
+            # The kernel's own send timeout, for this connection whoever ends up answering it
+            # (aiohttp, a download's sendfile): once what we sent waits untransmitted (a zero
+            # window: the client reads nothing) or unacknowledged for http_write_timeout, the
+            # connection is reset and whatever waits on it (a download thread) is freed.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.IPPROTO_TCP,
+                    _TCP_USER_TIMEOUT,
+                    round(self._site.write_timeout * 1000),
+                )
         self.last_active = self._site.loop.time()
         self._site.connections.add(self)
 

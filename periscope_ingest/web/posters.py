@@ -3,7 +3,8 @@
 A poster is one keyframe, decoded and scaled to a JPEG by media/poster.py: the only video decoding
 the server does. It is kept cheap and bounded whatever the traffic:
 
-* Decoding runs in a worker thread (``asyncio.to_thread``), never on the event loop.
+* Decoding runs in a worker thread of the clip pool (web/downloads.py), never on the event loop
+  and never on the threads catalog queries and key lookups use.
 * At most one poster of a broadcast is made at a time (an ``asyncio.Lock`` per broadcast, held
   only while someone needs it), and at most ``DECODES_AT_ONCE`` in the whole server, so a flood
   of requests cannot make the server decode in parallel.
@@ -29,6 +30,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segment_for
 from periscope_ingest.storage.recordings import recording_segments
 from periscope_ingest.web.api import find_broadcast
-from periscope_ingest.web.context import CATALOG, LAYOUT, REGISTRY
+from periscope_ingest.web.context import CATALOG, DOWNLOADS, LAYOUT, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class _KeyLock:
 class Posters:
     """The posters of one app: caches, locks, the decode limit, and a count of decodes."""
 
-    def __init__(self, decodes_at_once: int = DECODES_AT_ONCE) -> None:
+    def __init__(self, pool: Executor, decodes_at_once: int = DECODES_AT_ONCE) -> None:
+        self._pool = pool
         self._decoding = asyncio.Semaphore(decodes_at_once)
         # By broadcast id; an entry lives only while requests use it, so the dict stays small.
         self._locks: dict[str, _KeyLock] = {}
@@ -106,7 +109,7 @@ class Posters:
         """Decode in a worker thread, within the server-wide limit. Raises PosterError."""
         async with self._decoding:
             started = time.perf_counter()
-            data = await asyncio.to_thread(_poster_of, segment)
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, _poster_of, segment)
         self.decodes += 1
         log_event(
             log,
@@ -278,6 +281,6 @@ POSTERS = web.AppKey("posters", Posters)
 
 def add_poster_routes(app: web.Application) -> None:
     """Register before the replay routes: /replays/{id}/{segment} would take poster.jpg."""
-    app[POSTERS] = Posters()
+    app[POSTERS] = Posters(app[DOWNLOADS].clips)
     app.router.add_get("/live/{channel}/poster.jpg", live_poster)
     app.router.add_get("/replays/{id}/poster.jpg", replay_poster)

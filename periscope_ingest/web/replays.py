@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
+from periscope_ingest.media.export import ExportError, stream_mp4
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
 from periscope_ingest.storage.recordings import download_name, recording_segments
@@ -18,6 +18,7 @@ from periscope_ingest.web.auth import require_owner_or_admin
 from periscope_ingest.web.context import (
     ACCOUNTS,
     CATALOG,
+    DOWNLOADS,
     LAYOUT,
     LIVE_PLAYLIST_CACHE,
     PLAYLIST_TYPE,
@@ -31,11 +32,11 @@ MP4_TYPE = "video/mp4"
 VOD_PLAYLIST_CACHE = "public, max-age=300"
 
 
-def _file(path: Path, content_type: str, cache_control: str, **headers: str) -> web.FileResponse:
+def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse:
     if not path.is_file():
         raise web.HTTPNotFound(text="not found\n")
     return web.FileResponse(
-        path, headers={"Content-Type": content_type, "Cache-Control": cache_control, **headers}
+        path, headers={"Content-Type": content_type, "Cache-Control": cache_control}
     )
 
 
@@ -85,23 +86,36 @@ def _clip_range(request: web.Request) -> tuple[float | None, float | None]:
 async def replay_mp4(request: web.Request) -> web.StreamResponse:
     record = await find_broadcast(request)
     start, end = _clip_range(request)
-    layout = request.app[LAYOUT]
     if start is not None and record.status != "live" and start >= record.duration:
         raise bad_request(f"start: the broadcast lasts {record.duration:g} s")
+    downloads = request.app[DOWNLOADS]
     if start is not None or end is not None:
-        return await _clip(request, record, start, end)
+        with downloads.slot(request, clip=True):
+            return await _clip(request, record, start, end)
+    with downloads.slot(request):
+        return await _whole_mp4(request, record)
+
+
+async def _whole_mp4(request: web.Request, record: BroadcastRecord) -> web.StreamResponse:
+    layout = request.app[LAYOUT]
     ready = layout.recording_mp4(record.channel, record.id)
     if record.status != "live" and ready.is_file():
         # The finished file: sendfile, Range (206), HEAD and Content-Length by aiohttp.
-        return _file(
+        return await _SentFile.send(
+            request,
             ready,
-            MP4_TYPE,
-            "public, max-age=3600",
-            **{"Content-Disposition": _attachment(download_name(record))},
+            {
+                "Content-Type": MP4_TYPE,
+                "Cache-Control": "public, max-age=3600",
+                "Content-Disposition": _attachment(download_name(record)),
+            },
         )
     # Not made yet (or still live): a fragmented MP4 made while it is sent, so the first byte
     # goes out at once and memory stays bounded. Its length is not known: no ranges.
-    segments = await asyncio.to_thread(recording_segments, layout, record)
+    downloads = request.app[DOWNLOADS]
+    segments = await asyncio.get_running_loop().run_in_executor(
+        downloads.streams, recording_segments, layout, record
+    )
     if not segments:
         raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
     response = web.StreamResponse(
@@ -116,7 +130,9 @@ async def replay_mp4(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     if request.method != "HEAD":
         # Once the headers are out, an error can only cut the body short.
-        await stream_from_thread(response, lambda write: stream_mp4(segments, write))
+        await stream_from_thread(
+            response, lambda write: stream_mp4(segments, write), downloads.streams
+        )
     await response.write_eof()
     return response
 
@@ -125,42 +141,39 @@ async def _clip(
     request: web.Request, record: BroadcastRecord, start: float | None, end: float | None
 ) -> web.StreamResponse:
     """A clip exact to a frame needs an edit list, which only a complete (non-fragmented) MP4
-    carries reliably: it is made into a temporary file, sent (with Range), then removed."""
-    layout = request.app[LAYOUT]
-    segments = await asyncio.to_thread(recording_segments, layout, record)
-    if not segments:
-        raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
-    temporary = layout.temporary_file(".mp4")
+    carries reliably: it is made into a file (kept for the next request of the same clip of a
+    finished broadcast, see web/downloads.py), then sent with Range."""
     try:
-        await asyncio.to_thread(export_mp4, segments, temporary, start=start, end=end)
+        path, temporary = await request.app[DOWNLOADS].clip_file(record, start, end)
     except ExportError as exc:
-        temporary.unlink(missing_ok=True)
         raise bad_request(str(exc)) from None
     suffix = f"-clip-{start or 0:g}-{end:g}s" if end is not None else f"-from-{start:g}s"
-    if not temporary.is_file():
-        raise web.HTTPNotFound(text="not found\n")
-    return _TemporaryFileResponse(
-        temporary,
-        headers={
-            "Content-Type": MP4_TYPE,
-            "Cache-Control": "no-cache",
-            "Content-Disposition": _attachment(download_name(record, suffix)),
-        },
-    )
+    headers = {
+        "Content-Type": MP4_TYPE,
+        "Cache-Control": "no-cache",
+        "Content-Disposition": _attachment(download_name(record, suffix)),
+    }
+    try:
+        return await _SentFile.send(request, path, headers)
+    finally:
+        if temporary:
+            path.unlink(missing_ok=True)
 
 
-class _TemporaryFileResponse(web.FileResponse):
-    """Sends a file made for this one request, then removes it."""
+class _SentFile(web.FileResponse):
+    """A file response sent inside its handler (so the download slot is held until the body is
+    out), and not sent again when aiohttp prepares the returned response."""
 
-    def __init__(self, path: Path, **kwargs) -> None:
-        super().__init__(path, **kwargs)
-        self._temporary = path
+    @classmethod
+    async def send(cls, request: web.Request, path: Path, headers: dict[str, str]) -> _SentFile:
+        response = cls(path, headers=headers)
+        await response.prepare(request)
+        return response
 
     async def prepare(self, request: web.BaseRequest):
-        try:
-            return await super().prepare(request)  # the whole body has been sent on return
-        finally:
-            self._temporary.unlink(missing_ok=True)
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 def _archive_name(record: BroadcastRecord) -> str:
@@ -213,6 +226,13 @@ async def channel_archive(request: web.Request) -> web.StreamResponse:
     records = await asyncio.to_thread(finished_broadcasts)
     if not records:
         raise web.HTTPNotFound(text="this channel has no finished broadcasts\n")
+    with request.app[DOWNLOADS].slot(request):
+        return await _send_archive(request, channel, records)
+
+
+async def _send_archive(
+    request: web.Request, channel: str, records: list[BroadcastRecord]
+) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
@@ -226,7 +246,9 @@ async def channel_archive(request: web.Request) -> web.StreamResponse:
     if request.method != "HEAD":
         layout = request.app[LAYOUT]
         await stream_from_thread(
-            response, lambda write: _write_archive(layout, channel, records, write)
+            response,
+            lambda write: _write_archive(layout, channel, records, write),
+            request.app[DOWNLOADS].streams,
         )
     await response.write_eof()
     return response

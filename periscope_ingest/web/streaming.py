@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import TypeVar
 
 from aiohttp import web
@@ -27,9 +28,12 @@ _DONE = object()
 
 
 async def stream_from_thread(
-    response: web.StreamResponse, produce: Callable[[Callable[[bytes], None]], T]
+    response: web.StreamResponse,
+    produce: Callable[[Callable[[bytes], None]], T],
+    pool: Executor,
 ) -> T:
-    """Run ``produce(write)`` in a thread, sending everything it writes through ``response``."""
+    """Run ``produce(write)`` in a thread of ``pool``, sending everything it writes through
+    ``response``."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_CHUNKS)
     gone = False
@@ -56,7 +60,7 @@ async def stream_from_thread(
             if not gone:
                 asyncio.run_coroutine_threadsafe(queue.put(_DONE), loop).result()
 
-    producer = asyncio.ensure_future(asyncio.to_thread(run))
+    producer = loop.run_in_executor(pool, run)
     # If the client leaves, nobody awaits the producer: still consume its outcome.
     producer.add_done_callback(lambda f: f.cancelled() or f.exception())
     try:

@@ -1,0 +1,180 @@
+"""Downloads (MP4s, clips, archives) bounded, and kept apart from everything else.
+
+A download holds its connection for as long as its client takes, and a streamed one (an MP4
+made while it is sent, an archive) a worker thread too. Anyone can start them, so:
+
+- they run on threads of their own (``downloads.threads``; clips and posters, which are
+  CPU-bound, on ``downloads.clip_threads``): catalog queries and key lookups, on the loop's
+  default executor (``lookup_threads``), never wait behind them;
+- at most ``downloads.max_active`` are in progress (503 beyond) and ``max_per_address`` per
+  client address (429 beyond), and ``max_clips_per_address`` clips are made at once per address;
+- a client that stops reading is cut off by the kernel after ``http_write_timeout``
+  (TCP_USER_TIMEOUT, set on every HTTP connection by web/fast_path.py), which frees its thread;
+- a clip of a finished broadcast is made once and kept (``clip_cache_mb``), so asking again
+  costs a file send, not a remux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from periscope_ingest.config import DownloadSettings
+from periscope_ingest.live.client_address import address_group
+from periscope_ingest.logs import log_event
+from periscope_ingest.media.export import export_mp4
+from periscope_ingest.storage.atomic import partial_path
+from periscope_ingest.storage.catalog import BroadcastRecord
+from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.recordings import recording_segments
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5  # what a refused client is told to wait
+
+
+class Downloads:
+    """The download pools, the counts behind the limits, and the clip cache. One per app."""
+
+    def __init__(self, settings: DownloadSettings, layout: DataLayout) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.streams = ThreadPoolExecutor(settings.threads, thread_name_prefix="download")
+        self.clips = ThreadPoolExecutor(settings.clip_threads, thread_name_prefix="clip")
+        self._active = 0
+        self._per_address: dict[str, int] = {}
+        self._clips_per_address: dict[str, int] = {}
+        self._making: dict[Path, asyncio.Future[None]] = {}  # clips being made, by cache path
+
+    @contextlib.contextmanager
+    def slot(self, request: web.Request, clip: bool = False) -> Iterator[None]:
+        """Hold one of the download slots while the body is sent (refused: 429 or 503)."""
+        group = address_group(request.remote or "?")
+        limits = self.settings
+        if self._per_address.get(group, 0) >= limits.max_per_address:
+            raise _refused(
+                web.HTTPTooManyRequests,
+                f"{limits.max_per_address} downloads in progress from your address"
+                " (downloads.max_per_address)",
+            )
+        if clip and self._clips_per_address.get(group, 0) >= limits.max_clips_per_address:
+            raise _refused(
+                web.HTTPTooManyRequests,
+                f"{limits.max_clips_per_address} clips being made for your address"
+                " (downloads.max_clips_per_address)",
+            )
+        if self._active >= limits.max_active:
+            raise _refused(
+                web.HTTPServiceUnavailable,
+                f"{limits.max_active} downloads in progress (downloads.max_active)",
+            )
+        self._active += 1
+        _add(self._per_address, group, 1)
+        if clip:
+            _add(self._clips_per_address, group, 1)
+        try:
+            yield
+        except (ConnectionError, OSError) as exc:
+            # The client left, or stopped reading and the kernel cut it off: its thread and
+            # slot are free again.
+            log_event(
+                log,
+                logging.INFO,
+                "download_aborted",
+                client=request.remote,
+                path=request.path,
+                reason=type(exc).__name__,
+            )
+            raise
+        finally:
+            self._active -= 1
+            _add(self._per_address, group, -1)
+            if clip:
+                _add(self._clips_per_address, group, -1)
+
+    async def clip_file(
+        self, record: BroadcastRecord, start: float | None, end: float | None
+    ) -> tuple[Path, bool]:
+        """The clip as a file, and whether it is a temporary one (to remove once sent).
+
+        A finished broadcast's clip is made once into the cache (concurrent requests for the
+        same clip wait for that one export); a live one's is made for this request only.
+        Raises ExportError."""
+        loop = asyncio.get_running_loop()
+        segments = await loop.run_in_executor(self.clips, recording_segments, self.layout, record)
+        if not segments:
+            raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
+        cacheable = record.status != "live" and self.settings.clip_cache_mb > 0
+        if not cacheable:
+            temporary = self.layout.temporary_file(".mp4")
+            try:
+                await loop.run_in_executor(
+                    self.clips, lambda: export_mp4(segments, temporary, start=start, end=end)
+                )
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            return temporary, True
+        path = self.layout.cached_clip(record.id, start, end)
+        making = self._making.get(path)
+        if making is None:
+            making = loop.run_in_executor(self.clips, self._make_cached, segments, path, start, end)
+            self._making[path] = making
+            making.add_done_callback(lambda _: self._making.pop(path, None))
+        await asyncio.shield(making)
+        return path, False
+
+    def _make_cached(self, segments: list[Path], path: Path, start, end) -> None:
+        """Blocking: the clip into the cache (if not there yet), then the cache trimmed."""
+        if path.is_file():
+            os.utime(path)  # the cache forgets the least recently asked for first
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(path)
+        try:
+            export_mp4(segments, partial, start=start, end=end)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        self._trim_cache(keep=path)
+
+    def _trim_cache(self, keep: Path) -> None:
+        budget = self.settings.clip_cache_mb * 1024 * 1024
+        entries = []
+        for clip in self.layout.clip_cache_dir.glob("*.mp4"):
+            with contextlib.suppress(OSError):
+                stat = clip.stat()
+                entries.append((stat.st_mtime, stat.st_size, clip))
+        total = sum(size for _, size, _ in entries)
+        for _, size, clip in sorted(entries):
+            if total <= budget:
+                break
+            if clip != keep:
+                clip.unlink(missing_ok=True)  # a response sending it keeps its open file
+                total -= size
+
+    def close(self) -> None:
+        self.streams.shutdown(wait=False, cancel_futures=True)
+        self.clips.shutdown(wait=False, cancel_futures=True)
+
+
+def _add(counts: dict[str, int], key: str, delta: int) -> None:
+    value = counts.get(key, 0) + delta
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def _refused(kind: type[web.HTTPException], why: str) -> web.HTTPException:
+    return kind(
+        text=f"too many downloads: {why}; try again in {RETRY_AFTER_S} s\n",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
