@@ -10,6 +10,12 @@ Rules (RFC 8216 and Apple's authoring guidelines, the way nginx-rtmp's hls modul
   before a reference frame anyway ("forced"), since the playlist rule is a MUST.
 - Audio-only streams are cut on any audio frame at the target duration.
 - Everything before the first keyframe is dropped: no player can decode it.
+- A segment never spans a gap in its media longer than the target duration, nor lasts longer
+  than the target duration allows: when the frame that cuts comes after such a gap (an encoder
+  whose clock jumped ahead by less than the timeline calls a jump, a publisher that paused),
+  the closed segment ends where its media ends, and the next one starts after a discontinuity.
+  Its EXTINF is then what it holds, and no single wrong timestamp can make a segment too long
+  for the playlist (nginx-rtmp's hls_max_fraglen bounds segments the same way).
 """
 
 from __future__ import annotations
@@ -66,6 +72,20 @@ class Segmenter:
         closed = None
         if self._start is not None:
             closed = pts - self._start
+            fixed = self.target_duration_s is not None
+            if closed > (self._longest_allowed() if fixed else self._target):
+                content = max(1, self._end - self._start)
+                if content < closed:
+                    # A gap before this frame would make the segment too long: it ends with
+                    # its media, and the timeline breaks here.
+                    closed = content
+                    if pts - self._end > CUT_SLACK_TICKS:
+                        self._pending_discontinuity = True
+                if fixed:
+                    # The playlist refuses a segment longer than its target duration (a MUST):
+                    # should frames overlapping oddly still make one, it is listed a few ms
+                    # short rather than the broadcast failing.
+                    closed = min(closed, self._longest_allowed())
             if self.target_duration_s is None:
                 wanted = max(self._target, closed)
                 self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
@@ -115,6 +135,8 @@ class Segmenter:
         if self.target_duration_s is None:
             wanted = max(self._target, duration)
             self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
+        else:
+            duration = min(duration, self._longest_allowed())  # as in _cut
         self._start = None
         return duration
 

@@ -105,7 +105,7 @@ def test_discontinuity_cuts_at_next_keyframe_and_is_flagged() -> None:
     decision = seg.place(video(3 * FRAME, True))
     assert decision.action is Action.CUT and decision.discontinuity
     assert decision.closed_duration == 3 * FRAME
-    assert not seg.place(video(300 * FRAME, True)).discontinuity
+    assert not seg.place(video(63 * FRAME, True)).discontinuity  # the flag is not sticky
 
 
 def test_finish_gives_last_segment_duration_to_end_of_last_frame() -> None:
@@ -141,3 +141,24 @@ def test_segments_tile_the_stream_and_start_with_keyframes(gop: int, frames: int
     td = seg.target_duration_s
     assert td is not None
     assert all((d + 45000) // 90000 <= td for d in durations), (durations, td)
+
+
+def test_a_gap_never_makes_a_segment_longer_than_the_target_allows() -> None:
+    """A clock that steps ahead by less than a jump (9 s here) leaves a gap: the segment before
+    it ends with its media, and the next starts after a discontinuity."""
+    seg = Segmenter(2.0, has_video=True)
+    assert cuts(seg, gop_stream(120, 60))[-1] == (60 * FRAME, 60 * FRAME)  # target fixed: 2 s
+    seg.place(video(120 * FRAME))
+    after_gap = 121 * FRAME + 9 * 90_000
+    decision = seg.place(video(after_gap, True))
+    assert decision.action is Action.CUT and decision.discontinuity
+    # Its 61 frames (from the keyframe at 60 to the end of frame 120), not the 9 s after them.
+    assert decision.closed_duration == 61 * FRAME
+    # A GOP that runs on past the target is cut before a reference frame, as always.
+    decision = None
+    for n in range(1, 120):
+        decision = seg.place(video(after_gap + n * FRAME))
+        if decision.action is Action.CUT:
+            break
+    assert decision is not None and decision.forced and not decision.discontinuity
+    assert decision.closed_duration <= 2 * 90_000 + 45_000

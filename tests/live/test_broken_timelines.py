@@ -1,0 +1,85 @@
+"""Any sequence of clock jumps: every second sent is recorded, in segments the playlist takes.
+
+The publisher's 32-bit millisecond clock may jump back or ahead by any amount, any number of
+times, on a keyframe or between two, and wrap around 2**32. Fed through the real pipeline
+(timeline, segmenter, the writer thread with PyAV, the playlists), the recording must hold every
+second sent and each segment must fit EXT-X-TARGETDURATION; nothing may fail the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.hls_check import parse_media_playlist
+from tests.e2e.pushers import push_pyav
+from tests.flv_file import read_tags
+from tests.live.test_pipeline import feed, start
+
+SECONDS = 6
+# Steps the timeline takes as a gap rather than a jump: up to its max_gap_ms (10 s) ahead; and
+# back by up to its backwards_tolerance_ms (1 s), taken as jitter (the clock then runs on from
+# the earlier value, so the recording is that much shorter, though every frame is in it).
+GAP_LIMIT_MS = 10_000
+JITTER_LIMIT_MS = 1_000
+
+jump = st.tuples(
+    st.integers(50, SECONDS * 1000 - 50),  # from this media time on (ms)
+    st.one_of(
+        st.sampled_from([-5000, -3000, -1500, -40, 40, 1500, 3_600_000, -3_600_000, 12_000]),
+        st.integers(-20_000, 20_000),
+        st.integers(500, GAP_LIMIT_MS),  # ahead, but not enough to be called a jump
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def tags(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, int, bytes]]:
+    path = tmp_path_factory.mktemp("flv") / "input.flv"
+    push_pyav(str(path), SECONDS, realtime=False)
+    return list(read_tags(path))
+
+
+async def record(tags, directory: Path) -> tuple[list[float], int, bool]:
+    layout, pipeline = start(directory, segment_duration=2.0)
+    await feed(pipeline, tags)
+    assert pipeline._worker.failed is None, pipeline._worker.failed
+    text = (layout.channel_dir("chan") / pipeline.broadcast_id / "recording.m3u8").read_text()
+    replay = parse_media_playlist(text)
+    return [s.duration for s in replay.segments], replay.target_duration, replay.ended
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(jumps=st.lists(jump, max_size=4), origin=st.integers(0, 2**32 - 1))
+# The issue's own timeline (back 5 s, ahead an hour, back 3 s), and two that failed before.
+@example(jumps=[(2000, -5000), (4000, 3_600_000), (5500, -3000)], origin=10_000)
+@example(jumps=[(1133, -3000), (5217, 9457)], origin=0)
+@example(jumps=[(3763, 1500), (4274, 1500)], origin=2**32 - 3000)
+def test_every_second_sent_is_recorded_whatever_the_clock_does(tags, jumps, origin) -> None:
+    moved = [
+        (kind, (timestamp + origin + sum(d for at, d in jumps if timestamp >= at)) % 2**32, body)
+        for kind, timestamp, body in tags
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        durations, target, ended = asyncio.run(record(moved, Path(directory)))
+    assert ended
+    assert all(round(d) <= target for d in durations), (durations, target)
+    total = sum(durations)
+    # Every second sent; ahead-steps smaller than a jump are kept as time (real dropped
+    # frames look the same), and each break may cost the length of one frame.
+    kept_gaps = sum(d for _, d in jumps if 0 < d <= GAP_LIMIT_MS) / 1000
+    jitter = sum(-d for _, d in jumps if -JITTER_LIMIT_MS <= d < 0) / 1000
+    least = SECONDS - jitter - 0.04 * (len(jumps) + 1)
+    assert least <= total <= SECONDS + kept_gaps + 0.1, (
+        durations,
+        jumps,
+    )
