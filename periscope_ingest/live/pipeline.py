@@ -192,7 +192,10 @@ class StreamPipeline:
             self._ended_from_thread,
             low_latency=low_latency,
             on_playlist=self._playlist_from_thread,
+            on_failed=self._failed_from_thread,
         )
+        # Set by the RTMP session that publishes: called (on the loop) when the writer fails.
+        self.on_writer_failed: Callable[[str], None] | None = None
 
     # -- inputs from the RTMP session -------------------------------------------------------
 
@@ -452,6 +455,13 @@ class StreamPipeline:
             self.info.bitrate = round(sum(t.payload_bytes for _, t in self._recent) * 8 / seconds)
             frames = sum(t.video_frames for _, t in self._recent)
             self.info.frame_rate = round(frames / seconds, 3) if frames else None
+
+    def _failed_from_thread(self, exc: BaseException) -> None:
+        self._call_on_loop(self._writer_failed, exc)
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        if self.on_writer_failed is not None:
+            self.on_writer_failed(f"the recording could not be written ({type(exc).__name__})")
 
     def _published_from_thread(self, published: SegmentPublished) -> None:
         self._call_on_loop(self._published, published)

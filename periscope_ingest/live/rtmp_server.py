@@ -417,6 +417,7 @@ class RtmpSession(asyncio.Protocol):
             event = "broadcast_continued"
         publication = Publication(pipeline, self.client, self._drop_for_takeover)
         registry.add(channel, publication)
+        pipeline.on_writer_failed = self._writer_failed
         self._publication = publication
         self._channel = channel
         self._stream_id = request.stream_id
@@ -483,6 +484,27 @@ class RtmpSession(asyncio.Protocol):
         )
         self._close()
         self._suspend()
+
+    def _writer_failed(self, reason: str) -> None:
+        """What this publisher sends can no longer be recorded: say so with an error status (the
+        encoder reconnects, and starts a new broadcast), end the broadcast, close."""
+        publication, self._publication = self._publication, None
+        if publication is None or self._channel is None:
+            return
+        log_event(
+            log,
+            logging.ERROR,
+            "publish_failed",
+            channel=self._channel,
+            broadcast=publication.pipeline.broadcast_id,
+            client=self.client,
+            reason=reason,
+        )
+        if self._stream_id is not None and not self._closed:
+            self._conn.reject_publish(self._stream_id, reason, code="NetStream.Publish.Failed")
+            self._flush()
+        self._server.registry.end(self._channel, publication, reason)
+        self._close()
 
     def _suspend(self) -> None:
         """The connection is gone without an unpublish: the broadcast waits for a reconnect."""

@@ -175,8 +175,10 @@ class SegmentWorker:
         *,
         low_latency: LowLatencySettings | None = None,
         on_playlist: Callable[[PlaylistUpdate], None] | None = None,
+        on_failed: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._record = record
+        self._on_failed = on_failed  # called once, from this thread, when writing fails
         self._low_latency = low_latency
         self._on_playlist = on_playlist
         # fMP4 state: the fragment writer of the current stream layout, the segment file being
@@ -260,8 +262,7 @@ class SegmentWorker:
             self._files.directory.mkdir(parents=True, exist_ok=True)
             self._save_record()
         except Exception as exc:
-            self.failed = exc
-            log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))
+            self._fail(exc)
         while True:
             command = self._queue.get()
             if command is _STOP:
@@ -280,9 +281,16 @@ class SegmentWorker:
             self._templates.close()
 
     def _fail(self, exc: BaseException) -> None:
+        first = self.failed is None
         self.failed = exc
-        log_event(log, logging.ERROR, "segment_writer_failed", reason=repr(exc))
+        log_event(
+            log, logging.ERROR, "segment_writer_failed", broadcast=self._record.id, reason=repr(exc)
+        )
         self._abandon_open_segment()
+        if first and self._on_failed is not None:
+            # Media that nothing records must not keep arriving: the publish is ended (see
+            # StreamPipeline.on_writer_failed), and the encoder reconnects.
+            self._on_failed(exc)
 
     def _write_packets(self, packets: list[MediaPacket]) -> None:
         try:
@@ -509,19 +517,28 @@ class SegmentWorker:
         )
 
     def _save_record(self) -> None:
-        write_record(self._files.directory, self._record)
-        self._catalog.put(self._record)
-        self._record_saved_at = time.monotonic()
+        try:
+            write_record(self._files.directory, self._record)
+        finally:
+            # Also when the directory cannot be written: listings must not show a broadcast
+            # that failed as live (the next start recovers the record from the files).
+            self._catalog.put(self._record)
+            self._record_saved_at = time.monotonic()
 
     def _end(self, status: str) -> None:
-        if self._playlist is not None and self._recording is not None:
-            self._playlist.end()
-            self._write_playlist()
-            vod = render_vod(self._recording.target_duration_s, self._recording.segments)
-            write_atomic(self._files.recording_playlist, vod.encode())
-        self._record = replace(self._record, status=status, ended_at=iso(datetime.now(UTC)))
-        self._save_record()
-        self._on_ended(self._record)
+        try:
+            if self._playlist is not None and self._recording is not None:
+                self._playlist.end()
+                self._write_playlist()
+                vod = render_vod(self._recording.target_duration_s, self._recording.segments)
+                write_atomic(self._files.recording_playlist, vod.encode())
+        finally:
+            # Even if the files could not be written: the broadcast is over either way.
+            self._record = replace(self._record, status=status, ended_at=iso(datetime.now(UTC)))
+            try:
+                self._save_record()
+            finally:
+                self._on_ended(self._record)
 
     def _update_master(self, bitrate: int) -> None:
         # BANDWIDTH is the peak segment bitrate. Rewrite only when it grows noticeably: players
@@ -541,14 +558,17 @@ class SegmentWorker:
 
     def _abandon_open_segment(self) -> None:
         """A segment that was never completed is never listed; remove its partial file."""
+        # It is being thrown away, maybe because its directory is gone: nothing here may fail.
         if self._muxer is not None and self._open is not None:
-            with contextlib.suppress(Exception):  # it is being thrown away anyway
+            with contextlib.suppress(Exception):
                 self._muxer.close()
-            partial_path(self._open.path).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial_path(self._open.path).unlink(missing_ok=True)
         if self._segment_file is not None and self._open is not None:
             with contextlib.suppress(Exception):
                 self._segment_file.close()
-            partial_path(self._open.path).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial_path(self._open.path).unlink(missing_ok=True)
         self._muxer = None
         self._segment_file = None
         self._open = None
