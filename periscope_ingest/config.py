@@ -268,6 +268,41 @@ class SunsetSettings(_Section):
         return self
 
 
+class AuthSettings(_Section):
+    """Publish authorisation by an HTTP callback, like nginx-rtmp's on_publish, SRS's
+    http_hooks and MediaMTX's authHTTPAddress."""
+
+    publish_url: str | None = Field(
+        None,
+        description="URL POSTed a JSON description of every publish (app, key, channel, client"
+        " address, query string): a 2xx answer allows it (a JSON body may name the channel),"
+        " anything else refuses it. Unset: no callback",
+    )
+    send_key: bool = Field(
+        True,
+        description="Include the stream key in the callback's body (false: only the channel,"
+        " which with accounts is the key's handle)",
+    )
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds the callback may take")
+    on_failure: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="When the callback cannot be reached, times out or answers garbage:"
+        " refuse the publish, or allow it",
+    )
+    max_concurrent: int = Field(
+        16,
+        ge=1,
+        description="Callbacks in flight at once; a publish beyond is refused at once",
+    )
+
+    @field_validator("publish_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+
 class RestreamSettings(_Section):
     max_targets: int = Field(
         5,
@@ -371,6 +406,7 @@ class Settings(BaseSettings):
         " lookups (never shared with downloads)",
     )
     restream: RestreamSettings = RestreamSettings()
+    auth: AuthSettings = AuthSettings()
 
     http_keepalive_timeout: float = Field(
         75.0,

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from periscope_ingest.config import Settings
 from periscope_ingest.live.exports import Mp4Exports
+from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer
@@ -70,6 +71,7 @@ class Service:
         self.restreamer: Restreamer | None = None
         self._runner: web.AppRunner | None = None
         self.downloads: Downloads | None = None
+        self.publish_callback: PublishCallback | None = None
         self._retention: asyncio.Task | None = None
         self.http_port = 0
         self.http_site: FastPathSite | None = None
@@ -120,12 +122,16 @@ class Service:
                 },
             )
 
+        if self.settings.auth.publish_url is not None:
+            self.publish_callback = PublishCallback(self.settings.auth)
+            await self.publish_callback.start()
         policy = PublishPolicy(
             lifecycle=self.lifecycle,
             accounts=self.accounts,
             on_started=broadcast_started,
             on_ended=self._broadcast_ended,
             metrics=self.metrics,
+            publish_callback=self.publish_callback,
         )
         self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy)
         try:
@@ -206,6 +212,8 @@ class Service:
             await self._runner.cleanup()
         if self.downloads is not None:
             self.downloads.close()
+        if self.publish_callback is not None:
+            await self.publish_callback.close()
         if self.exports is not None:
             await self.exports.stop()
         await self.webhooks.stop()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from periscope_ingest.config import RtmpSettings, Settings
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import ChannelBusy, Publication, PublisherRegistry
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.aac import CodecConfigError as AacConfigError
@@ -81,6 +82,7 @@ class PublishPolicy:
     on_started: Callable[[StreamPipeline], None] | None = None
     on_ended: Callable[[BroadcastRecord], None] | None = None
     metrics: Metrics | None = None
+    publish_callback: PublishCallback | None = None  # auth.publish_url, after the checks above
 
 
 class RtmpServer:
@@ -395,6 +397,18 @@ class RtmpSession(asyncio.Protocol):
                 refusal = "unknown, rotated or disabled stream key"
             else:
                 channel = account.handle
+        if refusal is None and policy.publish_callback is not None:
+            verdict = await policy.publish_callback.decide(
+                app=request.app,
+                key=request.name,
+                channel=channel,
+                client=self.address,
+                query=request.query,
+            )
+            if not verdict.allowed:
+                refusal = verdict.reason
+            elif verdict.channel is not None:
+                channel = verdict.channel
         live = len(self._server.registry.live())
         if refusal is None and live >= self._settings.rtmp.max_publishers:
             refusal = f"the server is full (max_publishers={self._settings.rtmp.max_publishers})"
@@ -618,6 +632,7 @@ def _refusal_category(reason: str) -> str:
         ("max_publishers", "full"),
         ("application", "wrong_app"),
         ("already published", "repeated"),
+        ("publish check", "callback"),
     ):
         if needle in reason:
             return category
