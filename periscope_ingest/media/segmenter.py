@@ -109,10 +109,12 @@ class Segmenter:
                     decision = self._cut(packet.pts)
             elif self._start is None:
                 return _DROP
-            elif (
-                self.target_duration_s is not None
-                and packet.pts > self._max_video_pts  # a reference frame, not a B-frame
-                and packet.pts - self._start > self._longest_allowed() - packet.duration
+            elif packet.pts > self._max_video_pts and (  # a reference frame, not a B-frame
+                packet.pts - self._end > self._target  # after a hole longer than a segment
+                or (
+                    self.target_duration_s is not None
+                    and packet.pts - self._start > self._longest_allowed() - packet.duration
+                )
             ):
                 decision = self._cut(packet.pts, forced=True)
             self._max_video_pts = max(self._max_video_pts, packet.pts)

@@ -75,11 +75,21 @@ def test_every_second_sent_is_recorded_whatever_the_clock_does(tags, jumps, orig
     assert all(round(d) <= target for d in durations), (durations, target)
     total = sum(durations)
     # Every second sent; ahead-steps smaller than a jump are kept as time (real dropped
-    # frames look the same), and each break may cost the length of one frame.
-    kept_gaps = sum(d for _, d in jumps if 0 < d <= GAP_LIMIT_MS) / 1000
-    jitter = sum(-d for _, d in jumps if -JITTER_LIMIT_MS <= d < 0) / 1000
-    least = SECONDS - jitter - 0.04 * (len(jumps) + 1)
-    assert least <= total <= SECONDS + kept_gaps + 0.1, (
+    # frames look the same) unless they would make a segment too long.
+    # The clock's steps, by where they happen (two jumps at one point are one step).
+    steps: dict[int, int] = {}
+    for at, d in jumps:
+        steps[at] = steps.get(at, 0) + d
+    kept_gaps = sum(d for d in steps.values() if 0 < d <= GAP_LIMIT_MS) / 1000
+    # A step back within the tolerance (give or take the frame interval) is taken as jitter.
+    jitter = sum(-d for d in steps.values() if -JITTER_LIMIT_MS - 100 <= d < 0) / 1000
+    # A break between two keyframes moves up to six frames of listed time either way (the
+    # B-frames around it, whose DTS and PTS fall on different sides); their data is in the
+    # segments all the same.
+    slack = 0.2 * (len(steps) + 1) + 0.002  # and EXTINF has 3 decimals
+    least = SECONDS - jitter - slack
+    most = SECONDS + kept_gaps + slack
+    assert least <= total <= most, (
         durations,
         jumps,
     )

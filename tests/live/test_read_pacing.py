@@ -22,6 +22,8 @@ from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import push_pyav
 from tests.in_process import local_settings
 
+pytestmark = pytest.mark.e2e  # an ffmpeg -re push
+
 SECONDS = 6
 
 

@@ -16,6 +16,8 @@ from periscope_ingest.media import export
 from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
 from tests.media.export_fixtures import FPS, SECONDS, encode_flv, frame_shade, write_segments
 
+pytestmark = pytest.mark.e2e  # ffprobe and ffmpeg check the exports
+
 FRAME = 1 / FPS
 
 

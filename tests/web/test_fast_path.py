@@ -25,6 +25,8 @@ from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import push_pyav
 from tests.in_process import local_settings
 
+pytestmark = pytest.mark.e2e  # an ffmpeg push
+
 CHANNEL = "fast"
 KEEPALIVE_S = 1.0
 WRITE_TIMEOUT_S = 2.0
