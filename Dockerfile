@@ -1,29 +1,36 @@
 # periscope-ingest: RTMP in on 1935, HLS and the web pages on 8080, data in /data.
-
-# hls.js for browsers without native HLS, from its npm package (never committed to the repo).
-FROM node:20-slim AS hlsjs
-WORKDIR /src
-COPY scripts/install-hlsjs.sh scripts/
-RUN mkdir -p periscope_ingest/web/static && bash scripts/install-hlsjs.sh
-
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PERISCOPE_DATA_DIR=/data PERISCOPE_HOST=0.0.0.0
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY periscope_ingest ./periscope_ingest
-COPY --from=hlsjs /src/periscope_ingest/web/static/vendor ./periscope_ingest/web/static/vendor
-COPY config ./config
-# PyAV's wheels bundle FFmpeg: no system media libraries are needed.
-RUN pip install --no-cache-dir . && useradd --system --home /data periscope \
-    && mkdir -p /data && chown periscope /data
 
-USER periscope
+# Dependencies first, from pyproject.toml alone: a code change does not reinstall them.
+# (PyAV's wheels bundle FFmpeg: no system media libraries are needed.)
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt
+
+COPY README.md ./
+COPY periscope_ingest ./periscope_ingest
+COPY config ./config
+# The pinned hls.js, checked against its hash (periscope_ingest/web/hlsjs.py).
+RUN pip install --no-cache-dir --no-deps . && periscope-ingest fetch-hlsjs \
+      --dest "$(python -c 'from periscope_ingest.web.hlsjs import VENDOR_DIR; print(VENDOR_DIR)')"
+
+# A fixed user and group, 10001:10001, so that a bind mount can be prepared for it:
+#   mkdir -p data && sudo chown 10001:10001 data && docker run -v "$PWD/data:/data" ...
+RUN groupadd --system --gid 10001 periscope \
+    && useradd --system --uid 10001 --gid 10001 --home /data periscope \
+    && mkdir -p /data && chown 10001:10001 /data
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 1935 8080
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
-# SIGTERM ends every live broadcast (EXT-X-ENDLIST, recording finalised) before the exit; the
-# first start prints the first channel's stream key once (docker logs).
+# The port comes from the settings (PERISCOPE_HTTP_PORT, or the TOML file), like the server's.
+HEALTHCHECK --interval=30s --timeout=5s CMD ["periscope-ingest", "health"]
+# SIGTERM ends every live broadcast (EXT-X-ENDLIST, recording finalised) within
+# shutdown_timeout (15 s): stop with a longer grace, `docker stop -t 30`. Without a terminal the
+# first start writes the first channel's key to /data/first-start-secrets.txt (mode 0600).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["periscope-ingest"]
 CMD ["serve"]

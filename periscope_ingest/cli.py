@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "-h", "--help", action=_SettingsHelp, help="show this help and every setting, then exit"
     )
+    fetch = commands.add_parser(
+        "fetch-hlsjs",
+        help="download the pinned hls.js (checked against its hash) for the web pages",
+    )
+    fetch.add_argument("--dest", type=Path, help="directory (default: the package's own)")
     config = commands.add_parser("config", help="the settings")
     config_commands = config.add_subparsers(dest="action", required=True)
     config_commands.add_parser(
@@ -71,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="live streams of the running server: bitrate, viewers", parents=[common]
     )
     status.add_argument("--url", help="the server's HTTP address (default: from the settings)")
+    health = commands.add_parser(
+        "health",
+        help="exit 0 if the running server answers (container health checks)",
+        parents=[common],
+    )
+    health.add_argument("--url", help="the server's HTTP address (default: from the settings)")
 
     broadcasts = commands.add_parser("broadcasts", help="recorded broadcasts")
     broadcasts_commands = broadcasts.add_subparsers(dest="action", required=True)
@@ -138,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "fetch-hlsjs":
+        return _fetch_hlsjs(args.dest)
     try:
         if args.command == "export":
             # The data directory only: the settings models would add ~12 MiB to an export.
@@ -155,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "status":
         return _status(settings, args.url)
+    if args.command == "health":
+        return _health(settings, args.url)
     if args.command == "config":
         from periscope_ingest.config import settings_in_effect
 
@@ -175,6 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _fetch_hlsjs(dest: Path | None) -> int:
+    from periscope_ingest.web import hlsjs
+
+    directory = dest or hlsjs.VENDOR_DIR
+    try:
+        hlsjs.fetch(directory)
+    except (hlsjs.HlsJsError, OSError) as exc:
+        print(f"periscope-ingest: {exc}", file=sys.stderr)
+        return 1
+    print(f"hls.js {hlsjs.HLSJS_VERSION} installed in {directory}")
+    return 0
+
+
 def _serve(settings: Settings) -> int:
     from periscope_ingest.service import PortInUse, serve
     from periscope_ingest.storage.layout import DataDirError
@@ -193,13 +221,33 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _server_url(settings: Settings, url: str | None) -> str:
+    """The running server's HTTP address, from the settings (as the server itself reads them)."""
+    if url is not None:
+        return url
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.http_port}"
+
+
+def _health(settings: Settings, url: str | None) -> int:
+    """Exit 0 if the server answers /healthz (the container's HEALTHCHECK)."""
+    import urllib.request
+
+    url = _server_url(settings, url)
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/healthz", timeout=5) as response:
+            response.read()
+    except OSError as exc:
+        print(f"periscope-ingest: no server answers at {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _status(settings: Settings, url: str | None) -> int:
     import urllib.error
     import urllib.request
 
-    if url is None:
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        url = f"http://{host}:{settings.http_port}"
+    url = _server_url(settings, url)
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/api/streams", timeout=5) as response:
             streams = json.loads(response.read())["streams"]

@@ -29,6 +29,7 @@ from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
+from periscope_ingest.web import hlsjs
 from periscope_ingest.web.app import AppParts, build_app
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.error_log import RequestErrorLog
@@ -85,6 +86,15 @@ class Service:
             ThreadPoolExecutor(self.settings.lookup_threads, thread_name_prefix="lookup")
         )
         self.downloads = Downloads(self.settings.downloads, self.layout)
+        if not hlsjs.installed():
+            # Chrome and Firefox then cannot play on the pages (Safari and VLC can).
+            log_event(
+                log,
+                logging.WARNING,
+                "hls_js_missing",
+                path=str(hlsjs.VENDOR_DIR / hlsjs.SCRIPT_NAME),
+                fix=hlsjs.FETCH_COMMAND,
+            )
         self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
         await asyncio.to_thread(recover_interrupted, self.layout, catalog)
         if not self.settings.open_publish:

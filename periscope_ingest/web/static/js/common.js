@@ -199,7 +199,11 @@ export function attachPlayer(video, url, hooks = {}) {
   const fatal = (message) => hooks.onFatal && hooks.onFatal(message);
 
   if (kind === null) {
-    fatal("This browser cannot play HLS. Open the stream in VLC or Safari, or ask the operator to install hls.js.");
+    fatal(
+      "This browser cannot play HLS by itself, and this server has no hls.js yet " +
+      "(static/vendor/hls.min.js; the operator installs it with: periscope-ingest fetch-hlsjs). " +
+      "Open the stream in VLC or Safari meanwhile."
+    );
     return { kind, latency: () => null, destroy() {} };
   }
 
