@@ -204,6 +204,7 @@ def _fetch_hlsjs(dest: Path | None) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    from periscope_ingest.live.rtmp_server import TlsError
     from periscope_ingest.service import PortInUse, serve
     from periscope_ingest.storage.layout import DataDirError
 
@@ -213,7 +214,7 @@ def _serve(settings: Settings) -> int:
     except PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
-    except DataDirError as exc:
+    except (DataDirError, TlsError) as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ sections joined with ``__``, e.g. ``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TO
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import itertools
 import json
 import os
@@ -192,6 +193,13 @@ class RecordingSettings(_Section):
         0, ge=0, description="Delete the oldest ended broadcasts beyond this total (0: no limit)"
     )
     retention_interval: float = Field(300, ge=1, description="Seconds between retention sweeps")
+
+
+class TlsSettings(_Section):
+    cert_file: Path | None = Field(
+        None, description="PEM certificate chain for RTMPS (the full chain, leaf first)"
+    )
+    key_file: Path | None = Field(None, description="PEM private key of that certificate")
 
 
 class DownloadSettings(_Section):
@@ -408,6 +416,19 @@ class Settings(BaseSettings):
     restream: RestreamSettings = RestreamSettings()
     auth: AuthSettings = AuthSettings()
 
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies in front of the HTTP side:"
+        " only from them are X-Forwarded-For and X-Forwarded-Proto believed",
+    )
+    rtmps_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="RTMPS (RTMP over TLS) listen port, with tls.cert_file and tls.key_file"
+        " (unset: no RTMPS; 0: any free port)",
+    )
+    tls: TlsSettings = TlsSettings()
     http_keepalive_timeout: float = Field(
         75.0,
         gt=0,
@@ -432,6 +453,27 @@ class Settings(BaseSettings):
     log_format: str = Field(
         "auto", description="text, json, or auto (text on a terminal, JSON lines otherwise)"
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an address or a network") from None
+        return values
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if self.rtmps_port is not None:
+            for name in ("cert_file", "key_file"):
+                path = getattr(self.tls, name)
+                if path is None:
+                    raise ValueError(f"rtmps_port needs tls.{name}")
+                if not Path(path).is_file():
+                    raise ValueError(f"tls.{name} {path} does not exist")
+        return self
 
     @field_validator("log_format")
     @classmethod

@@ -17,7 +17,7 @@ from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
-from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer
+from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer, tls_context
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
@@ -34,6 +34,7 @@ from periscope_ingest.web.app import AppParts, build_app
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.error_log import RequestErrorLog
 from periscope_ingest.web.fast_path import FastPathSite
+from periscope_ingest.web.forwarded import TrustedProxies
 from periscope_ingest.web.live_answers import LiveAnswers
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,15 @@ class Service:
         self.restreamer: Restreamer | None = None
         self._runner: web.AppRunner | None = None
         self.downloads: Downloads | None = None
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self.publish_callback: PublishCallback | None = None
         self._retention: asyncio.Task | None = None
         self.http_port = 0
         self.http_site: FastPathSite | None = None
 
     async def start(self) -> None:
+        # Loaded first: an unusable certificate stops the server before it does anything.
+        tls = tls_context(self.settings.tls) if self.settings.rtmps_port is not None else None
         self.layout.ensure()
         # Short blocking work (catalog queries, key and token lookups: asyncio.to_thread) has
         # the loop's default executor, sized here; downloads, clips and posters have their own
@@ -143,7 +147,7 @@ class Service:
             metrics=self.metrics,
             publish_callback=self.publish_callback,
         )
-        self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy)
+        self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy, tls=tls)
         try:
             await self.rtmp.start()
         except OSError as exc:
@@ -166,6 +170,7 @@ class Service:
                 viewers=self.viewers,
                 restreamer=restreamer,
                 downloads=self.downloads,
+                proxies=self.proxies,
             )
         )
         keepalive = self.settings.http_keepalive_timeout
@@ -183,6 +188,7 @@ class Service:
             answers,
             keepalive,
             self.settings.http_write_timeout,
+            self.proxies,
         )
         try:
             await site.start()
@@ -203,6 +209,11 @@ class Service:
             logging.INFO,
             "server_started",
             rtmp=f"rtmp://{self.settings.host}:{self.rtmp.port}/{self.settings.rtmp.app}",
+            rtmps=(
+                f"rtmps://{self.settings.host}:{self.rtmp.tls_port}/{self.settings.rtmp.app}"
+                if self.rtmp.tls_port is not None
+                else None
+            ),
             http=f"http://{self.settings.host}:{self.http_port}/",
             data_dir=self.layout.root,
         )

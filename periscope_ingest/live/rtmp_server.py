@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from periscope_ingest.config import RtmpSettings, Settings
+from periscope_ingest.config import RtmpSettings, Settings, TlsSettings
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.publish_auth import PublishCallback
@@ -49,6 +50,25 @@ _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
 EVICTABLE_AFTER_S = 2.0
 # Client-chosen names (the RTMP application) are shown at most this long in logs.
 SHOWN_NAME_CHARS = 40
+
+
+class TlsError(Exception):
+    """The certificate or key cannot be used; the message names the file and why."""
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else None
+        if isinstance(exc, ssl.SSLError):
+            why = "not a PEM certificate chain and its private key"
+        raise TlsError(
+            f"cannot use tls.cert_file {tls.cert_file} with tls.key_file {tls.key_file}:"
+            f" {why or exc}"
+        ) from None
+    return context
 
 
 def rtmp_limits(rtmp: RtmpSettings) -> RtmpLimits:
@@ -93,6 +113,7 @@ class RtmpServer:
         registry: PublisherRegistry,
         catalog: Catalog,
         policy: PublishPolicy,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self.layout = layout
@@ -105,6 +126,8 @@ class RtmpServer:
         # Bytes of messages in progress on all connections (RtmpSession._in_progress summed).
         self.bytes_in_progress = 0
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
+        self._tls = tls  # for rtmps_port
         # Publishers that have read and wait for the next tick (see RtmpSession._rest); one
         # timer for all of them.
         self.read_interval = settings.rtmp.read_interval_ms / 1000
@@ -128,6 +151,22 @@ class RtmpServer:
         self._server = await loop.create_server(
             lambda: RtmpSession(self), self.settings.host, self.settings.rtmp_port
         )
+        if self.settings.rtmps_port is not None:
+            # RTMPS: the same sessions behind TLS. The TLS handshake has the RTMP handshake's
+            # time limit, so that a client cannot hold one open.
+            self._tls_server = await loop.create_server(
+                lambda: RtmpSession(self),
+                self.settings.host,
+                self.settings.rtmps_port,
+                ssl=self._tls,
+                ssl_handshake_timeout=self.settings.rtmp.handshake_timeout,
+            )
+
+    @property
+    def tls_port(self) -> int | None:
+        if self._tls_server is None:
+            return None
+        return self._tls_server.sockets[0].getsockname()[1]
 
     @property
     def port(self) -> int:
@@ -136,14 +175,16 @@ class RtmpServer:
 
     async def stop(self) -> None:
         """Stop accepting, end every live stream cleanly (ENDLIST), close every connection."""
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
         await self.end_all_broadcasts("server shutting down")
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                await server.wait_closed()
 
     async def end_all_broadcasts(self, reason: str) -> None:
         """Every publisher is told (Unpublish.Success) and closed; every broadcast ends."""

@@ -35,12 +35,14 @@ from periscope_ingest.web.context import (
     LIFECYCLE,
     METRICS,
     PHASE_CHANGED,
+    PROXIES,
     REGISTRY,
     RESTREAMER,
     VIEWERS,
     WEBHOOKS,
 )
 from periscope_ingest.web.downloads import Downloads
+from periscope_ingest.web.forwarded import TrustedProxies
 from periscope_ingest.web.live import add_live_routes
 from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.posters import add_poster_routes
@@ -77,6 +79,14 @@ async def edge(request: web.Request, handler):
     - the request count by route pattern (never the raw path: labels stay bounded) and status.
     """
     status = 500
+    proxies = request.app[PROXIES]
+    if proxies and proxies.trusted(request.remote):
+        # From our reverse proxy: the client is the one it names (limits, counts and logs).
+        peer = request.remote or ""
+        request = request.clone(
+            remote=proxies.client(peer, request.headers.get("X-Forwarded-For")),
+            scheme=proxies.scheme(peer, request.headers.get("X-Forwarded-Proto"), request.scheme),
+        )
     try:
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204, headers=_PREFLIGHT_HEADERS)
@@ -109,6 +119,7 @@ class AppParts:
     catalog: Catalog
     exports: Mp4Exports
     downloads: Downloads
+    proxies: TrustedProxies
     lifecycle: Lifecycle
     webhooks: Webhooks
     phase_changed: asyncio.Event
@@ -127,6 +138,7 @@ def build_app(parts: AppParts) -> web.Application:
     app[CATALOG] = parts.catalog
     app[EXPORTS] = parts.exports
     app[DOWNLOADS] = parts.downloads
+    app[PROXIES] = parts.proxies
     app[LIFECYCLE] = parts.lifecycle
     app[WEBHOOKS] = parts.webhooks
     app[PHASE_CHANGED] = parts.phase_changed

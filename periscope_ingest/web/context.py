@@ -17,6 +17,7 @@ from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.downloads import Downloads
+from periscope_ingest.web.forwarded import TrustedProxies
 
 LAYOUT = web.AppKey("layout", DataLayout)
 REGISTRY = web.AppKey("registry", PublisherRegistry)
@@ -30,6 +31,7 @@ METRICS = web.AppKey("metrics", Metrics)
 VIEWERS = web.AppKey("viewers", ViewerCounter)
 RESTREAMER = web.AppKey("restreamer", Restreamer | None)
 DOWNLOADS = web.AppKey("downloads", Downloads)
+PROXIES = web.AppKey("proxies", TrustedProxies)
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"

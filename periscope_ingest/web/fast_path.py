@@ -35,6 +35,7 @@ from functools import partial
 from aiohttp import web
 
 from periscope_ingest.logs import log_event
+from periscope_ingest.web.forwarded import TrustedProxies
 from periscope_ingest.web.live_answers import FileAnswer, LiveAnswers, Response, SegmentOut
 from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
 
@@ -100,7 +101,10 @@ class FastPathProtocol(asyncio.Protocol):
             request = parse_plain_get(buffer[:end]) if end <= MAX_HEAD_BYTES else None
             response = None
             if request is not None:
-                response = self._site.answers.respond(request, self.client)
+                client = self.client
+                if request.forwarded_for is not None and self._site.proxies:
+                    client = self._site.proxies.client(client, request.forwarded_for)
+                response = self._site.answers.respond(request, client)
             if response is None:
                 self._hand_over()
                 return
@@ -238,6 +242,7 @@ class FastPathSite(web.BaseSite):
         answers: LiveAnswers,
         idle_timeout: float,
         write_timeout: float,
+        proxies: TrustedProxies,
     ) -> None:
         super().__init__(runner)
         self.answers = answers
@@ -247,6 +252,7 @@ class FastPathSite(web.BaseSite):
         self.idle_timeout = idle_timeout
         # A client that reads nothing of what we send for this long is cut off (http_write_timeout).
         self.write_timeout = write_timeout
+        self.proxies = proxies  # whose X-Forwarded-For names the client (trusted_proxies)
         self.connections: set[FastPathProtocol] = set()
         self._host = host
         self._port = port

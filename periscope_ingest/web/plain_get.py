@@ -24,7 +24,7 @@ _HANDED_OVER = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b
 # (Range and the conditional ones, answered by aiohttp's FileResponse).
 _NOTABLE = re.compile(
     rb"\r\n(content-length|transfer-encoding|upgrade|expect|connection"
-    rb"|range|if-range|if-none-match|if-modified-since):([^\r]*)"
+    rb"|range|if-range|if-none-match|if-modified-since|x-forwarded-for):([^\r]*)"
 )
 
 
@@ -36,6 +36,7 @@ class PlainGet:
     keep_alive: bool
     http10: bool
     file_only: bool  # has Range or a conditional header
+    forwarded_for: str | None = None  # X-Forwarded-For (believed only from a trusted proxy)
 
 
 def parse_plain_get(head: bytes) -> PlainGet | None:
@@ -52,11 +53,16 @@ def parse_plain_get(head: bytes) -> PlainGet | None:
     http10 = match.group(2) == b"0"
     keep_alive = not http10
     file_only = False
+    forwarded_for = None
     # A player's request usually has none of the fields that matter here: one search, no match.
     for field in _NOTABLE.finditer(fields.lower()):
         name = field.group(1)
         if name in _HANDED_OVER:
             return None
+        if name == b"x-forwarded-for":
+            # Read from the original case-preserving head would not matter: addresses only.
+            forwarded_for = field.group(2).strip().decode("latin-1")
+            continue
         if name != b"connection":
             file_only = True
             continue
@@ -67,4 +73,4 @@ def parse_plain_get(head: bytes) -> PlainGet | None:
             keep_alive = False
         elif b"keep-alive" in options and http10:
             keep_alive = True
-    return PlainGet(match.group(1).decode("ascii"), keep_alive, http10, file_only)
+    return PlainGet(match.group(1).decode("ascii"), keep_alive, http10, file_only, forwarded_for)
