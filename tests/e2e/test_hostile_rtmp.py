@@ -244,3 +244,31 @@ def test_idle_connections_from_many_addresses_cannot_keep_a_publisher_out(
 )
 def test_ipv6_clients_count_by_their_64(address: str, group: str) -> None:
     assert address_group(address) == group
+
+
+def test_the_server_wide_budget_closes_the_connection_that_would_pass_it(tmp_path: Path) -> None:
+    """Each connection stays within its own limits (8 chunk streams x 60 KB in progress), but
+    together they would pass rtmp.max_buffered_total: the one that would is closed."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = ServerProcess(
+        tmp_path / "data",
+        ARTIFACTS / "server-hostile-rtmp-budget.log",
+        PERISCOPE_RTMP__MAX_BUFFERED_TOTAL=str(1024 * 1024),
+    )
+    server.start()
+    sockets = []
+    try:
+        for _ in range(3):  # 3 x 480 KB in progress > 1 MiB
+            sock = handshaken(server)
+            client = ScriptedClient()
+            for csid in range(3, 11):
+                message = client.writer.write(Message(csid, msg.VIDEO, 1, 0, bytes(60_000)))
+                send_until_closed(sock, message[: 12 + 128])  # the first chunk only
+            sockets.append(sock)
+        closed = [closed_by_server(sock, 1) for sock in sockets]
+        assert closed == [False, False, True]
+        server.wait_for(lambda: log_lines(server, "max_buffered_total=1048576 reached"), 5)
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
