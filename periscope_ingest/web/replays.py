@@ -71,6 +71,9 @@ def _clip_range(request: web.Request) -> tuple[float | None, float | None]:
             values.append(None)
             continue
         try:
+            # ASCII only, like every number in a query: float() also takes '١٢' and '1_0'.
+            if not raw.isascii() or "_" in raw:
+                raise ValueError(raw)
             value = float(raw)
         except ValueError:
             raise bad_request(f"{name}: seconds, e.g. {name}=12.5") from None

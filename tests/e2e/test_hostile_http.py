@@ -14,6 +14,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -196,6 +197,13 @@ def test_downloads_and_clips_per_address_are_limited(
     finally:
         for sock in clips:
             sock.close()
+
+
+@pytest.mark.parametrize("start", ["\u0661\u0662", "1_0", "\u00b2"])
+def test_clip_times_are_ascii_numbers(server: ServerProcess, recording: dict, start: str) -> None:
+    query = urllib.parse.urlencode({"start": start, "end": "15"})
+    status, _, body = server.get(f"/replays/{recording['id']}.mp4?{query}")
+    assert status == 400 and b"start: seconds" in body
 
 
 def test_a_clip_is_made_once_and_served_from_the_cache(
