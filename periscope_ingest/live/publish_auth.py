@@ -54,14 +54,20 @@ class PublishCallback:
         self._url = settings.publish_url
         self._session: aiohttp.ClientSession | None = None
         self._in_flight = 0
+        self._closed = False  # the service stops: no more checks
 
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-            connector=aiohttp.TCPConnector(limit=self._settings.max_concurrent),
-        )
+    def _shared_session(self) -> aiohttp.ClientSession:
+        """One session for every check, made at the first (so a start that fails on a busy
+        port leaves no session open), its connections bounded like the checks."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+                connector=aiohttp.TCPConnector(limit=self._settings.max_concurrent),
+            )
+        return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -75,10 +81,13 @@ class PublishCallback:
         # With open publishing the channel is the key, which a refusal's log must not show.
         shown = channel if channel != key else None
         limit = self._settings.max_concurrent
-        if self._in_flight >= limit or self._session is None:
+        if self._closed:
+            return Verdict("the server is stopping", shown)
+        if self._in_flight >= limit:
             return Verdict(
                 f"too many publish checks in progress (auth.max_concurrent={limit})", shown
             )
+        session = self._shared_session()
         body: dict[str, object] = {
             "action": "publish",
             "app": app,
@@ -91,7 +100,7 @@ class PublishCallback:
         self._in_flight += 1
         try:
             # A redirect is an answer like any other that is not a 2xx: a refusal.
-            async with self._session.post(self._url, json=body, allow_redirects=False) as answer:
+            async with session.post(self._url, json=body, allow_redirects=False) as answer:
                 status = answer.status
                 allowed = 200 <= status < 300
                 text = (
