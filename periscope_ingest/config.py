@@ -283,13 +283,13 @@ class AuthSettings(_Section):
     publish_url: str | None = Field(
         None,
         description="URL POSTed a JSON description of every publish (app, key, channel, client"
-        " address, query string): a 2xx answer allows it (a JSON body may name the channel),"
-        " anything else refuses it. Unset: no callback",
+        " address, query string) after the built-in checks: a 2xx answer allows it (a JSON"
+        " object may name the channel), anything else refuses it. Unset: no callback",
     )
     send_key: bool = Field(
         True,
         description="Include the stream key in the callback's body (false: only the channel,"
-        " which with accounts is the key's handle)",
+        " which with accounts is the key's handle, with open publishing the public name)",
     )
     timeout: float = Field(5.0, gt=0, le=60, description="Seconds the callback may take")
     on_failure: Literal["refuse", "allow"] = Field(
@@ -301,6 +301,12 @@ class AuthSettings(_Section):
         16,
         ge=1,
         description="Callbacks in flight at once; a publish beyond is refused at once",
+    )
+    max_answer_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=1 << 20,
+        description="Bytes of a 2xx answer read at most; a longer one is a failed check",
     )
 
     @field_validator("publish_url")

@@ -138,7 +138,6 @@ class Service:
 
         if self.settings.auth.publish_url is not None:
             self.publish_callback = PublishCallback(self.settings.auth)
-            await self.publish_callback.start()
         policy = PublishPolicy(
             lifecycle=self.lifecycle,
             accounts=self.accounts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,26 @@ def test_an_unusable_data_dir_stops_serve_with_one_line(tmp_path: Path, make, re
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"periscope-ingest: data directory {data_dir} ")
     assert reason.format(tmp=tmp_path) in result.stderr
+
+
+def test_a_busy_rtmp_port_stops_serve_with_one_line_and_nothing_left_open(tmp_path: Path) -> None:
+    # With a publish callback set too: its HTTP client must not be left open (an "Unclosed
+    # client session" error after the line).
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = run(
+            "serve",
+            PERISCOPE_HOST="127.0.0.1",
+            PERISCOPE_RTMP_PORT=str(port),
+            PERISCOPE_DATA_DIR=str(tmp_path / "data"),
+            PERISCOPE_AUTH__PUBLISH_URL="http://127.0.0.1:9/on_publish",
+            PERISCOPE_LOG_LEVEL="ERROR",
+        )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        f"periscope-ingest: cannot listen for RTMP on 127.0.0.1:{port}:"
+    )
 
 
 def test_export_into_a_missing_directory_names_it(tmp_path: Path) -> None:

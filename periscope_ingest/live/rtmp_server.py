@@ -429,7 +429,7 @@ class RtmpSession(asyncio.Protocol):
         elif policy.accounts is None:
             if is_channel_name(request.name):
                 channel = request.name
-            else:
+            elif policy.publish_callback is None:  # else the callback may name the channel
                 refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
         else:
             account = await asyncio.to_thread(policy.accounts.by_stream_key, request.name)
@@ -446,10 +446,7 @@ class RtmpSession(asyncio.Protocol):
                 client=self.address,
                 query=request.query,
             )
-            if not verdict.allowed:
-                refusal = verdict.reason
-            elif verdict.channel is not None:
-                channel = verdict.channel
+            refusal, channel = verdict.refusal, verdict.channel
         live = len(self._server.registry.live())
         if refusal is None and live >= self._settings.rtmp.max_publishers:
             refusal = f"the server is full (max_publishers={self._settings.rtmp.max_publishers})"

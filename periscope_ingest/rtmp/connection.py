@@ -80,7 +80,9 @@ class PublishRequested:
     stream_id: int
     app: str
     name: str  # the stream name (usually the stream key) without "?query"
-    query: str  # what followed "?" in the name, or ""
+    # What followed "?" in the connect's app and in the name, joined with "&" in that order:
+    # publish authorisation tokens come in either (rtmp://host/live?t=1/key, .../live/key?t=1).
+    query: str
     publish_type: str  # "live", "record" or "append"
 
 
@@ -177,6 +179,7 @@ class ServerConnection:
         self._outgoing = bytearray()
         self._failure: ProtocolError | None = None
         self._app: str | None = None
+        self._app_query = ""  # what followed "?" in the connect's app
         self._streams: dict[int, _MessageStream] = {}
         self._next_stream_id = 1
         self._bytes_received = 0
@@ -496,7 +499,7 @@ class ServerConnection:
         if not isinstance(app, str):
             raise ProtocolError(f"connect: app must be a string, got {app!r:.60}")
         # "live?token=..." happens when users paste a query into the server URL field.
-        app = _split_query(app)[0]
+        app, app_query = _split_query(app)
         tc_url = properties.get("tcUrl")
         if not isinstance(tc_url, str):
             tc_url = None
@@ -524,6 +527,7 @@ class ServerConnection:
             },
         )
         self._app = app
+        self._app_query = app_query
         events.append(Connected(app=app, tc_url=tc_url, properties=properties))
 
     def _on_create_stream(self, cmd: msg.Command) -> None:
@@ -570,7 +574,7 @@ class ServerConnection:
                 stream_id=stream_id,
                 app=self._app or "",
                 name=name,
-                query=query,
+                query="&".join(q for q in (self._app_query, query) if q),
                 publish_type=publish_type,
             )
         )

@@ -250,7 +250,7 @@ def test_ffmpeg_session():
     events, replies = exchange(
         connection, output, client.command("publish", 5, None, "key?x=y", "live", stream_id=1)
     )
-    assert events == [PublishRequested(1, "live", "key", "x=y", "live")]
+    assert events == [PublishRequested(1, "live", "key", "secret=1&x=y", "live")]
     assert replies == []  # nothing until the application decides
     connection.accept_publish(1)
     media = b""
@@ -531,6 +531,30 @@ def test_connect_echoes_object_encoding_and_strips_query():
     assert events[0].tc_url is None
     assert connection.app == "live"
     assert replies[-1].values[3]["objectEncoding"] == 3.0
+
+
+_QUERY = st.text(st.sampled_from("abz09=&%?/._-"), max_size=12)
+
+
+@given(app_query=_QUERY, name_query=_QUERY)
+def test_the_publish_query_joins_the_apps_and_the_names(app_query, name_query):
+    # rtmp://host/live?token=1/key (OBS's Server field) and rtmp://host/live/key?token=1 both
+    # carry a publish token; the publish authorisation callback gets either, or both joined.
+    connection, output, client = ServerConnection(), ServerOutput(), ScriptedClient()
+    app = "live" + (f"?{app_query}" if app_query else "")
+    name = "key" + (f"?{name_query}" if name_query else "")
+    events, _ = exchange(
+        connection,
+        output,
+        C0_C1
+        + C2
+        + client.command("connect", 1, {"app": app})
+        + client.command("createStream", 2, None)
+        + client.command("publish", 3, None, name, "live", stream_id=1),
+    )
+    requested = [e for e in events if isinstance(e, PublishRequested)]
+    joined = "&".join(q for q in (app_query, name_query) if q)
+    assert [(r.app, r.name, r.query) for r in requested] == [("live", "key", joined)]
 
 
 # ----------------------------------------------------------------------------- protocol control
