@@ -237,6 +237,11 @@ class StreamPipeline:
             self._metrics.ingest_messages_all.inc(self._uncounted_messages)
         self._uncounted_bytes = self._uncounted_messages = 0
 
+    @property
+    def writer_failed(self) -> bool:
+        """The disk writer failed: nothing sent to this broadcast is recorded any more."""
+        return self._worker.failed is not None
+
     def backlog(self) -> int:
         """Packets the disk writer has not muxed yet (the session pauses reading when high)."""
         return self._worker.backlog()

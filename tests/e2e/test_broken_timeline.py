@@ -138,3 +138,39 @@ def test_a_recording_that_cannot_be_written_ends_the_publish_with_an_error(
         lambda: server.get_json(f"/api/broadcasts/{first['id']}")["status"] != "live", 10
     )
     assert ended
+
+
+def test_a_recording_that_failed_while_its_publisher_was_away_is_not_continued(
+    server: ServerProcess, flv
+) -> None:
+    # The writer fails while nobody publishes (closing the open segment when the connection
+    # drops): the encoder that reconnects within the grace window must get a new broadcast that
+    # records, not the old one whose writer takes nothing any more.
+    tags = list(read_tags(flv))
+    first_publisher = Publisher(server, "away")
+    first_publisher.send([t for t in tags if t[1] < 4500])
+    first = server.wait_for(
+        lambda: server.get_json("/api/broadcasts?channel=away")["broadcasts"], 10
+    )[0]
+    directory = server.data_dir / "channels" / "away" / first["id"]
+    server.wait_for(lambda: (directory / "000000.ts").is_file(), 10, what="a first segment")
+    shutil.move(directory, directory.with_name("moved-away"))
+    directory.write_text("")
+    first_publisher.sock.close()  # dropped, no unpublish: the broadcast waits for a reconnect
+    server.wait_for(
+        lambda: f"segment_writer_failed broadcast={first['id']}" in server.log(), 10,
+        what="the writer to fail",
+    )  # fmt: skip
+    again = Publisher(server, "away")
+    again.send([(kind, ts + 5000, body) for kind, ts, body in tags])
+    again.unpublish()
+    broadcasts = server.wait_for(
+        lambda: [b for b in server.get_json("/api/broadcasts?channel=away")["broadcasts"]
+                 if b["id"] != first["id"] and b["status"] == "ended"],
+        20, what="a second broadcast to end",
+    )  # fmt: skip
+    status, _, body = server.get(f"/replays/{broadcasts[0]['id']}/index.m3u8")
+    assert status == 200
+    replay = parse_media_playlist(body.decode())
+    assert SECONDS - 0.15 <= sum(s.duration for s in replay.segments) <= SECONDS + 0.15
+    assert server.get_json(f"/api/broadcasts/{first['id']}")["status"] != "live"
