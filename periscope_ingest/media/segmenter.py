@@ -75,7 +75,10 @@ class Segmenter:
         self._cap = max(self._target, round(first_cap_s * TICKS_PER_SECOND))
         self._has_video = has_video
         self._start: int | None = None  # PTS of the open segment's first frame
-        self._end = 0  # end (PTS + duration) of the latest frame of the cutting track
+        # End (PTS + duration) of the open segment's media: of the latest frame of the cutting
+        # track, and with video, of the audio too while it runs on with (or without) the video.
+        self._end = 0
+        self._video_end = 0  # with video: the end of the latest video frame alone
         self._max_video_pts = 0
         # PTS distance between the last two video reference frames: with B-frames several frames
         # apart, so the next reference frame comes that much later, and the frames shown in
@@ -104,28 +107,17 @@ class Segmenter:
         self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
         self._cap = self._longest_allowed()
 
-    def _media_end(self, audio_beyond: int = 0) -> int:
-        """Where the open segment's media ends: its video's end, or its audio's when the audio
-        ran on unbroken from before that to more than ``audio_beyond`` past it."""
-        if (
-            self._audio_end - self._end > audio_beyond
-            and self._audio_since <= self._end + CUT_SLACK_TICKS
-        ):
-            return self._audio_end
-        return self._end
-
     def _cut(self, pts: int, forced: bool = False) -> Decision:
         closed = None
         if self._start is not None:
             closed = pts - self._start
             fixed = self.target_duration_s is not None
             if closed > (self._cap if fixed else self._target):
-                media_end = self._media_end()
                 # A hole before this frame would make the segment too long: it ends with its
                 # media, and the timeline breaks here. (B-frames shown before this frame arrive
                 # after it: up to one reference step is not a hole.)
-                if pts - media_end > CUT_SLACK_TICKS + self._step:
-                    closed = max(1, media_end - self._start)
+                if pts - self._end > CUT_SLACK_TICKS + self._step:
+                    closed = max(1, self._end - self._start)
                     self._pending_discontinuity = True
                 if fixed:
                     # The playlist refuses a segment longer than its target duration (a MUST):
@@ -136,6 +128,7 @@ class Segmenter:
                 self._fix_target(closed)
         decision = Decision(Action.CUT, closed, self._pending_discontinuity, forced)
         self._start = pts
+        self._end = max(self._end, pts)  # the new segment's media starts here (at an audio cut)
         self._audio_deadline = pts + self._cap
         self._pending_discontinuity = False
         return decision
@@ -170,20 +163,35 @@ class Segmenter:
             ):
                 decision = self._cut(packet.pts, forced=True)
         self._max_video_pts = max(self._max_video_pts, packet.pts)
-        self._end = max(self._end, packet.pts + packet.duration)
+        self._video_end = max(self._video_end, packet.pts + packet.duration)
+        self._end = max(self._end, self._video_end)
         return decision
 
     def _audio(self, packet: MediaPacket) -> Decision:
         """An audio frame of a stream with video, in an open segment."""
         pts = packet.pts
+        end = pts + packet.duration
+        decision = _WRITE
         if pts - self._audio_end > CUT_SLACK_TICKS:
             self._audio_since = pts  # the audio broke off (a hole, a jump): a new run begins
-        decision = _WRITE
-        if pts + packet.duration > self._audio_deadline:
+            if pts - self._end > self._target:
+                # A hole in all of the media, longer than a segment: cut here, as with video.
+                decision = self._cut(pts, forced=True)
+        elif (
+            self._audio_since <= self._end + CUT_SLACK_TICKS
+            or pts - self._audio_since > VIDEO_STOPPED_TICKS
+        ):
+            # The audio runs on with the video, or on its own for longer than audio and video
+            # are ever apart (the video stopped): the media lasts as long as it does. (Not the
+            # first audio after a hole, which the video may be about to follow.)
+            self._end = max(self._end, end)
+        if decision is _WRITE and end > self._audio_deadline:
             # No video frame cut the segment before its cap: the video stopped (or has no
-            # keyframe and lags the audio). It is cut here rather than growing without end.
+            # keyframe and lags the audio). It is cut here rather than growing without end,
+            # and the audio in it is its media, whether the video follows or not.
+            self._end = max(self._end, self._audio_end)
             decision = self._cut(pts, forced=True)
-        self._audio_end = pts + packet.duration
+        self._audio_end = end
         return decision
 
     def _due(self, pts: int) -> bool:
@@ -196,8 +204,10 @@ class Segmenter:
         """The duration of the open segment when the stream ends, None if none is open."""
         if self._start is None:
             return None
-        # The audio counts when it ran on after the video stopped, not for a few ms more.
-        end = self._media_end(VIDEO_STOPPED_TICKS) if self._has_video else self._end
+        end = self._end
+        if self._has_video and end - self._video_end <= VIDEO_STOPPED_TICKS:
+            # The audio counts when it ran on after the video stopped, not for a few ms more.
+            end = self._video_end
         duration = max(1, end - self._start)
         if self.target_duration_s is None:
             self._fix_target(duration)
