@@ -129,6 +129,14 @@ class HlsSettings(_Section):
         le=30,
         description="Target segment length in seconds; cuts happen at the first keyframe after it",
     )
+    max_segment_duration: float = Field(
+        0,
+        ge=0,
+        le=600,
+        description="Longest the first segment may grow while no keyframe comes, in seconds (it"
+        " fixes EXT-X-TARGETDURATION; later segments are held to that). 0: ten times"
+        " segment_duration, as nginx-rtmp's hls_max_fraglen",
+    )
     window: int = Field(6, ge=2, le=100, description="Segments listed in a live playlist")
     start_buffer: float = Field(
         3.0,
@@ -164,6 +172,17 @@ class HlsSettings(_Section):
         description="Seconds a live stream's poster (/live/<channel>/poster.jpg) is kept before it"
         " is made again from the newest segment",
     )
+
+    @property
+    def segment_cap(self) -> float:
+        """max_segment_duration in effect, in seconds."""
+        return self.max_segment_duration or 10 * self.segment_duration
+
+    @model_validator(mode="after")
+    def _cap_not_below_target(self) -> HlsSettings:
+        if 0 < self.max_segment_duration < self.segment_duration:
+            raise ValueError("max_segment_duration must be 0 or at least segment_duration")
+        return self
 
     @model_validator(mode="after")
     def _low_latency_needs_fmp4(self) -> HlsSettings:

@@ -154,6 +154,7 @@ class StreamPipeline:
         self._segmenter: Segmenter | None = None
         self._next_sequence = 0
         self._pending_discontinuity = False
+        self._forcing = False  # the latest cut was forced (no keyframe)
         self._clock_anchor: tuple[int, datetime] | None = None  # (pts ticks, wall clock)
         self._tally = _SegmentTally()
         self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=_STATS_SEGMENTS)
@@ -236,6 +237,11 @@ class StreamPipeline:
             self._metrics.ingest_bytes_all.inc(self._uncounted_bytes)
             self._metrics.ingest_messages_all.inc(self._uncounted_messages)
         self._uncounted_bytes = self._uncounted_messages = 0
+
+    @property
+    def writer_failed(self) -> bool:
+        """The disk writer failed: nothing sent to this broadcast is recorded any more."""
+        return self._worker.failed is not None
 
     def backlog(self) -> int:
         """Packets the disk writer has not muxed yet (the session pauses reading when high)."""
@@ -353,7 +359,9 @@ class StreamPipeline:
             )
         )
         if self._segmenter is None:
-            self._segmenter = Segmenter(self._hls.segment_duration, ready.video is not None)
+            self._segmenter = Segmenter(
+                self._hls.segment_duration, ready.video is not None, self._hls.segment_cap
+            )
             if self.low_latency:
                 self._part_cutter = PartCutter(self._hls.part_duration, ready.video is not None)
         else:
@@ -384,16 +392,24 @@ class StreamPipeline:
             if decision.closed_duration is not None:
                 assert segmenter.target_duration_s is not None
                 self._close(decision.closed_duration, segmenter.target_duration_s, packet.pts)
-            if decision.forced:
+            if decision.forced and not self._forcing:
+                # Once per run of forced cuts: a camera that stopped for an hour is one line.
+                if packet.track == "audio":
+                    reason = "the video stopped while the audio goes on"
+                else:
+                    reason = (
+                        "no keyframe within the longest segment allowed; set a keyframe"
+                        f" interval of {self._hls.segment_duration:g} s in the encoder"
+                    )
                 log_event(
                     log,
                     logging.WARNING,
                     "segment_forced_cut",
                     channel=self.channel,
                     broadcast=self.broadcast_id,
-                    reason="no keyframe within the target duration; set a keyframe interval of"
-                    f" {self._hls.segment_duration:g} s in the encoder",
+                    reason=reason,
                 )
+            self._forcing = decision.forced
             self._open(packet.pts, discontinuity)
             if self._part_cutter is not None:
                 self._part_cutter.open_segment(packet, discontinuity)

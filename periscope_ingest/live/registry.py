@@ -62,6 +62,11 @@ class PublisherRegistry:
             if holder.ending is not None:
                 await holder.done.wait()
                 continue
+            if holder.client is None and holder.pipeline.writer_failed:
+                # Its recording failed while the publisher was away: continuing it would take
+                # media that nothing records. It ends, and the publisher starts a new broadcast.
+                self.end(channel, holder, "the recording could not be written")
+                continue
             if holder.client is None:  # suspended: continue it
                 if holder.grace is not None:
                     holder.grace.cancel()

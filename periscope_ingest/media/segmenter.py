@@ -6,16 +6,26 @@ Rules (RFC 8216 and Apple's authoring guidelines, the way nginx-rtmp's hls modul
   GOP can show a 1.951 s DTS distance while its PTS distance is 2.000 s.
 - EXT-X-TARGETDURATION may never change, yet the encoder's GOP length is only known once a GOP has
   been seen. It is fixed when the first segment closes: the larger of the target and the first
-  segment's duration, rounded. A later GOP so long that its segment would round above it is cut
-  before a reference frame anyway ("forced"), since the playlist rule is a MUST.
+  segment's duration, rounded.
+- Every segment has a hard cap: the first one ``max_duration_s`` (nginx-rtmp's hls_max_fraglen,
+  ten target durations by default), every later one the longest that TARGETDURATION allows (a
+  MUST). A segment waits for a keyframe up to its cap; a GOP that would run past it is cut before
+  a reference frame anyway ("forced"), and when the video has stopped while the audio goes on (a
+  camera unplugged), before an audio frame. A forced cut in a continuous timeline is not a
+  discontinuity: a player going on from the segment before decodes the next one with the
+  reference frames it already has (nothing claims that segment is independent: LL-HLS parts say
+  INDEPENDENT only on a keyframe), while EXT-X-DISCONTINUITY would make it reset its decoder and
+  drop the video up to the next keyframe. nginx-rtmp marks its forced splits discontinuous
+  because it forces them chiefly on timestamp jumps; ours come from media/timeline, which flags
+  them, so the discontinuity is marked exactly where the timeline breaks (MediaMTX, for its part,
+  never cuts without a keyframe and lets TARGETDURATION change, which the RFC forbids).
 - Audio-only streams are cut on any audio frame at the target duration.
 - Everything before the first keyframe is dropped: no player can decode it.
-- A segment never spans a gap in its media longer than the target duration, nor lasts longer
-  than the target duration allows: when the frame that cuts comes after such a gap (an encoder
-  whose clock jumped ahead by less than the timeline calls a jump, a publisher that paused),
-  the closed segment ends where its media ends, and the next one starts after a discontinuity.
-  Its EXTINF is then what it holds, and no single wrong timestamp can make a segment too long
-  for the playlist (nginx-rtmp's hls_max_fraglen bounds segments the same way).
+- A segment never spans a hole in its media longer than the target duration, nor lasts longer
+  than its cap: when the frame that cuts comes after such a hole (an encoder whose clock jumped
+  ahead by less than the timeline calls a jump, a publisher that paused), the closed segment ends
+  where its media ends, and the next one starts after a discontinuity. Its EXTINF is then what it
+  holds, and no single wrong timestamp can make a segment too long for the playlist.
 """
 
 from __future__ import annotations
@@ -24,11 +34,16 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
+from periscope_ingest.media.packets import TICKS_PER_MS, TICKS_PER_SECOND, MediaPacket
 
 # Frame timestamps arrive in whole milliseconds: a 2 s GOP at 30 fps can come out as 1999 ms.
 # Without slack such a keyframe would be skipped and the segment doubled.
 CUT_SLACK_TICKS = 45 * 90  # 45 ms
+# The first segment's cap when none is given: nginx-rtmp's default hls_max_fraglen.
+DEFAULT_CAP_TARGETS = 10
+# Audio that runs on this far past the last video frame means the video stopped: the segment
+# then lasts as long as its audio.
+VIDEO_STOPPED_TICKS = TICKS_PER_SECOND // 2
 
 
 class Action(Enum):
@@ -47,15 +62,33 @@ class Decision:
 
 _DROP = Decision(Action.DROP)
 _WRITE = Decision(Action.WRITE)
+_NEVER = 1 << 62
 
 
 class Segmenter:
-    def __init__(self, target_duration_s: float, has_video: bool) -> None:
+    def __init__(
+        self, target_duration_s: float, has_video: bool, max_duration_s: float | None = None
+    ) -> None:
         self._target = round(target_duration_s * TICKS_PER_SECOND)
+        first_cap_s = max_duration_s or DEFAULT_CAP_TARGETS * target_duration_s
+        # The longest the open segment may be: the first cap until TARGETDURATION is fixed.
+        self._cap = max(self._target, round(first_cap_s * TICKS_PER_SECOND))
         self._has_video = has_video
         self._start: int | None = None  # PTS of the open segment's first frame
-        self._end = 0  # end (PTS + duration) of the latest frame of the cutting track
+        # End (PTS + duration) of the open segment's media: of the latest frame of the cutting
+        # track, and with video, of the audio too while it runs on with (or without) the video.
+        self._end = 0
+        self._video_end = 0  # with video: the end of the latest video frame alone
         self._max_video_pts = 0
+        # PTS distance between the last two video reference frames: with B-frames several frames
+        # apart, so the next reference frame comes that much later, and the frames shown in
+        # between arrive after it.
+        self._step = 0
+        # With video: the audio's latest end, where its current unbroken run began, and the PTS
+        # past which an audio frame would make the open segment longer than its cap.
+        self._audio_end = -_NEVER
+        self._audio_since = _NEVER
+        self._audio_deadline = _NEVER
         self._pending_discontinuity = False
         self.target_duration_s: int | None = None  # EXT-X-TARGETDURATION once fixed
 
@@ -64,33 +97,39 @@ class Segmenter:
         return self._start is not None
 
     def _longest_allowed(self) -> int:
-        """Longest segment whose duration still rounds to at most the target duration."""
+        """Longest segment whose duration still rounds to at most the target duration, also
+        once it is listed in whole milliseconds."""
         assert self.target_duration_s is not None
-        return self.target_duration_s * TICKS_PER_SECOND + TICKS_PER_SECOND // 2 - 1
+        return (self.target_duration_s * 1000 + 499) * TICKS_PER_MS
+
+    def _fix_target(self, closed: int) -> None:
+        wanted = max(self._target, closed)
+        self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
+        self._cap = self._longest_allowed()
 
     def _cut(self, pts: int, forced: bool = False) -> Decision:
         closed = None
         if self._start is not None:
             closed = pts - self._start
             fixed = self.target_duration_s is not None
-            if closed > (self._longest_allowed() if fixed else self._target):
-                content = max(1, self._end - self._start)
-                if content < closed:
-                    # A gap before this frame would make the segment too long: it ends with
-                    # its media, and the timeline breaks here.
-                    closed = content
-                    if pts - self._end > CUT_SLACK_TICKS:
-                        self._pending_discontinuity = True
+            if closed > (self._cap if fixed else self._target):
+                # A hole before this frame would make the segment too long: it ends with its
+                # media, and the timeline breaks here. (B-frames shown before this frame arrive
+                # after it: up to one reference step is not a hole.)
+                if pts - self._end > CUT_SLACK_TICKS + self._step:
+                    closed = max(1, self._end - self._start)
+                    self._pending_discontinuity = True
                 if fixed:
                     # The playlist refuses a segment longer than its target duration (a MUST):
                     # should frames overlapping oddly still make one, it is listed a few ms
                     # short rather than the broadcast failing.
-                    closed = min(closed, self._longest_allowed())
-            if self.target_duration_s is None:
-                wanted = max(self._target, closed)
-                self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
+                    closed = min(closed, self._cap)
+            if not fixed:
+                self._fix_target(closed)
         decision = Decision(Action.CUT, closed, self._pending_discontinuity, forced)
         self._start = pts
+        self._end = max(self._end, pts)  # the new segment's media starts here (at an audio cut)
+        self._audio_deadline = pts + self._cap
         self._pending_discontinuity = False
         return decision
 
@@ -98,29 +137,61 @@ class Segmenter:
         """Decide what to do with the next packet (in arrival order)."""
         if discontinuity and self._start is not None:
             self._pending_discontinuity = True
-        cutting_track = "video" if self._has_video else "audio"
-        if packet.track != cutting_track:
-            return _WRITE if self._start is not None else _DROP
+        if not self._has_video:
+            decision = _WRITE
+            if self._start is None or self._due(packet.pts) or self._pending_discontinuity:
+                decision = self._cut(packet.pts)
+            self._end = max(self._end, packet.pts + packet.duration)
+            return decision
+        if packet.track != "video":
+            return _DROP if self._start is None else self._audio(packet)
 
         decision = _WRITE
-        if self._has_video:
-            if packet.keyframe:
-                if self._start is None or self._due(packet.pts):
-                    decision = self._cut(packet.pts)
-            elif self._start is None:
-                return _DROP
-            elif packet.pts > self._max_video_pts and (  # a reference frame, not a B-frame
+        if packet.keyframe:
+            if self._start is None or self._due(packet.pts):
+                decision = self._cut(packet.pts)
+        elif self._start is None:
+            return _DROP
+        elif packet.pts > self._max_video_pts:  # a reference frame, not a B-frame
+            step = packet.pts - self._max_video_pts
+            if step <= self._target:
+                self._step = step
+            if (
                 packet.pts - self._end > self._target  # after a hole longer than a segment
-                or (
-                    self.target_duration_s is not None
-                    and packet.pts - self._start > self._longest_allowed() - packet.duration
-                )
+                # or the next reference frame would come after the cap: cut now
+                or packet.pts - self._start + max(self._step, packet.duration) > self._cap
             ):
                 decision = self._cut(packet.pts, forced=True)
-            self._max_video_pts = max(self._max_video_pts, packet.pts)
-        elif self._start is None or self._due(packet.pts) or self._pending_discontinuity:
-            decision = self._cut(packet.pts)
-        self._end = max(self._end, packet.pts + packet.duration)
+        self._max_video_pts = max(self._max_video_pts, packet.pts)
+        self._video_end = max(self._video_end, packet.pts + packet.duration)
+        self._end = max(self._end, self._video_end)
+        return decision
+
+    def _audio(self, packet: MediaPacket) -> Decision:
+        """An audio frame of a stream with video, in an open segment."""
+        pts = packet.pts
+        end = pts + packet.duration
+        decision = _WRITE
+        if pts - self._audio_end > CUT_SLACK_TICKS:
+            self._audio_since = pts  # the audio broke off (a hole, a jump): a new run begins
+            if pts - self._end > self._target:
+                # A hole in all of the media, longer than a segment: cut here, as with video.
+                decision = self._cut(pts, forced=True)
+        elif (
+            self._audio_since <= self._end + CUT_SLACK_TICKS
+            or pts - self._audio_since > VIDEO_STOPPED_TICKS
+        ):
+            # The audio runs on with the video, or on its own for longer than audio and video
+            # are ever apart (the video stopped): the media lasts as long as it does. (Not the
+            # first audio after a hole, which the video may be about to follow.)
+            self._end = max(self._end, end)
+        if decision is _WRITE and end > self._audio_deadline:
+            # No video frame cut the segment before its cap: the video stopped (or has no
+            # keyframe and lags the audio). It is cut here rather than growing without end,
+            # and the audio in it is its media, whether the video follows or not.
+            self._end = max(self._end, self._audio_end)
+            decision = self._cut(pts, forced=True)
+        self._audio_end = end
         return decision
 
     def _due(self, pts: int) -> bool:
@@ -133,12 +204,15 @@ class Segmenter:
         """The duration of the open segment when the stream ends, None if none is open."""
         if self._start is None:
             return None
-        duration = max(1, self._end - self._start)
+        end = self._end
+        if self._has_video and end - self._video_end <= VIDEO_STOPPED_TICKS:
+            # The audio counts when it ran on after the video stopped, not for a few ms more.
+            end = self._video_end
+        duration = max(1, end - self._start)
         if self.target_duration_s is None:
-            wanted = max(self._target, duration)
-            self.target_duration_s = max(1, math.floor(wanted / TICKS_PER_SECOND + 0.5))
+            self._fix_target(duration)
         else:
-            duration = min(duration, self._longest_allowed())  # as in _cut
+            duration = min(duration, self._cap)  # as in _cut
         self._start = None
         return duration
 
@@ -149,9 +223,6 @@ class Segmenter:
 def position_ms(ticks: int) -> int:
     """A timeline position in whole ms, rounded half up (the same rule for every boundary)."""
     return (ticks * 2 + TICKS_PER_MS) // (2 * TICKS_PER_MS)
-
-
-TICKS_PER_MS = TICKS_PER_SECOND // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +275,9 @@ class PartCutter:
             start = position_ms(packet.pts)
         self._next_start = None
         self._segment_start = self._part_start = start
-        self._independent = packet.keyframe or packet.track == "audio"
+        # Independent: a keyframe, or audio in a stream without video (not audio that cut a
+        # segment because the video stopped).
+        self._independent = packet.keyframe if packet.track == "video" else not self._has_video
         self._max_pts = None
         self._max_end = None
         self._track(packet)
@@ -215,7 +288,7 @@ class PartCutter:
             return None
         cutting_track = "video" if self._has_video else "audio"
         if packet.track != cutting_track:
-            return None
+            return self._audio_while_video_stopped(packet)
         cut = None
         reference = self._max_pts is None or packet.pts > self._max_pts
         if (
@@ -234,6 +307,24 @@ class PartCutter:
                 self._independent = packet.keyframe or packet.track == "audio"
                 self._max_end = None
         self._track(packet)
+        return cut
+
+    def _audio_while_video_stopped(self, packet: MediaPacket) -> PartCut | None:
+        # The video ends parts. Audio ends one only when no video frame did because the video
+        # stopped: none in the part, or none for a part target past its latest one.
+        if position_ms(packet.pts + packet.duration) - self._part_start <= self.target_ms:
+            return None
+        video_end = self._max_end
+        if video_end is not None and packet.pts - video_end <= self.target_ms * TICKS_PER_MS:
+            return None
+        end = packet.pts if video_end is None else min(video_end, packet.pts)
+        boundary = min(position_ms(end), self._part_start + self.target_ms)
+        if boundary <= self._part_start:
+            return None
+        cut = PartCut(boundary - self._part_start, self._independent)
+        self._part_start = boundary
+        self._independent = False
+        self._max_end = None
         return cut
 
     def close_segment(self, end_pts: int) -> tuple[PartCut, int]:

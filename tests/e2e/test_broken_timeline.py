@@ -113,6 +113,43 @@ def test_every_second_sent_is_recorded_across_clock_jumps(server: ServerProcess,
     assert "segment_writer_failed" not in log and "Traceback" not in log
 
 
+# The issue's own timeline, exactly: back 5 s at 2 s, ahead an hour at 4 s, back 3 s at 6 s.
+ISSUE_JUMPS = [(2000, -5000), (4000, 3_600_000), (6000, -3000)]
+VIDEO_STOPS_MS = 8000  # and then the camera stops while the audio goes on to the end
+
+
+def test_the_issues_timeline_and_a_stopped_camera_lose_nothing(server: ServerProcess, flv) -> None:
+    tags = []
+    for kind, timestamp, body in read_tags(flv):
+        if kind == 9 and body[1:2] == b"\x01" and timestamp >= VIDEO_STOPS_MS:
+            continue
+        moved = timestamp + 2**32 - 1000 + sum(d for at, d in ISSUE_JUMPS if timestamp >= at)
+        tags.append((kind, moved % (1 << 32), body))
+    publisher = Publisher(server, "issue")
+    publisher.send(tags)
+    publisher.unpublish()
+    listed = server.wait_for(
+        lambda: [b for b in server.get_json("/api/broadcasts?channel=issue")["broadcasts"]
+                 if b["status"] == "ended"],
+        20, what="the broadcast to end",
+    )  # fmt: skip
+    status, _, body = server.get(f"/replays/{listed[0]['id']}/index.m3u8")
+    assert status == 200
+    replay = parse_media_playlist(body.decode())
+    durations = [s.duration for s in replay.segments]
+    # Every second sent (the audio runs to the end): a frame or two of slack per break.
+    assert SECONDS - 0.2 <= sum(durations) <= SECONDS + 0.2, durations
+    assert replay.target_duration == 2
+    assert all(round(d) <= replay.target_duration for d in durations), durations
+    assert sum(s.discontinuity for s in replay.segments) == 3, replay.segments
+    for segment in replay.segments:
+        status, _, data = server.get(f"/replays/{listed[0]['id']}/{segment.uri}")
+        assert status == 200 and len(data) > 1000
+    log = server.log()
+    assert "segment_writer_failed" not in log and "Traceback" not in log
+    assert "segment_forced_cut channel=issue" in log and "the video stopped" in log
+
+
 def test_a_recording_that_cannot_be_written_ends_the_publish_with_an_error(
     server: ServerProcess, flv
 ) -> None:
@@ -138,3 +175,39 @@ def test_a_recording_that_cannot_be_written_ends_the_publish_with_an_error(
         lambda: server.get_json(f"/api/broadcasts/{first['id']}")["status"] != "live", 10
     )
     assert ended
+
+
+def test_a_recording_that_failed_while_its_publisher_was_away_is_not_continued(
+    server: ServerProcess, flv
+) -> None:
+    # The writer fails while nobody publishes (closing the open segment when the connection
+    # drops): the encoder that reconnects within the grace window must get a new broadcast that
+    # records, not the old one whose writer takes nothing any more.
+    tags = list(read_tags(flv))
+    first_publisher = Publisher(server, "away")
+    first_publisher.send([t for t in tags if t[1] < 4500])
+    first = server.wait_for(
+        lambda: server.get_json("/api/broadcasts?channel=away")["broadcasts"], 10
+    )[0]
+    directory = server.data_dir / "channels" / "away" / first["id"]
+    server.wait_for(lambda: (directory / "000000.ts").is_file(), 10, what="a first segment")
+    shutil.move(directory, directory.with_name("moved-away"))
+    directory.write_text("")
+    first_publisher.sock.close()  # dropped, no unpublish: the broadcast waits for a reconnect
+    server.wait_for(
+        lambda: f"segment_writer_failed broadcast={first['id']}" in server.log(), 10,
+        what="the writer to fail",
+    )  # fmt: skip
+    again = Publisher(server, "away")
+    again.send([(kind, ts + 5000, body) for kind, ts, body in tags])
+    again.unpublish()
+    broadcasts = server.wait_for(
+        lambda: [b for b in server.get_json("/api/broadcasts?channel=away")["broadcasts"]
+                 if b["id"] != first["id"] and b["status"] == "ended"],
+        20, what="a second broadcast to end",
+    )  # fmt: skip
+    status, _, body = server.get(f"/replays/{broadcasts[0]['id']}/index.m3u8")
+    assert status == 200
+    replay = parse_media_playlist(body.decode())
+    assert SECONDS - 0.15 <= sum(s.duration for s in replay.segments) <= SECONDS + 0.15
+    assert server.get_json(f"/api/broadcasts/{first['id']}")["status"] != "live"

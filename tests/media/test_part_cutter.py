@@ -65,3 +65,27 @@ def test_gaps_never_make_a_part_too_long(gaps: list[int]) -> None:
     parts, duration = run_gop(packets, cutter)
     assert all(0 < p.duration_ms <= 300 for p in parts)
     assert sum(p.duration_ms for p in parts) == duration
+
+
+def test_audio_ends_parts_when_the_video_stops() -> None:
+    # 1 s of video, then 2 s of audio alone: parts stay within the target and add up to the
+    # segment, which lasts as long as its audio.
+    aac = 1920  # 1024 samples at 48 kHz
+    cutter = PartCutter(0.5, has_video=True)
+    frames = [video(i * FRAME, i * FRAME, i == 0) for i in range(30)]
+    cutter.open_segment(frames[0])
+    cuts = []
+    for n in range(round(3 * 90_000 / aac)):
+        while frames[1:] and frames[1].pts <= n * aac:
+            if (cut := cutter.place(frames.pop(1))) is not None:
+                cuts.append(cut)
+        packet = MediaPacket("audio", n * aac, n * aac, True, b"a", aac)
+        if (cut := cutter.place(packet)) is not None:
+            cuts.append(cut)
+    end = round(3 * 90_000 / aac) * aac
+    last, duration = cutter.close_segment(end)
+    parts = [*cuts, last]
+    assert duration == position_ms(end)
+    assert sum(p.duration_ms for p in parts) == duration
+    assert all(p.duration_ms <= 500 for p in parts), parts
+    assert parts[0].independent and not any(p.independent for p in parts[1:])

@@ -162,3 +162,73 @@ def test_a_gap_never_makes_a_segment_longer_than_the_target_allows() -> None:
             break
     assert decision is not None and decision.forced and not decision.discontinuity
     assert decision.closed_duration <= 2 * 90_000 + 45_000
+
+
+def test_the_first_segment_is_cut_at_its_cap_when_no_keyframe_comes() -> None:
+    # One keyframe, then none for 30 s (an encoder with an endless GOP): the first segment is
+    # cut before the reference frame that would pass the cap, and TARGETDURATION follows it.
+    seg = Segmenter(2.0, has_video=True, max_duration_s=5.0)
+    result = cuts(seg, [video(i * FRAME, key=i == 0) for i in range(900)])
+    assert result[1] == (150 * FRAME, 150 * FRAME)  # 5 s: frame 150 would end past the cap
+    assert seg.target_duration_s == 5
+    assert all(closed is None or closed <= 5.5 * 90_000 for _, closed in result), result
+
+
+def test_the_default_cap_is_ten_target_durations() -> None:
+    seg = Segmenter(1.0, has_video=True)
+    result = cuts(seg, [video(i * FRAME, key=i == 0) for i in range(400)])
+    assert result[1][1] is not None and 9.5 * 90_000 < result[1][1] <= 10 * 90_000
+    assert seg.target_duration_s == 10
+
+
+def b_frame_stream(frames: int, keyframes: set[int]) -> list[MediaPacket]:
+    """Decode order I0 P3 B1 B2 P6 B4 B5 ...: PTS one frame ahead of DTS."""
+    order = [0]
+    for base in range(3, frames, 3):
+        order += [base, base - 2, base - 1]
+    return [video((n + 1) * FRAME, key=n in keyframes, dts=i * FRAME) for i, n in enumerate(order)]
+
+
+def test_a_forced_cut_before_a_b_frame_run_is_no_discontinuity() -> None:
+    # Keyframes every 2 s, then none: the forced cuts come before P-frames whose B-frames
+    # arrive after them; that is not a hole in the media.
+    seg = Segmenter(2.0, has_video=True)
+    packets = b_frame_stream(600, {0, 60, 120})
+    decisions = [seg.place(p) for p in packets]
+    forced = [d for d in decisions if d.forced]
+    assert len(forced) >= 5
+    assert not any(d.discontinuity for d in decisions)
+    assert all(d.closed_duration <= 2.5 * 90_000 for d in forced)
+    # The segments tile the stream: nothing listed twice, nothing left out.
+    closed = sum(d.closed_duration for d in decisions if d.closed_duration is not None)
+    assert closed + seg.finish() == max(p.pts for p in packets) + FRAME - packets[0].pts
+
+
+def test_audio_cuts_when_the_video_stops() -> None:
+    # 3 s of video and audio, then 20 s of audio alone (a camera unplugged): the segments stay
+    # within TARGETDURATION and together last as long as the audio.
+    seg = Segmenter(2.0, has_video=True)
+    audio_frames = round(23 * 90_000 / AUDIO)
+    frames = [video(i * FRAME, key=i % 60 == 0) for i in range(90)]
+    packets = []
+    for n in range(audio_frames):
+        while frames and frames[0].pts <= n * AUDIO:
+            packets.append(frames.pop(0))
+        packets.append(audio(n * AUDIO))
+    decisions = [(p, seg.place(p)) for p in packets]
+    closed = [d.closed_duration for _, d in decisions if d.closed_duration is not None]
+    assert seg.target_duration_s == 2
+    assert all(c < 2.5 * 90_000 for c in closed), closed
+    assert any(p.track == "audio" and d.forced for p, d in decisions)
+    assert not any(d.discontinuity for _, d in decisions)
+    assert sum(closed) + seg.finish() == audio_frames * AUDIO
+
+
+def test_a_hole_in_both_tracks_is_still_a_discontinuity_when_audio_comes_first() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    cuts(seg, gop_stream(120, 60))  # target fixed at 2 s
+    seg.place(audio(120 * FRAME))
+    # Both clocks step 5 s ahead; the audio after the hole arrives before the video.
+    decision = seg.place(audio(120 * FRAME + 5 * 90_000))
+    assert decision.action is Action.CUT and decision.discontinuity
+    assert decision.closed_duration == 60 * FRAME  # what its video holds, not the hole
