@@ -266,7 +266,8 @@ def test_the_server_wide_budget_closes_the_connection_that_would_pass_it(tmp_pat
                 send_until_closed(sock, message[: 12 + 128])  # the first chunk only
             sockets.append(sock)
         closed = [closed_by_server(sock, 1) for sock in sockets]
-        assert closed == [False, False, True]
+        # Which of the three the server reads last is its choice: exactly one passes the budget.
+        assert sorted(closed) == [False, False, True]
         server.wait_for(lambda: log_lines(server, "max_buffered_total=1048576 reached"), 5)
     finally:
         for sock in sockets:
