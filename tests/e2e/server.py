@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,11 +14,32 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# Ports are drawn below Linux's ephemeral range (32768-60999 by default): a port the kernel
+# gave out by bind(0) can be taken by any outgoing connection (an encoder's, a fetch's) before
+# the server binds it, which made a restarted server fail with "address already in use".
+_PORT_RANGE = (20000, 32767)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortTaken(RuntimeError):
+    """The server could not bind a port that was free when the test picked it."""
 
 
 class ServerProcess:
@@ -49,7 +71,28 @@ class ServerProcess:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/{app}/{key}"
 
     def start(self, timeout: float = 20) -> None:
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                return
+            except PortTaken:
+                # Another process took a port between our check and the server's bind:
+                # new ports, unless the test chose them itself.
+                if attempt == 2:
+                    raise
+                self._log.close()
+                self._new_ports()
+
+    def _new_ports(self) -> None:
+        owned = (("PERISCOPE_RTMP_PORT", "rtmp_port"), ("PERISCOPE_HTTP_PORT", "http_port"))
+        for name, attr in owned:
+            if self.env[name] == str(getattr(self, attr)):
+                setattr(self, attr, free_port())
+                self.env[name] = str(getattr(self, attr))
+
+    def _start_once(self, timeout: float) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        log_start = self._log.tell()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "periscope_ingest", "serve"],
             env=self.env,
@@ -59,6 +102,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                this_start = self.log_path.read_bytes()[log_start:].decode(errors="replace")
+                if "address already in use" in this_start:
+                    raise PortTaken(this_start)
                 raise RuntimeError(f"server exited at start:\n{self.log()}")
             try:
                 self.get_json("/healthz")
