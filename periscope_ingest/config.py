@@ -216,9 +216,16 @@ class RecordingSettings(_Section):
 
 class TlsSettings(_Section):
     cert_file: Path | None = Field(
-        None, description="PEM certificate chain for RTMPS (the full chain, leaf first)"
+        None, description="PEM certificate chain for RTMPS and HTTPS (the full chain, leaf first)"
     )
     key_file: Path | None = Field(None, description="PEM private key of that certificate")
+    handshake_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a client has to complete the TLS handshake on the HTTPS port"
+        " before it is closed (RTMPS: rtmp.handshake_timeout)",
+    )
 
 
 class DownloadSettings(_Section):
@@ -453,6 +460,13 @@ class Settings(BaseSettings):
         description="RTMPS (RTMP over TLS) listen port, with tls.cert_file and tls.key_file"
         " (unset: no RTMPS; 0: any free port)",
     )
+    https_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="HTTPS listen port for the pages, the API and HLS, with tls.cert_file and"
+        " tls.key_file (unset: no HTTPS; 0: any free port)",
+    )
     tls: TlsSettings = TlsSettings()
     http_keepalive_timeout: float = Field(
         75.0,
@@ -491,11 +505,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_files(self) -> Settings:
-        if self.rtmps_port is not None:
+        for port in ("rtmps_port", "https_port"):
+            if getattr(self, port) is None:
+                continue
             for name in ("cert_file", "key_file"):
                 path = getattr(self.tls, name)
                 if path is None:
-                    raise ValueError(f"rtmps_port needs tls.{name}")
+                    raise ValueError(f"{port} needs tls.{name}")
                 if not Path(path).is_file():
                     raise ValueError(f"tls.{name} {path} does not exist")
         return self

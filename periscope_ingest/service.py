@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -78,10 +79,13 @@ class Service:
         self._retention: asyncio.Task | None = None
         self.http_port = 0
         self.http_site: FastPathSite | None = None
+        self.https_site: FastPathSite | None = None  # https_port
+        self.https_port = 0
 
     async def start(self) -> None:
         # Loaded first: an unusable certificate stops the server before it does anything.
-        tls = tls_context(self.settings.tls) if self.settings.rtmps_port is not None else None
+        uses_tls = self.settings.rtmps_port is not None or self.settings.https_port is not None
+        tls = tls_context(self.settings.tls) if uses_tls else None
         self.layout.ensure()
         # Short blocking work (catalog queries, key and token lookups: asyncio.to_thread) has
         # the loop's default executor, sized here; downloads, clips and posters have their own
@@ -200,6 +204,8 @@ class Service:
             ) from None
         self.http_site = site
         self.http_port = site.port
+        if self.settings.https_port is not None:
+            await self._start_https(answers, tls)
         loop = asyncio.get_running_loop()
         self._retention = loop.create_task(self._retention_loop())
         self._phase_watch = loop.create_task(self._watch_phase())
@@ -214,8 +220,39 @@ class Service:
                 else None
             ),
             http=f"http://{self.settings.host}:{self.http_port}/",
+            https=(
+                f"https://{self.settings.host}:{self.https_port}/"
+                if self.https_site is not None
+                else None
+            ),
             data_dir=self.layout.root,
         )
+
+    async def _start_https(self, answers: LiveAnswers, tls: ssl.SSLContext | None) -> None:
+        """The same HTTP side behind TLS, on https_port (its runner stops it with the other)."""
+        assert self._runner is not None and self.rtmp is not None
+        site = FastPathSite(
+            self._runner,
+            self.settings.host,
+            self.settings.https_port,
+            answers,
+            self.settings.http_keepalive_timeout,
+            self.settings.http_write_timeout,
+            self.proxies,
+            tls=tls,
+            handshake_timeout=self.settings.tls.handshake_timeout,
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.rtmp.stop()
+            await self._runner.cleanup()
+            raise PortInUse(
+                f"cannot listen for HTTPS on {self.settings.host}:{self.settings.https_port}:"
+                f" {exc.strerror or exc}"
+            ) from None
+        self.https_site = site
+        self.https_port = site.port
 
     async def stop(self) -> None:
         """Live playlists get ENDLIST and files are flushed before the HTTP side goes away."""

@@ -17,6 +17,8 @@ else
 fi
 # strace: the durability test reads the server's fsync and rename calls.
 command -v strace >/dev/null || need+=(strace)
+# openssl: the TLS tests make their self-signed certificate with it.
+command -v openssl >/dev/null || need+=(openssl)
 # Caddy: the tested reverse-proxy example (config/Caddyfile) terminates TLS in front of us.
 command -v caddy >/dev/null || need+=(caddy)
 # nginx with nginx-rtmp: the peer the benchmark scripts (and their smoke test) measure against.

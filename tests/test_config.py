@@ -59,6 +59,11 @@ def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
         ("this is not toml", "cannot read settings"),
         ("[webhooks]\nurls = ['https://example.org/hook']\n", "webhook urls need a secret"),
         ("[webhooks]\nurls = ['http://h/']\nsecret = 'short'\n", "at least 16 characters"),
+        ("https_port = 8443\n", "https_port needs tls.cert_file"),
+        (
+            "https_port = 8443\n[tls]\ncert_file = '/nope.pem'\nkey_file = '/nope.pem'\n",
+            "tls.cert_file /nope.pem does not exist",
+        ),
     ],
 )
 def test_invalid_settings_name_the_problem(tmp_path: Path, toml: str, needle: str) -> None:

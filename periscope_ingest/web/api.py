@@ -30,6 +30,7 @@ from periscope_ingest.web.models import (
     BroadcastChanges,
     BroadcastOut,
     BroadcastPage,
+    ClientOut,
     HealthOut,
     StreamsOut,
     respond,
@@ -165,10 +166,16 @@ async def delete_broadcast_route(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def client(request: web.Request) -> web.Response:
+    """Who the server believes the caller is: for checking a reverse proxy's set-up."""
+    return respond(ClientOut, {"address": request.remote or "?", "scheme": request.scheme})
+
+
 def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/client", client)
     app.router.add_get("/api/streams", streams)
     app.router.add_get("/api/broadcasts", list_broadcasts)
     app.router.add_get("/api/broadcasts/{id}", get_broadcast)

@@ -82,10 +82,14 @@ async def edge(request: web.Request, handler):
     proxies = request.app[PROXIES]
     if proxies and proxies.trusted(request.remote):
         # From our reverse proxy: the client is the one it names (limits, counts and logs).
+        # A header sent several times is one list, in order: the proxy's hop is the last one.
         peer = request.remote or ""
+        headers = request.headers
         request = request.clone(
-            remote=proxies.client(peer, request.headers.get("X-Forwarded-For")),
-            scheme=proxies.scheme(peer, request.headers.get("X-Forwarded-Proto"), request.scheme),
+            remote=proxies.client(peer, ",".join(headers.getall("X-Forwarded-For", ()))),
+            scheme=proxies.scheme(
+                peer, ",".join(headers.getall("X-Forwarded-Proto", ())), request.scheme
+            ),
         )
     try:
         if request.method == "OPTIONS":

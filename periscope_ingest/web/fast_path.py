@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from functools import partial
 
 from aiohttp import web
@@ -148,7 +149,8 @@ class FastPathProtocol(asyncio.Protocol):
         The socket is written directly only while the transport holds nothing unsent, so the
         bytes stay in order."""
         sent = 0
-        sock = transport.get_extra_info("socket")
+        # Under TLS the socket carries records, not the response: only the transport writes.
+        sock = None if self._site.tls else transport.get_extra_info("socket")
         source = None
         if sock is not None and not transport.get_write_buffer_size():
             # Opened before a byte of the head goes out: a head promising Content-Length bytes
@@ -232,7 +234,8 @@ class FastPathProtocol(asyncio.Protocol):
 
 
 class FastPathSite(web.BaseSite):
-    """aiohttp's TCP site, with FastPathProtocol in front of aiohttp's own protocol."""
+    """aiohttp's TCP site, with FastPathProtocol in front of aiohttp's own protocol; with a TLS
+    context, the same behind TLS (https_port), the handshake bounded by ``handshake_timeout``."""
 
     def __init__(
         self,
@@ -243,8 +246,10 @@ class FastPathSite(web.BaseSite):
         idle_timeout: float,
         write_timeout: float,
         proxies: TrustedProxies,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=tls)
         self.answers = answers
         # The connection limit aiohttp applies as keepalive_timeout, applied here as well: a
         # connection that completes no request for this long (idle, or sending a head that never
@@ -254,13 +259,17 @@ class FastPathSite(web.BaseSite):
         self.write_timeout = write_timeout
         self.proxies = proxies  # whose X-Forwarded-For names the client (trusted_proxies)
         self.connections: set[FastPathProtocol] = set()
+        self.tls = tls
+        # Until the TLS handshake is done the connection is asyncio's (FastPathProtocol and its
+        # idle timeout start after it): this bounds the time a client may hold one open.
+        self.handshake_timeout = handshake_timeout
         self._host = host
         self._port = port
         self._sweeper: asyncio.Task | None = None
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self._host}:{self.port}"
 
     @property
     def port(self) -> int:
@@ -281,8 +290,15 @@ class FastPathSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()  # registers the site with the runner, which stops it
         loop = asyncio.get_running_loop()
+        tls_options = (
+            {"ssl": self.tls, "ssl_handshake_timeout": self.handshake_timeout} if self.tls else {}
+        )
         self._server = await loop.create_server(
-            lambda: FastPathProtocol(self), self._host, self._port, backlog=self._backlog
+            lambda: FastPathProtocol(self),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            **tls_options,
         )
         self._sweeper = loop.create_task(self._close_idle())
 

@@ -29,6 +29,14 @@ class HealthOut(_Out):
     live_streams: int
 
 
+class ClientOut(_Out):
+    address: str = Field(
+        description="the client's address as the server counts it: the connection's peer, or"
+        " behind a trusted proxy (trusted_proxies) the one its X-Forwarded-For names"
+    )
+    scheme: str = Field(description="http or https, as the client spoke to the server or proxy")
+
+
 class RestreamStatusOut(_Out):
     id: int
     target: str = Field(description="the target URL without its stream key")

@@ -58,6 +58,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/healthz", "Liveness", m.HealthOut),
     Op("GET", "/api/openapi.json", "This description", "application/json"),
     Op("GET", "/metrics", "Prometheus metrics", "text/plain"),
+    Op("GET", "/api/client", "The caller's address and scheme as the server sees them (behind"
+       " a reverse proxy: what its trusted X-Forwarded-For and -Proto say)", m.ClientOut),
     Op("GET", "/api/streams", "Live streams", m.StreamsOut),
     Op("GET", "/api/broadcasts", "Broadcasts, newest first", m.BroadcastPage,
        query=_BROADCAST_QUERY, errors=(400,)),

@@ -60,8 +60,10 @@ def parse_plain_get(head: bytes) -> PlainGet | None:
         if name in _HANDED_OVER:
             return None
         if name == b"x-forwarded-for":
-            # Read from the original case-preserving head would not matter: addresses only.
-            forwarded_for = field.group(2).strip().decode("latin-1")
+            # Lower-cased does not matter: addresses only. Sent several times, it is one list
+            # in order (a proxy such as HAProxy adds its own line after the client's).
+            hops = field.group(2).strip().decode("latin-1")
+            forwarded_for = hops if forwarded_for is None else f"{forwarded_for},{hops}"
             continue
         if name != b"connection":
             file_only = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -12,12 +13,14 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import ARTIFACTS, require
+from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.server import ServerProcess, free_port
 from tests.e2e.test_live_push import playlist, push_in_background
@@ -51,9 +54,11 @@ def tls_server(tmp_path: Path, certificate, name: str, **env: str) -> ServerProc
         tmp_path / "data",
         ARTIFACTS / f"server-tls-{name}.log",
         PERISCOPE_RTMPS_PORT=str(free_port()),
+        PERISCOPE_HTTPS_PORT=str(free_port()),
         PERISCOPE_TLS__CERT_FILE=str(cert),
         PERISCOPE_TLS__KEY_FILE=str(key),
         PERISCOPE_RTMP__HANDSHAKE_TIMEOUT="1.5",
+        PERISCOPE_TLS__HANDSHAKE_TIMEOUT="1.5",
         **env,
     )
     server.start()
@@ -64,36 +69,100 @@ def rtmps_port(server: ServerProcess) -> int:
     return int(server.env["PERISCOPE_RTMPS_PORT"])
 
 
-def https_get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+def https_port(server: ServerProcess) -> int:
+    return int(server.env["PERISCOPE_HTTPS_PORT"])
+
+
+def unverified() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
+    return context
+
+
+def https_get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    context = unverified()
     request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=10, context=context) as response:
-        return response.status, response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
-def test_ffmpeg_publishes_over_rtmps(tmp_path: Path, certificate) -> None:
+# The start of a TLS ClientHello record promising 512 bytes that never come.
+PARTIAL_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+def seconds_until_closed(port: int, first_bytes: bytes) -> float:
+    """Open a connection, send ``first_bytes`` (maybe none), and wait for the server to close it."""
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        started = time.monotonic()
+        sock.sendall(first_bytes)
+        sock.settimeout(10)
+        with contextlib.suppress(ConnectionError):
+            assert sock.recv(100) == b""
+        return time.monotonic() - started
+
+
+def test_ffmpeg_publishes_over_rtmps_and_it_plays_over_https(tmp_path: Path, certificate) -> None:
     require("ffmpeg")
     server = tls_server(tmp_path, certificate, "rtmps")
     try:
         url = f"rtmps://127.0.0.1:{rtmps_port(server)}/live/secure"
-        command = [arg for arg in ffmpeg_command(url, 4) if arg != "-re"]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        thread, outcome = push_in_background(
+            lambda: subprocess.run(ffmpeg_command(url, 6), check=True, capture_output=True)
+        )
+        https = f"https://127.0.0.1:{https_port(server)}"
+
+        def listed_over_https():
+            status, body = https_get(f"{https}/live/secure/index.m3u8")
+            live = parse_media_playlist(body.decode()) if status == 200 else None
+            return live if live and live.segments and not live.ended else None
+
+        live = server.wait_for(listed_over_https, 20, 0.2, "segments listed over HTTPS")
+        # While live, playlist and segments come from the fast path: over TLS, the same bytes
+        # as over plain HTTP (the fast path writes them to the socket itself when it can).
+        # Twice on one connection: the first answer may wait behind the TLS session tickets,
+        # the second finds the connection idle, where the fast path would use the socket.
+        segment = f"/live/secure/{live.segments[-1].uri}"
+        plain_status, _, plain = server.get(segment)
+        assert plain_status == 200 and len(plain) > 10_000
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", https_port(server), timeout=10, context=unverified()
+        )
+        try:
+            for _ in range(2):
+                connection.request("GET", segment)
+                response = connection.getresponse()
+                assert response.status == 200 and response.read() == plain
+        finally:
+            connection.close()
+        status, body = https_get(f"{https}/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        thread.join(60)
+        assert "error" not in outcome, outcome
         ended = server.wait_for(lambda: (p := playlist(server, "secure")) and p.ended and p, 10)
-        assert abs(sum(s.duration for s in ended.segments) - 4) <= 0.1
-        # A client that opens the TLS port and never says hello is closed like an RTMP one.
-        with socket.create_connection(("127.0.0.1", rtmps_port(server)), 5) as idle:
-            started = time.monotonic()
-            idle.settimeout(10)
-            with contextlib.suppress(ConnectionError):
-                assert idle.recv(100) == b""
-            assert 1.0 <= time.monotonic() - started <= 6
+        assert abs(sum(s.duration for s in ended.segments) - 6) <= 0.1
+        assert f"https=https://127.0.0.1:{https_port(server)}/" in server.log()
     finally:
         server.stop()
 
 
-def test_an_unusable_certificate_stops_the_server_with_one_line(tmp_path: Path) -> None:
+def test_a_client_that_never_completes_tls_is_closed(tmp_path: Path, certificate) -> None:
+    """rtmp.handshake_timeout on the RTMPS port, tls.handshake_timeout on the HTTPS port (both
+    1.5 s here): asyncio's own default would hold such a connection for 60 s."""
+    server = tls_server(tmp_path, certificate, "handshake")
+    try:
+        for port in (rtmps_port(server), https_port(server)):
+            for first_bytes in (b"", PARTIAL_HELLO):
+                assert 1.2 <= seconds_until_closed(port, first_bytes) <= 6, (port, first_bytes)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("port", ["PERISCOPE_RTMPS_PORT", "PERISCOPE_HTTPS_PORT"])
+def test_an_unusable_certificate_stops_the_server_with_one_line(tmp_path: Path, port: str) -> None:
     bad = tmp_path / "cert.pem"
     bad.write_text("not a certificate")
     result = subprocess.run(
@@ -103,7 +172,7 @@ def test_an_unusable_certificate_stops_the_server_with_one_line(tmp_path: Path) 
             "PERISCOPE_DATA_DIR": str(tmp_path / "data"),
             "PERISCOPE_RTMP_PORT": "0",
             "PERISCOPE_HTTP_PORT": "0",
-            "PERISCOPE_RTMPS_PORT": "0",
+            port: "0",
             "PERISCOPE_TLS__CERT_FILE": str(bad),
             "PERISCOPE_TLS__KEY_FILE": str(bad),
         },
@@ -121,20 +190,23 @@ def viewers(server: ServerProcess, channel: str) -> int:
     return next(s["viewers"] for s in streams if s["channel"] == channel)
 
 
-def watch_through(proxy_port: int, path: str, source: str) -> None:
-    """A player at ``source`` fetches through the proxy, claiming to be someone else."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
+def through_proxy(proxy_port: int, path: str, source: str) -> bytes:
+    """A client at ``source`` fetches through the proxy, claiming to be someone else."""
     connection = http.client.HTTPSConnection(
-        "127.0.0.1", proxy_port, timeout=10, context=context, source_address=(source, 0)
+        "127.0.0.1", proxy_port, timeout=10, context=unverified(), source_address=(source, 0)
     )
     try:
-        connection.request("GET", path, headers={"X-Forwarded-For": "203.0.113.66"})
+        claims = {"X-Forwarded-For": "203.0.113.66", "X-Forwarded-Proto": "gopher"}
+        connection.request("GET", path, headers=claims)
         response = connection.getresponse()
-        assert response.status == 200 and response.read().startswith(b"#EXTM3U")
+        assert response.status == 200
+        return response.read()
     finally:
         connection.close()
+
+
+def watch_through(proxy_port: int, path: str, source: str) -> None:
+    assert through_proxy(proxy_port, path, source).startswith(b"#EXTM3U")
 
 
 def check_proxy(server: ServerProcess, proxy_port: int) -> None:
@@ -157,6 +229,9 @@ def check_proxy(server: ServerProcess, proxy_port: int) -> None:
         )
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
     assert viewers(server, "tv") == 4  # 127.0.0.1 to 127.0.0.4
+    # What the server believes: the player's own address, and the HTTPS the proxy spoke.
+    seen = json.loads(through_proxy(proxy_port, "/api/client", "127.0.0.5"))
+    assert seen == {"address": "127.0.0.5", "scheme": "https"}
     thread.join(30)
 
 
@@ -206,9 +281,9 @@ def test_caddy_example_terminates_tls_and_passes_the_client_on(tmp_path: Path, c
         "HOME": str(tmp_path),  # Caddy keeps its state under it
         "XDG_DATA_HOME": str(tmp_path / "caddy-data"),
         "XDG_CONFIG_HOME": str(tmp_path / "caddy-config"),
-        "PERISCOPE_SITE": f"https://127.0.0.1:{port}",
-        "PERISCOPE_TLS": f"{cert} {key}",
-        "PERISCOPE_UPSTREAM": f"127.0.0.1:{server.http_port}",
+        "SITE_ADDRESS": f"https://127.0.0.1:{port}",
+        "SITE_TLS": f"{cert} {key}",
+        "UPSTREAM": f"127.0.0.1:{server.http_port}",
     }
     # Only for the test: no admin endpoint (port 2019 may be taken) and no HTTP->HTTPS redirect.
     caddyfile = tmp_path / "Caddyfile"

@@ -67,6 +67,7 @@ async def test_answers_validate_against_the_description(service: Service) -> Non
     checked = 0
     requests = [
         ("GET", "/healthz", None, "/healthz"),
+        ("GET", "/api/client", None, "/api/client"),
         ("GET", "/api/streams", None, "/api/streams"),
         ("GET", "/api/broadcasts?limit=1", None, "/api/broadcasts"),
         ("GET", "/api/broadcasts/AbCdEfGhIjKl", None, "/api/broadcasts/{id}"),

@@ -116,3 +116,18 @@ def test_any_token_header_is_accepted(name: str, value: str) -> None:
     lowered = name.lower()
     blocked = lowered in {"content-length", "transfer-encoding", "upgrade", "expect", "connection"}
     assert (got is None) == blocked or lowered == "connection"
+
+
+def test_x_forwarded_for_sent_twice_is_one_list_in_order() -> None:
+    # HAProxy (option forwardfor) adds its own line after the one its client made up: the
+    # proxy's hop must stay the rightmost, as aiohttp's side reads it too.
+    got = parse_plain_get(
+        head(
+            "GET /live/a/index.m3u8 HTTP/1.1",
+            "X-Forwarded-For: 198.51.100.9",
+            "Host: h",
+            "x-forwarded-for: 203.0.113.7, 192.0.2.1",
+        )
+    )
+    assert got is not None and not got.file_only
+    assert got.forwarded_for == "198.51.100.9,203.0.113.7, 192.0.2.1"
