@@ -480,7 +480,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="Seconds a client may read nothing of a response that is waiting for it"
-        " (a stalled reader) before its connection is aborted",
+        " (a stalled reader) before its connection is aborted; a download's file goes out in"
+        " 256 KiB parts, each to be taken within it",
     )
     shutdown_timeout: float = Field(
         15.0,

@@ -93,7 +93,9 @@ class Service:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(self.settings.lookup_threads, thread_name_prefix="lookup")
         )
-        self.downloads = Downloads(self.settings.downloads, self.layout)
+        self.downloads = Downloads(
+            self.settings.downloads, self.layout, self.settings.http_write_timeout
+        )
         if not hlsjs.installed():
             # Chrome and Firefox then cannot play on the pages (Safari and VLC can).
             log_event(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from periscope_ingest.logs import log_event
@@ -38,7 +39,10 @@ class Mp4Exports:
         self._on_ready = on_ready
         self._catalog = catalog
         self._enabled = enabled
-        self._one_at_a_time = asyncio.Semaphore(1)  # a remux is disk-bound: no point in more
+        # A remux is disk-bound: one at a time, on a thread of its own, so that a long one never
+        # holds a thread of the lookup pool (the loop's default executor: catalog queries and
+        # the stream key lookups of publishers).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mp4-export")
         self._tasks: set[asyncio.Task] = set()
         self._done: dict[str, asyncio.Event] = {}
 
@@ -59,8 +63,8 @@ class Mp4Exports:
 
     async def _make(self, record: BroadcastRecord, done: asyncio.Event) -> None:
         try:
-            async with self._one_at_a_time:
-                ready = await asyncio.to_thread(self._export, record)
+            loop = asyncio.get_running_loop()
+            ready = await loop.run_in_executor(self._pool, self._export, record)
             if ready is not None:
                 log_event(
                     log,
@@ -113,3 +117,4 @@ class Mp4Exports:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -8,8 +8,9 @@ made while it is sent, an archive) a worker thread too. Anyone can start them, s
   default executor (``lookup_threads``), never wait behind them;
 - at most ``downloads.max_active`` are in progress (503 beyond) and ``max_per_address`` per
   client address (429 beyond), and ``max_clips_per_address`` clips are made at once per address;
-- a client that stops reading is cut off by the kernel after ``http_write_timeout``
-  (TCP_USER_TIMEOUT, set on every HTTP connection by web/fast_path.py), which frees its thread;
+- a client that stops reading is cut off after ``http_write_timeout`` (web/write_timeout.py;
+  on Linux the kernel's TCP_USER_TIMEOUT too), which frees its slot and thread, with one log
+  line;
 - a clip of a finished broadcast is made once and kept (``clip_cache_mb``), so asking again
   costs a file send, not a remux.
 """
@@ -22,6 +23,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -34,18 +36,30 @@ from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.recordings import recording_segments
+from periscope_ingest.web.write_timeout import StalledReader
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5  # what a refused client is told to wait
 
 
+@dataclass(slots=True)
+class Sending:
+    """What a download slot knows of its response: once it is set, its head is out, and a
+    client that goes away or stops reading only ends it (logged once, not as an error)."""
+
+    response: web.StreamResponse | None = None
+
+
 class Downloads:
     """The download pools, the counts behind the limits, and the clip cache. One per app."""
 
-    def __init__(self, settings: DownloadSettings, layout: DataLayout) -> None:
+    def __init__(
+        self, settings: DownloadSettings, layout: DataLayout, write_timeout: float
+    ) -> None:
         self.settings = settings
         self.layout = layout
+        self.write_timeout = write_timeout  # http_write_timeout
         self.streams = ThreadPoolExecutor(settings.threads, thread_name_prefix="download")
         self.clips = ThreadPoolExecutor(settings.clip_threads, thread_name_prefix="clip")
         self._active = 0
@@ -54,8 +68,12 @@ class Downloads:
         self._making: dict[Path, asyncio.Future[None]] = {}  # clips being made, by cache path
 
     @contextlib.contextmanager
-    def slot(self, request: web.Request, clip: bool = False) -> Iterator[None]:
-        """Hold one of the download slots while the body is sent (refused: 429 or 503)."""
+    def slot(self, request: web.Request, clip: bool = False) -> Iterator[Sending]:
+        """Hold one of the download slots while the body is sent (refused: 429 or 503).
+
+        The body sets ``Sending.response`` before its head goes out; if the client then leaves
+        or is cut off, that is logged here once and the exception ends with the slot: the
+        handler returns that response (nothing more is sent)."""
         group = address_group(request.remote or "?")
         limits = self.settings
         if self._per_address.get(group, 0) >= limits.max_per_address:
@@ -79,20 +97,22 @@ class Downloads:
         _add(self._per_address, group, 1)
         if clip:
             _add(self._clips_per_address, group, 1)
+        sending = Sending()
         try:
-            yield
+            yield sending
         except (ConnectionError, OSError) as exc:
-            # The client left, or stopped reading and the kernel cut it off: its thread and
-            # slot are free again.
+            if sending.response is None:
+                raise  # not the client's doing (a file that cannot be read): aiohttp's 500
+            # The client left, or stopped reading and was cut off: its thread and slot are free
+            # again. Its path is a route of ours (checked names), never raw client bytes.
             log_event(
                 log,
                 logging.INFO,
                 "download_aborted",
                 client=request.remote,
                 path=request.path,
-                reason=type(exc).__name__,
+                reason=str(exc) if isinstance(exc, StalledReader) else type(exc).__name__,
             )
-            raise
         finally:
             self._active -= 1
             _add(self._per_address, group, -1)

@@ -25,11 +25,15 @@ from periscope_ingest.web.context import (
     SEGMENT_CACHE,
     SEGMENT_TYPE,
 )
+from periscope_ingest.web.downloads import Sending
 from periscope_ingest.web.streaming import stream_from_thread
+from periscope_ingest.web.write_timeout import within_write_timeout
 
 MP4_TYPE = "video/mp4"
 # A finished recording's playlist never changes, but the broadcast may be deleted.
 VOD_PLAYLIST_CACHE = "public, max-age=300"
+# A file download goes out with sendfile in parts of this size, each within the write timeout.
+SENDFILE_PART = 256 * 1024
 
 
 def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse:
@@ -93,19 +97,25 @@ async def replay_mp4(request: web.Request) -> web.StreamResponse:
         raise bad_request(f"start: the broadcast lasts {record.duration:g} s")
     downloads = request.app[DOWNLOADS]
     if start is not None or end is not None:
-        with downloads.slot(request, clip=True):
-            return await _clip(request, record, start, end)
-    with downloads.slot(request):
-        return await _whole_mp4(request, record)
+        with downloads.slot(request, clip=True) as sending:
+            return await _clip(request, record, start, end, sending)
+    else:
+        with downloads.slot(request) as sending:
+            return await _whole_mp4(request, record, sending)
+    assert sending.response is not None
+    return sending.response  # cut short: the client left or stopped reading (logged)
 
 
-async def _whole_mp4(request: web.Request, record: BroadcastRecord) -> web.StreamResponse:
+async def _whole_mp4(
+    request: web.Request, record: BroadcastRecord, sending: Sending
+) -> web.StreamResponse:
     layout = request.app[LAYOUT]
     ready = layout.recording_mp4(record.channel, record.id)
     if record.status != "live" and ready.is_file():
         # The finished file: sendfile, Range (206), HEAD and Content-Length by aiohttp.
         return await _SentFile.send(
             request,
+            sending,
             ready,
             {
                 "Content-Type": MP4_TYPE,
@@ -130,18 +140,27 @@ async def _whole_mp4(request: web.Request, record: BroadcastRecord) -> web.Strea
         }
     )
     response.enable_chunked_encoding()
+    sending.response = response
     await response.prepare(request)
     if request.method != "HEAD":
         # Once the headers are out, an error can only cut the body short.
         await stream_from_thread(
-            response, lambda write: stream_mp4(segments, write), downloads.streams
+            response,
+            lambda write: stream_mp4(segments, write),
+            downloads.streams,
+            request,
+            downloads.write_timeout,
         )
-    await response.write_eof()
+    await within_write_timeout(request, response.write_eof(), downloads.write_timeout)
     return response
 
 
 async def _clip(
-    request: web.Request, record: BroadcastRecord, start: float | None, end: float | None
+    request: web.Request,
+    record: BroadcastRecord,
+    start: float | None,
+    end: float | None,
+    sending: Sending,
 ) -> web.StreamResponse:
     """A clip exact to a frame needs an edit list, which only a complete (non-fragmented) MP4
     carries reliably: it is made into a file (kept for the next request of the same clip of a
@@ -157,7 +176,7 @@ async def _clip(
         "Content-Disposition": _attachment(download_name(record, suffix)),
     }
     try:
-        return await _SentFile.send(request, path, headers)
+        return await _SentFile.send(request, sending, path, headers)
     finally:
         if temporary:
             path.unlink(missing_ok=True)
@@ -165,11 +184,23 @@ async def _clip(
 
 class _SentFile(web.FileResponse):
     """A file response sent inside its handler (so the download slot is held until the body is
-    out), and not sent again when aiohttp prepares the returned response."""
+    out), and not sent again when aiohttp prepares the returned response.
+
+    aiohttp sends the file with one ``loop.sendfile``, which waits for ever for a client that
+    does not read; here it goes in parts of SENDFILE_PART bytes, each within the write timeout
+    (web/write_timeout.py). A client must so take SENDFILE_PART bytes per http_write_timeout
+    (4.4 KB/s at the default 60 s); the kernel's TCP_USER_TIMEOUT, where there is one, waits
+    as long as it sees any progress."""
+
+    write_timeout = 60.0
 
     @classmethod
-    async def send(cls, request: web.Request, path: Path, headers: dict[str, str]) -> _SentFile:
+    async def send(
+        cls, request: web.Request, sending: Sending, path: Path, headers: dict[str, str]
+    ) -> _SentFile:
         response = cls(path, headers=headers)
+        response.write_timeout = request.app[DOWNLOADS].write_timeout
+        sending.response = response
         await response.prepare(request)
         return response
 
@@ -177,6 +208,24 @@ class _SentFile(web.FileResponse):
         if self.prepared:
             return None
         return await super().prepare(request)
+
+    async def _sendfile(self, request: web.BaseRequest, fobj, offset: int, count: int):
+        writer = await web.StreamResponse.prepare(self, request)  # the head
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        loop = asyncio.get_running_loop()
+        end = offset + count
+        while offset < end:
+            if transport.is_closing():  # the client left (loop.sendfile would say RuntimeError)
+                raise ConnectionResetError("Connection lost")
+            part = min(SENDFILE_PART, end - offset)
+            await within_write_timeout(
+                request, loop.sendfile(transport, fobj, offset, part), self.write_timeout
+            )
+            offset += part
+        await web.StreamResponse.write_eof(self)
+        return writer
 
 
 def _archive_name(record: BroadcastRecord) -> str:
@@ -229,12 +278,14 @@ async def channel_archive(request: web.Request) -> web.StreamResponse:
     records = await asyncio.to_thread(finished_broadcasts)
     if not records:
         raise web.HTTPNotFound(text="this channel has no finished broadcasts\n")
-    with request.app[DOWNLOADS].slot(request):
-        return await _send_archive(request, channel, records)
+    with request.app[DOWNLOADS].slot(request) as sending:
+        return await _send_archive(request, channel, records, sending)
+    assert sending.response is not None
+    return sending.response  # cut short: the client left or stopped reading (logged)
 
 
 async def _send_archive(
-    request: web.Request, channel: str, records: list[BroadcastRecord]
+    request: web.Request, channel: str, records: list[BroadcastRecord], sending: Sending
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
@@ -245,15 +296,19 @@ async def _send_archive(
         }
     )
     response.enable_chunked_encoding()
+    sending.response = response
     await response.prepare(request)
+    downloads = request.app[DOWNLOADS]
     if request.method != "HEAD":
         layout = request.app[LAYOUT]
         await stream_from_thread(
             response,
             lambda write: _write_archive(layout, channel, records, write),
-            request.app[DOWNLOADS].streams,
+            downloads.streams,
+            request,
+            downloads.write_timeout,
         )
-    await response.write_eof()
+    await within_write_timeout(request, response.write_eof(), downloads.write_timeout)
     return response
 
 

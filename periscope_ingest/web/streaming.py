@@ -2,7 +2,8 @@
 
 Exports run in a worker thread and call ``write(bytes)``; each chunk crosses to the event loop
 through a small bounded queue, so a slow client slows the producer down instead of filling memory,
-and a client that goes away stops the producer at its next write.
+and a client that goes away stops the producer at its next write. A client that stops reading is cut
+off after the write timeout (web/write_timeout.py), which stops the producer the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from concurrent.futures import Executor
 from typing import TypeVar
 
 from aiohttp import web
+
+from periscope_ingest.web.write_timeout import within_write_timeout
 
 T = TypeVar("T")
 
@@ -31,9 +34,11 @@ async def stream_from_thread(
     response: web.StreamResponse,
     produce: Callable[[Callable[[bytes], None]], T],
     pool: Executor,
+    request: web.BaseRequest,
+    write_timeout: float,
 ) -> T:
     """Run ``produce(write)`` in a thread of ``pool``, sending everything it writes through
-    ``response``."""
+    ``response`` (prepared for ``request``), each write within ``write_timeout``."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_CHUNKS)
     gone = False
@@ -66,7 +71,7 @@ async def stream_from_thread(
     try:
         while (chunk := await queue.get()) is not _DONE:
             assert isinstance(chunk, bytes)
-            await response.write(chunk)
+            await within_write_timeout(request, response.write(chunk), write_timeout)
     except BaseException:
         gone = True
         while not queue.empty():  # unblock a producer waiting for room

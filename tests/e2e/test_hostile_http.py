@@ -9,8 +9,10 @@ check and a publisher; then it cuts the stalled clients off and frees what they 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import time
@@ -19,8 +21,11 @@ import urllib.request
 
 import pytest
 
+from periscope_ingest.service import Service
+from periscope_ingest.web import fast_path
 from tests.e2e.conftest import ARTIFACTS, require
 from tests.e2e.server import ServerProcess
+from tests.in_process import local_settings
 from tests.rtmp.client import C0_C1, C2, ScriptedClient, ServerOutput
 
 pytestmark = pytest.mark.e2e
@@ -133,10 +138,12 @@ def test_stalled_downloads_starve_nothing_and_are_cut_off(
         + [f"/replays/{broadcast}.mp4?start={n}&end={n + 8}" for n in range(8)]
         + ["/api/channels/big/archive.zip"] * 8
     )
+    mark = len(server.log())  # the log file is appended to by every run
     clients = [
         stalled(server, f"127.0.0.{n + 2}", path, recording["token"])
         for n, path in enumerate(paths)
     ]
+    started = time.monotonic()
     try:
         time.sleep(1.0)  # every download has started and filled the buffers
         api_times, health_times = [], []
@@ -151,18 +158,25 @@ def test_stalled_downloads_starve_nothing_and_are_cut_off(
         assert sorted(api_times)[-2] < 1 and max(api_times) < 3, api_times
         assert sorted(health_times)[-2] < 0.1 and max(health_times) < 0.5, health_times
         assert publish_start_seconds(server, recording["key"]) < 2
-        # The stalled clients are cut off after http_write_timeout, and say so in the log.
-        server.wait_for(
-            lambda: len([x for x in server.log().splitlines() if "download_aborted" in x]) >= 16,
-            WRITE_TIMEOUT_S + 20,
+        # The stalled clients are cut off after http_write_timeout, one log line each.
+        aborted = server.wait_for(
+            lambda: len(lines := _aborted_lines(server, mark)) >= len(paths) and lines,
+            3 * WRITE_TIMEOUT_S + 20,
             what="the stalled downloads to be cut off",
         )
+        assert time.monotonic() - started >= WRITE_TIMEOUT_S - 0.5
+        assert len(aborted) == len(paths), aborted
+        assert "Traceback" not in server.log()[mark:]
     finally:
         for sock in clients:
             sock.close()
     # What they held is free: a whole download from one of their addresses works.
     status, headers, body = server.get(f"/replays/{broadcast}.mp4")
     assert status == 200 and len(body) == int(headers["Content-Length"]) > 10_000_000
+
+
+def _aborted_lines(server: ServerProcess, mark: int) -> list[str]:
+    return [line for line in server.log()[mark:].splitlines() if "download_aborted" in line]
 
 
 def test_downloads_and_clips_per_address_are_limited(
@@ -223,3 +237,79 @@ def test_a_clip_is_made_once_and_served_from_the_cache(
     # Deleting the broadcast deletes its clips.
     api(server, "DELETE", f"/api/broadcasts/{recording['id']}")
     assert not cached.exists()
+
+
+async def test_stalled_downloads_are_aborted_without_the_kernels_help(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a system without TCP_USER_TIMEOUT (macOS, the BSDs) or a Linux before 5.11 (whose
+    zero-window probes ignore it), nothing but the server itself cuts a stalled reader off:
+    aiohttp has no write timeout. Every download path (an MP4 and an archive streamed from a
+    worker thread, a clip sent with sendfile) is aborted after http_write_timeout, with one
+    log line each, and its slot and thread are free again."""
+    require("ffmpeg")
+    monkeypatch.setattr(fast_path, "_TCP_USER_TIMEOUT", None)  # such a system
+    caplog.set_level(logging.INFO, logger="periscope_ingest.web.downloads")
+    write_timeout = 2.0
+    settings = local_settings(
+        tmp_path / "d",
+        http_write_timeout=write_timeout,
+        downloads={"threads": 8, "clip_threads": 2},
+        recording={"make_mp4": False},  # whole MP4s are streamed from a thread too
+    )
+    service = Service(settings)
+    await service.start()
+    try:
+        assert service.rtmp is not None and service.catalog is not None
+        await asyncio.to_thread(push_noise, f"rtmp://127.0.0.1:{service.rtmp.port}/live/big")
+        deadline = time.monotonic() + 30
+        while not (records := [r for r in service.catalog.all() if r.status == "ended"]):
+            assert time.monotonic() < deadline, "the broadcast did not end"
+            await asyncio.sleep(0.1)
+        broadcast = records[0].id
+        port = service.http_port
+        paths = (
+            [f"/replays/{broadcast}.mp4"] * 8
+            + [f"/replays/{broadcast}.mp4?start={n}&end={n + 8}" for n in range(8)]
+            + ["/api/channels/big/archive.zip"] * 8
+        )
+        clients = []
+        for n, path in enumerate(paths):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            sock.bind((f"127.0.0.{n + 2}", 0))
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            sock.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            clients.append(sock)
+        started = time.monotonic()
+        downloads = service.downloads
+        assert downloads is not None
+        try:
+            while len(aborted := _aborted(caplog)) < len(paths):
+                # Two rounds at most: 16 streamed downloads on 8 threads (a clip is made first).
+                assert time.monotonic() - started < 3 * write_timeout + 10, aborted
+                await asyncio.sleep(0.1)
+            elapsed = time.monotonic() - started
+        finally:
+            for sock in clients:
+                sock.close()
+        assert elapsed >= write_timeout - 0.5, elapsed
+        assert sorted(a.split("path=")[1].split()[0] for a in aborted) == sorted(
+            path.split("?")[0] for path in paths
+        )
+        assert all(f'reason="read nothing for http_write_timeout={write_timeout:g} s"' in a
+                   for a in aborted), aborted  # fmt: skip
+        # Their slots and threads are free: nothing counted, and a thread answers at once.
+        assert downloads._active == 0 and not downloads._per_address
+        await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(downloads.streams, int), 1
+        )
+        # Nothing else about them in the log (one line each, no traceback).
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+    finally:
+        await service.stop()
+
+
+def _aborted(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "download_aborted" in r.getMessage()]
