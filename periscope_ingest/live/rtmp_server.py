@@ -195,18 +195,21 @@ class RtmpServer:
     def connections_from(self, group: str) -> int:
         return self._per_group.get(group, 0)
 
-    def admit(self, session: RtmpSession) -> str | None:
-        """Take a new connection in, or say why not. A full server makes room by closing the
-        oldest connection that has not published (see EVICTABLE_AFTER_S): connections that only
-        connect and ping cannot hold every slot against publishers."""
+    def admit(self, session: RtmpSession) -> tuple[str, str] | None:
+        """Take a new connection in, or say why not: (metric label, reason). A full server makes
+        room by closing the oldest connection that has not published (see EVICTABLE_AFTER_S):
+        connections that only connect and ping cannot hold every slot against publishers."""
         limits = self.settings.rtmp
         if self.connections_from(session.group) >= limits.max_connections_per_address:
-            return f"max_connections_per_address={limits.max_connections_per_address} reached"
+            return (
+                "max_connections_per_address",
+                f"max_connections_per_address={limits.max_connections_per_address} reached",
+            )
         if len(self.sessions) >= limits.max_connections:
             idle = [s for s in self.sessions if not s.publishing]
             oldest = min(idle, key=lambda s: s.opened_at, default=None)
             if oldest is None or session.opened_at - oldest.opened_at < EVICTABLE_AFTER_S:
-                return f"max_connections={limits.max_connections} reached"
+                return "max_connections", f"max_connections={limits.max_connections} reached"
             oldest.evict(
                 f"max_connections={limits.max_connections} reached; a new connection"
                 " takes the place of the oldest one that has not published"
@@ -267,9 +270,18 @@ class RtmpSession(asyncio.Protocol):
         self.group = address_group(self.address)
         refusal = self._server.admit(self)
         if refusal is not None:
-            log_event(log, logging.WARNING, "rtmp_refused", client=self.client, reason=refusal)
+            label, reason = refusal
+            # The group is what the per-address limit counted (an IPv6 client's /64).
+            log_event(
+                log,
+                logging.WARNING,
+                "rtmp_refused",
+                client=self.client,
+                group=self.group,
+                reason=reason,
+            )
             if (metrics := self._server.policy.metrics) is not None:
-                metrics.connections_refused.labels(refusal.split("=", 1)[0]).inc()
+                metrics.connections_refused.labels(label).inc()
             transport.abort()
             self._closed = True
             return
@@ -417,25 +429,27 @@ class RtmpSession(asyncio.Protocol):
         policy = self._server.policy
         channel: str | None = None
         refusal = None
+        category = "other"  # the metric label of a refusal
         if self._publication is not None or self._channel is not None:
-            refusal = "this connection already published"
+            refusal, category = "this connection already published", "repeated"
         elif request.app != self._settings.rtmp.app:
             refusal = (
                 f"unknown application {shown_app(request.app)!r};"
                 f" publish to /{self._settings.rtmp.app}"
             )
+            category = "wrong_app"
         elif (closed := policy.lifecycle.publish_refusal()) is not None:
-            refusal = closed
+            refusal, category = closed, "broadcasts_closed"
         elif policy.accounts is None:
             if is_channel_name(request.name):
                 channel = request.name
             elif policy.publish_callback is None:  # else the callback may name the channel
-                refusal = "stream keys are 1-64 letters, digits, '-' or '_'"
+                refusal, category = "stream keys are 1-64 letters, digits, '-' or '_'", "bad_key"
         else:
             account = await asyncio.to_thread(policy.accounts.by_stream_key, request.name)
             if account is None:
                 # Never echo or log the key: the reason says what, not which.
-                refusal = "unknown, rotated or disabled stream key"
+                refusal, category = "unknown, rotated or disabled stream key", "bad_key"
             else:
                 channel = account.handle
         if refusal is None and policy.publish_callback is not None:
@@ -447,18 +461,20 @@ class RtmpSession(asyncio.Protocol):
                 query=request.query,
             )
             refusal, channel = verdict.refusal, verdict.channel
+            category = "callback"
         live = len(self._server.registry.live())
         if refusal is None and live >= self._settings.rtmp.max_publishers:
             refusal = f"the server is full (max_publishers={self._settings.rtmp.max_publishers})"
+            category = "full"
         pipeline = None
         if refusal is None and channel is not None:
             try:
                 pipeline = await self._server.registry.claim(channel)
             except ChannelBusy:
-                refusal = "this stream key is already live"
+                refusal, category = "this stream key is already live", "busy"
         if refusal is not None or channel is None:
             if not self._closed:
-                self._refuse(request.stream_id, channel, refusal or "refused")
+                self._refuse(request.stream_id, channel, refusal or "refused", category)
             return
         registry = self._server.registry
         if pipeline is None:
@@ -506,9 +522,10 @@ class RtmpSession(asyncio.Protocol):
             self._server.policy.metrics,
         )
 
-    def _refuse(self, stream_id: int, channel: str | None, reason: str) -> None:
+    def _refuse(self, stream_id: int, channel: str | None, reason: str, category: str) -> None:
+        """Refuse a publish; ``category`` is the bounded metric label for ``reason``."""
         if (metrics := self._server.policy.metrics) is not None:
-            metrics.publishes_refused.labels(_refusal_category(reason)).inc()
+            metrics.publishes_refused.labels(category).inc()
         log_event(
             log,
             logging.WARNING,
@@ -659,19 +676,3 @@ class RtmpSession(asyncio.Protocol):
                 self._transport.resume_reading()
         else:
             self._loop.call_later(0.05, self._maybe_resume)
-
-
-def _refusal_category(reason: str) -> str:
-    """A bounded label for a refusal's free-text reason."""
-    for needle, category in (
-        ("no longer accepts", "broadcasts_closed"),
-        ("stream key", "bad_key"),
-        ("already live", "busy"),
-        ("max_publishers", "full"),
-        ("application", "wrong_app"),
-        ("already published", "repeated"),
-        ("publish check", "callback"),
-    ):
-        if needle in reason:
-            return category
-    return "other"

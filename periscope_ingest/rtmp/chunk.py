@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .errors import LimitExceeded, ProtocolError
 
-__all__ = ["ChunkReader", "ChunkWriter", "Message", "MessageTuple"]
+__all__ = ["ChunkReader", "ChunkWriter", "LimitNames", "Message", "MessageTuple"]
 
 EXTENDED_TIMESTAMP = 0xFFFFFF
 MAX_MESSAGE_LENGTH = 0xFFFFFF  # the length field has 3 bytes
@@ -62,6 +62,17 @@ class Message:
 MessageTuple = tuple[int, int, int, int, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class LimitNames:
+    """How LimitExceeded errors name the limits in force: after the setting an operator would
+    change, so that the log line says which one the client hit."""
+
+    message_size: str = "max_message_size"
+    chunk_streams: str = "max_chunk_streams"
+    buffered: str = "max_buffered"
+    when: str = ""  # appended to the error, e.g. " (before a publish is accepted)"
+
+
 @dataclass(slots=True)
 class _InboundChunkStream:
     """What the previous headers on one chunk stream id established."""
@@ -101,6 +112,7 @@ class ChunkReader:
         "_cut_chunk_stream_id",
         "_header_buffer",
         "_in_progress",
+        "_limit_names",
         "_streams",
         "max_buffered",
         "max_chunk_size",
@@ -116,10 +128,13 @@ class ChunkReader:
         max_chunk_streams: int = 64,
         max_command_size: int | None = None,
         max_buffered: int | None = None,
+        limit_names: LimitNames = LimitNames(),
     ) -> None:
         self.max_chunk_size = max_chunk_size
         self.max_chunk_streams = max_chunk_streams
-        self.set_limits(max_message_size, max_chunk_streams, max_command_size, max_buffered)
+        self.set_limits(
+            max_message_size, max_chunk_streams, max_command_size, max_buffered, limit_names
+        )
         # Sum of the declared lengths of the messages being reassembled: what may be buffered
         # between feed() calls is at most this (plus a cut header), whatever the chunking.
         self._in_progress = 0
@@ -139,6 +154,7 @@ class ChunkReader:
         max_chunk_streams: int,
         max_command_size: int | None = None,
         max_buffered: int | None = None,
+        limit_names: LimitNames = LimitNames(),
     ) -> None:
         """Change the limits between feed() calls (a server raises them once a publish is
         accepted: before that, a client with no key gets small messages only).
@@ -146,7 +162,9 @@ class ChunkReader:
         max_command_size bounds every message but audio and video (commands, data, control:
         refused at their header, before any byte of them is buffered or decoded); max_buffered
         bounds the sum of the lengths of the messages in progress on all chunk streams.
+        limit_names is how errors name them.
         """
+        self._limit_names = limit_names
         self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
         self.max_command_size = (
@@ -365,10 +383,11 @@ class ChunkReader:
                             f"chunk stream {csid}: type-{fmt} header before any type-0 header"
                         )
                     if len(self._streams) >= self.max_chunk_streams:
+                        names = self._limit_names
                         raise LimitExceeded(
                             f"chunk stream {csid} would be chunk stream number "
-                            f"{len(self._streams) + 1}, "
-                            f"exceeding max_chunk_streams={self.max_chunk_streams}"
+                            f"{len(self._streams) + 1}, exceeding"
+                            f" {names.chunk_streams}={self.max_chunk_streams}{names.when}"
                         )
                 elif stream.remaining:
                     raise ProtocolError(
@@ -421,9 +440,10 @@ class ChunkReader:
                 if length > max_command_size:
                     # Checked at the header, before any byte of the message is kept.
                     if length > max_message_size:
+                        names = self._limit_names
                         raise LimitExceeded(
-                            f"chunk stream {csid}: message of {length} bytes exceeds "
-                            f"max_message_size={max_message_size}"
+                            f"chunk stream {csid}: message of {length} bytes exceeds"
+                            f" {names.message_size}={max_message_size}{names.when}"
                         )
                     if type_id != _AUDIO and type_id != _VIDEO:
                         raise LimitExceeded(
@@ -460,10 +480,11 @@ class ChunkReader:
                     # it is complete.
                     in_progress = self._in_progress + length
                     if in_progress > self.max_buffered:
+                        names = self._limit_names
                         raise LimitExceeded(
                             f"chunk stream {csid}: a message of {length} bytes would make"
                             f" {in_progress} bytes of messages in progress, exceeding"
-                            f" max_buffered={self.max_buffered}"
+                            f" {names.buffered}={self.max_buffered}{names.when}"
                         )
                     self._in_progress = in_progress
 

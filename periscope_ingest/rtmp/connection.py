@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import messages as msg
 from .amf0 import UNDEFINED
-from .chunk import ChunkReader, ChunkWriter, Message
+from .chunk import ChunkReader, ChunkWriter, LimitNames, Message
 from .errors import ProtocolError, shown
 from .handshake import ServerHandshake
 
@@ -39,6 +39,19 @@ FMS_VERSION = "FMS/3,0,1,123"
 FMS_CAPABILITIES = 31.0
 # How many distinct unknown message stream ids sending media are reported (and remembered).
 _MAX_UNKNOWN_MEDIA_STREAMS_REPORTED = 16
+
+# Errors name the setting (config.RtmpSettings) that bounds what the client sent.
+_LIMITS_BEFORE_PUBLISH = LimitNames(
+    message_size="max_command_size",
+    chunk_streams="max_chunk_streams_before_publish",
+    buffered="max_chunk_streams_before_publish x max_command_size",
+    when=" (the limit before a publish is accepted)",
+)
+_LIMITS_PUBLISHING = LimitNames(
+    message_size="max_message_size",
+    chunk_streams="max_chunk_streams",
+    buffered="max_buffered_per_connection",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +187,7 @@ class ServerConnection:
             max_chunk_streams=limits.max_chunk_streams_before_publish,
             max_command_size=limits.max_command_size,
             max_buffered=limits.max_chunk_streams_before_publish * limits.max_command_size,
+            limit_names=_LIMITS_BEFORE_PUBLISH,
         )
         self._writer = ChunkWriter()
         self._outgoing = bytearray()
@@ -262,6 +276,7 @@ class ServerConnection:
             limits.max_chunk_streams,
             limits.max_command_size,
             limits.max_buffered_bytes,
+            _LIMITS_PUBLISHING,
         )
         self._send_control(msg.USER_CONTROL, msg.encode_user_control(msg.STREAM_BEGIN, stream_id))
         self._send_on_status(stream_id, "status", "NetStream.Publish.Start", "Started publishing.")

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -69,49 +70,110 @@ def log_lines(server: ServerProcess, needle: str) -> list[str]:
     return [x for x in server.log().splitlines() if needle in x]
 
 
-def test_partial_messages_before_connect_cannot_grow_memory(server: ServerProcess) -> None:
-    """Four connections each start 31 messages claiming 8 MiB and send 1.25 MiB of each
-    (before: all of it was kept, 155 MiB for four such connections): refused at the first
-    header, the server grows by far less than 64 MiB."""
-    before = rss_mib(server)
-    writer_payload = bytes(8 * MiB - 1)
+def partial_messages(
+    server: ServerProcess, claimed: int, chunk_size: int, chunks_sent: int
+) -> list[bool]:
+    """Four connections, before connect, each start messages claiming ``claimed`` bytes on 31
+    chunk streams and send ``chunks_sent`` chunks of each (never the last one). True for each
+    connection the server closed."""
+    payload = bytes(claimed)
+    # A type-0 chunk and type-3 continuations: cut at a chunk boundary, so that the next chunk
+    # stream's message follows validly (RTMP interleaves at chunk boundaries).
+    cut = 12 + chunk_size + (chunks_sent - 1) * (1 + chunk_size)
     sockets = [handshaken(server) for _ in range(4)]
     closed = []
-    chunk = 65536
-    # A type-0 chunk and 19 type-3 chunks of each message: cut at a chunk boundary, so that
-    # the next chunk stream's message follows validly (RTMP interleaves at chunk boundaries).
-    cut = 12 + chunk + 19 * (1 + chunk)
     try:
         for sock in sockets:
-            client = ChunkWriter(chunk)
+            client = ChunkWriter(chunk_size)
             refused = send_until_closed(
-                sock, ScriptedClient().control(msg.SET_CHUNK_SIZE, chunk.to_bytes(4, "big"))
+                sock, ScriptedClient().control(msg.SET_CHUNK_SIZE, chunk_size.to_bytes(4, "big"))
             )
             for csid in range(3, 34):
                 if refused:
                     break
-                stream = client.write(Message(csid, msg.VIDEO, 1, 0, writer_payload))
+                stream = client.write(Message(csid, msg.VIDEO, 1, 0, payload))
                 refused = send_until_closed(sock, stream[:cut])
             closed.append(refused or closed_by_server(sock, 5))
-        grown = rss_mib(server) - before
     finally:
         for sock in sockets:
             sock.close()
-    assert closed == [True] * 4
+    return closed
+
+
+def test_partial_messages_before_connect_cannot_grow_memory(server: ServerProcess) -> None:
+    """Four connections each start 31 messages claiming 8 MiB and send 1.25 MiB of each
+    (before: all of it was kept, 155 MiB for four such connections; 31 x 8 MiB each could be),
+    then four more start 31 messages of 64 KiB, the largest allowed before a publish, and send
+    all but their last chunk: each is closed at its first refused header, the server grows by
+    far less than 64 MiB, and a broadcast going on meanwhile is recorded whole."""
+    seconds = 8
+    thread, outcome = push_in_background(push_pyav, server.rtmp_url("steady"), seconds)
+    server.wait_for(lambda: (p := playlist(server, "steady")) and p.segments, 15)
+    before = rss_mib(server)
+    closed = partial_messages(server, 8 * MiB - 1, 65536, 20)
+    closed += partial_messages(server, 65536, 4096, 15)
+    grown = rss_mib(server) - before
+    assert closed == [True] * 8
     assert grown < 64, f"the server grew by {grown:.0f} MiB"
     lines = log_lines(server, "rtmp_closed")
-    assert sum("exceeds max_message_size=65536" in x for x in lines) >= 4, lines
+    too_big = "exceeds max_command_size=65536 (the limit before a publish is accepted)"
+    assert sum(too_big in x for x in lines) >= 4, lines
+    too_many = "exceeding max_chunk_streams_before_publish=8 (the limit before a publish"
+    assert sum(too_many in x for x in lines) >= 4, lines
+    thread.join(seconds + 30)
+    assert "error" not in outcome, outcome.get("error")
+    ended = server.wait_for(lambda: (p := playlist(server, "steady")) and p.ended and p, 5)
+    assert abs(sum(s.duration for s in ended.segments) - seconds) <= 0.1
+    for listed in ended.segments:
+        assert server.get(f"/live/steady/{listed.uri}")[0] == 200
 
 
-def nulls_command(count: int) -> bytes:
-    """connect, then a strict array of ``count`` AMF0 nulls: one byte each, a Python object
-    each once decoded."""
-    return amf0.encode("connect", 1.0) + b"\x0a" + count.to_bytes(4, "big") + b"\x05" * count
+def connect_command(pad: int = 0, nulls: int = 0) -> bytes:
+    """connect with a padding string of ``pad`` characters in its command object, then a
+    strict array of ``nulls`` AMF0 nulls (one byte each, a Python object each once decoded)."""
+    command_object = {"app": "live", "pad": "x" * pad} if pad else {"app": "live"}
+    body = amf0.encode("connect", 1.0, command_object)
+    if nulls:
+        body += b"\x0a" + nulls.to_bytes(4, "big") + b"\x05" * nulls
+    return body
 
 
-def test_big_commands_are_refused_before_they_are_decoded(server: ServerProcess) -> None:
-    """AMF0 commands of 8 MiB (before: 2 s of event-loop CPU each, every client stalled) and of
-    60 KiB full of tiny values: /healthz stays under 100 ms all along."""
+# connect, 1.0, the object and its "app" value are 4 AMF0 values, the array one more.
+AT_VALUE_LIMIT = connect_command(nulls=1024 - 5)
+PAST_VALUE_LIMIT = connect_command(nulls=1024 - 4)
+# The padding that makes the connect exactly max_command_size (65536) bytes long.
+_PAD = 65536 - len(connect_command(pad=1)) + 1
+AT_SIZE_LIMIT = connect_command(pad=_PAD)
+PAST_SIZE_LIMIT = connect_command(pad=_PAD + 1)
+HUGE = connect_command(nulls=8 * MiB - 64)
+
+
+def send_command(server: ServerProcess, payload: bytes) -> bool:
+    """Send one command message on a fresh connection; True if the server accepted it (its
+    connect answered with Connect.Success), False if it closed the connection."""
+    data = ScriptedClient().writer.write(Message(3, msg.COMMAND_AMF0, 0, 0, payload))
+    with handshaken(server) as sock:
+        if send_until_closed(sock, data):
+            return False
+        sock.settimeout(5)
+        received = b""
+        with contextlib.suppress(OSError):
+            while b"NetConnection.Connect.Success" not in received:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                received += more
+        return b"NetConnection.Connect.Success" in received
+
+
+def test_commands_at_and_past_the_limits_keep_the_server_responsive(
+    server: ServerProcess,
+) -> None:
+    """Eight connections at a time send connect commands of 8 MiB (before: 2 s of event-loop
+    CPU each, every client stalled), of just over and exactly 64 KiB, and of just over and
+    exactly 1024 AMF0 values: the ones at the limits are answered, the ones past them closed
+    with a log line naming the limit, and /healthz stays under 100 ms all along."""
+    assert (len(AT_SIZE_LIMIT), len(PAST_SIZE_LIMIT)) == (65536, 65537)
     stop = threading.Event()
     slowest: list[float] = []
 
@@ -125,31 +187,23 @@ def test_big_commands_are_refused_before_they_are_decoded(server: ServerProcess)
 
     poller = threading.Thread(target=poll_health, daemon=True)
     poller.start()
-    huge = nulls_command(8 * MiB - 64)
-    many_values = nulls_command(60_000)
-    attacks = [
-        ScriptedClient().writer.write(Message(3, msg.COMMAND_AMF0, 0, 0, payload))
-        for payload in (huge, many_values)
-    ]
-    rounds = 0
+    attacks = [AT_SIZE_LIMIT, PAST_SIZE_LIMIT, AT_VALUE_LIMIT, PAST_VALUE_LIMIT, HUGE] * 8
     try:
-        # At least 4 rounds, and on until /healthz was asked 20 times meanwhile.
-        while rounds < 4 or len(slowest) < 20:
-            for data in attacks:
-                with handshaken(server) as sock:
-                    send_until_closed(sock, data)
-                    assert closed_by_server(sock, 5)
-            rounds += 1
+        with ThreadPoolExecutor(8) as pool:
+            accepted = list(pool.map(lambda payload: send_command(server, payload), attacks))
+        while len(slowest) < 20:  # /healthz asked enough times to tell
+            time.sleep(0.05)
     finally:
         stop.set()
         poller.join(5)
-    assert len(slowest) >= 5
+    assert accepted == [True, False, True, False, False] * 8
     # Under 100 ms, allowing one outlier to a shared machine's hiccup (before: 2 s and more).
     ordered = sorted(slowest)
     assert ordered[-2] < 0.1 and ordered[-1] < 0.5, f"/healthz took {ordered[-3:]} s"
     lines = log_lines(server, "rtmp_closed")
-    assert any("max_message_size=65536" in x for x in lines), lines
-    assert any("more than 1024 values" in x for x in lines), lines
+    assert sum("message of 65537 bytes exceeds max_command_size=65536" in x for x in lines) >= 8
+    assert sum("more than 1024 values" in x for x in lines) >= 8, lines
+    assert sum("exceeds max_command_size=65536" in x for x in lines) >= 16, lines
 
 
 def test_a_connection_that_does_not_publish_is_closed(server: ServerProcess) -> None:
@@ -244,6 +298,50 @@ def test_idle_connections_from_many_addresses_cannot_keep_a_publisher_out(
 )
 def test_ipv6_clients_count_by_their_64(address: str, group: str) -> None:
     assert address_group(address) == group
+
+
+class Ipv6Server(ServerProcess):
+    """The server listening on ::1 only."""
+
+    @property
+    def http(self) -> str:
+        return f"http://[::1]:{self.http_port}"
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+def test_an_ipv6_client_is_counted_by_its_64(tmp_path: Path) -> None:
+    """Real IPv6 connections from ::1: the per-address limit counts them as ::/64, and says so
+    when it refuses one."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = Ipv6Server(
+        tmp_path / "data",
+        ARTIFACTS / "server-hostile-rtmp-ipv6.log",
+        PERISCOPE_HOST="::1",
+        PERISCOPE_RTMP__MAX_CONNECTIONS_PER_ADDRESS="2",
+    )
+    server.start()
+    sockets = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection(("::1", server.rtmp_port), 5)
+            sock.sendall(C0_C1)
+            sockets.append(sock)
+        assert [closed_by_server(sock, 1) for sock in sockets] == [False, False, True]
+        line = server.wait_for(lambda: log_lines(server, "rtmp_refused"), 5)[-1]
+        assert "group=::/64" in line and "max_connections_per_address=2 reached" in line
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
 
 
 def test_the_server_wide_budget_closes_the_connection_that_would_pass_it(tmp_path: Path) -> None:

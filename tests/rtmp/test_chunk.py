@@ -633,3 +633,82 @@ def test_cut_header_whose_chunk_ends_inside_the_buffered_bytes():
     expected = [Message(4, VIDEO, 1, timestamp, payload)]
     assert ChunkReader().feed(data)[1:] == expected
     assert feed_bytewise(data)[1:] == expected
+
+
+# ------------------------------------------------------------------ total bytes held (#13)
+
+
+def most_in_progress(per_stream: dict, chunk_size: int, order: list[int]) -> int:
+    """The largest sum of the lengths of the messages started and not finished, chunk by chunk
+    through order (a message counts from its first chunk to its last, both included)."""
+    pending = {csid: [len(p) for _, _, p in messages] for csid, messages in per_stream.items()}
+    left = {csid: 0 for csid in per_stream}  # chunks still to come of the current message
+    current = {csid: 0 for csid in per_stream}
+    most = 0
+    for csid in order:
+        if not left[csid]:
+            length = pending[csid].pop(0)
+            current[csid] = length
+            left[csid] = max(1, -(-length // chunk_size))
+        most = max(most, sum(current.values()))
+        left[csid] -= 1
+        if not left[csid]:
+            current[csid] = 0
+    return most
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    per_stream=st.dictionaries(st.sampled_from([3, 4, 6, 64, 320]), STREAM_MESSAGES, min_size=1),
+    chunk_size=st.sampled_from([1, 7, 128, 300]),
+    cap=st.integers(0, 2500),
+    data=st.data(),
+)
+def test_bytes_held_never_exceed_max_buffered(per_stream, chunk_size, cap, data):
+    """Whatever the interleaving and however the data is split (one byte at a time included),
+    what the reader holds between feeds stays within max_buffered plus one cut chunk header,
+    and the reader refuses only when the messages in progress really pass it."""
+    counts = {
+        csid: sum(max(1, -(-len(p) // chunk_size)) for _, _, p in messages)
+        for csid, messages in per_stream.items()
+    }
+    order = []
+    while any(counts.values()):
+        csid = data.draw(st.sampled_from(sorted(c for c, n in counts.items() if n)))
+        counts[csid] -= 1
+        order.append(csid)
+    stream, completed = interleaved_stream(per_stream, chunk_size, True, order)
+    # A last message, so that the last chunk's end is known without waiting for more.
+    stream += type0(2, 0, 1, COMMAND, 0) + b"."
+    completed.append(Message(2, COMMAND, 0, 0, b"."))
+    reader = ChunkReader(max_message_size=1000, max_buffered=cap)
+    reader.set_chunk_size(chunk_size)
+    piece = data.draw(st.sampled_from([1, 2, 5, 64, 1000]))
+    received = []
+    try:
+        for start in range(0, len(stream), piece):
+            received += reader.feed(stream[start : start + piece])
+            assert reader.buffered_bytes <= cap + 18
+            assert reader.bytes_in_progress <= cap + 18
+    except LimitExceeded as exc:
+        assert f"max_buffered={cap}" in str(exc)
+        # (The last message alone is 1 byte.)
+        assert max(most_in_progress(per_stream, chunk_size, order), 1) > cap
+    else:
+        assert received == completed
+
+
+def test_one_byte_at_a_time_a_partial_message_past_max_buffered_is_refused_at_its_header():
+    reader = ChunkReader(max_buffered=1000)
+    first = type0(4, 0, 600, VIDEO, 1) + bytes(128)
+    second = type0(5, 0, 401, VIDEO, 1)
+    for byte in first:
+        reader.feed(bytes((byte,)))
+    assert reader.bytes_in_progress == 600
+    for byte in second[:-1]:
+        reader.feed(bytes((byte,)))
+        assert reader.buffered_bytes <= 600 + 18
+    with pytest.raises(
+        LimitExceeded, match=r"would make 1001 bytes .* exceeding max_buffered=1000"
+    ):
+        reader.feed(second[-1:])

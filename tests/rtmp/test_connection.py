@@ -708,7 +708,10 @@ def test_before_a_publish_only_small_messages_are_taken():
     connection = ServerConnection()
     client = ScriptedClient()
     connection.receive_data(C0_C1 + C2)
-    with pytest.raises(LimitExceeded, match="65537 bytes exceeds max_message_size=65536"):
+    with pytest.raises(
+        LimitExceeded,
+        match=r"65537 bytes exceeds max_command_size=65536 \(the limit before a publish",
+    ):
         # Only the header and one chunk of an 8 MiB-claiming frame are sent.
         connection.receive_data(
             client.media(msg.VIDEO, bytes(65_537), stream_id=1, timestamp=0)[:200]
@@ -727,10 +730,34 @@ def test_before_a_publish_a_few_chunk_streams_only():
             ]
         )
     assert connection.bytes_in_progress == 8 * 60_000
-    with pytest.raises(LimitExceeded, match="max_chunk_streams=8"):
+    with pytest.raises(LimitExceeded, match="max_chunk_streams_before_publish=8"):
         connection.receive_data(
             client.media(msg.VIDEO, bytes(10), stream_id=1, timestamp=0, csid=11)
         )
+
+
+def test_before_a_publish_what_is_held_is_bounded_fed_one_byte_at_a_time():
+    """Chunk streams each start a message of just under 64 KiB, one byte per read: at no point
+    is more held than 8 x max_command_size (plus a cut header), and the ninth chunk stream (the
+    Set Chunk Size used the first) is refused naming the setting that applies before a publish."""
+    connection = ServerConnection()
+    client = ScriptedClient()
+    connection.receive_data(C0_C1 + C2 + client.set_chunk_size(4096))
+    limits = RtmpLimits()
+    cap = limits.max_chunk_streams_before_publish * limits.max_command_size + 18
+    attack = b"".join(
+        client.media(msg.VIDEO, bytes(65_000), stream_id=1, timestamp=0, csid=csid)[: 12 + 4096]
+        for csid in range(3, 12)
+    )
+    most = 0
+    with pytest.raises(
+        LimitExceeded, match=r"max_chunk_streams_before_publish=8 \(the limit before a publish"
+    ):
+        for byte in attack:
+            connection.receive_data(bytes((byte,)))
+            most = max(most, connection.buffered_bytes)
+            assert connection.bytes_in_progress <= cap
+    assert 7 * 4096 <= most <= cap
 
 
 def test_commands_and_data_are_small_even_when_publishing():
@@ -756,7 +783,7 @@ def test_messages_in_progress_are_bounded_in_total_when_publishing():
                 :FIRST_CHUNK
             ]
         )
-    with pytest.raises(LimitExceeded, match="exceeding max_buffered=2500000"):
+    with pytest.raises(LimitExceeded, match="exceeding max_buffered_per_connection=2500000"):
         connection.receive_data(
             client.media(msg.VIDEO, bytes(600_000), stream_id=1, timestamp=0, csid=6)[:FIRST_CHUNK]
         )

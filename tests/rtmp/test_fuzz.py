@@ -478,12 +478,12 @@ def test_every_limit_error_names_its_limit():
         ServerConnection(LIMITS).receive_data(start + big)
     writer = ChunkWriter()
     message = writer.write(Message(5, msg.VIDEO, 1, 0, bytes(LIMITS.max_message_size + 1)))
-    with pytest.raises(LimitExceeded, match="max_message_size=65536"):
+    with pytest.raises(LimitExceeded, match=r"max_command_size=65536 \(the limit before a publish"):
         ServerConnection(LIMITS).receive_data(start + message)
     streams = b"".join(
         ChunkWriter().write(Message(csid, msg.VIDEO, 1, 0, bytes(200))) for csid in range(3, 13)
     )
-    with pytest.raises(LimitExceeded, match="max_chunk_streams=8"):
+    with pytest.raises(LimitExceeded, match="max_chunk_streams_before_publish=8"):
         ServerConnection(LIMITS).receive_data(start + streams)
 
 
