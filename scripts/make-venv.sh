@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null \
   || { echo "setup: $PYTHON not found; periscope-ingest needs Python >= 3.11" >&2; exit 1; }
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || { echo "setup: periscope-ingest needs Python >= 3.11 (found $("$PYTHON" --version))" >&2
+  || { echo "setup: periscope-ingest needs Python >= 3.11 (found: $("$PYTHON" --version 2>&1))" >&2
        exit 1; }
 
 missing=()

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -89,6 +90,63 @@ def test_a_sound_venv_is_kept(tmp_path: Path) -> None:
     again = make_venv(checkout)
     assert again.returncode == 0, again.stderr
     assert again.stderr == "" and keepsake.read_text() == "kept"
+
+
+def as_someone_else() -> list[str]:
+    """Run as nobody when the tests run as root: the path of a user who cannot apt-get."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot run the set-up as another user")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def python_for(user: list[str]) -> str:
+    """A Python >= 3.11 that user can run (this one may live in root's home, as pyenv's does)."""
+    for candidate in (BASE_PYTHON, "/usr/bin/python3"):
+        # Through a shell, as the set-up runs it (setpriv itself may reach what a shell cannot).
+        probe = f"exec {candidate} -c 'import sys; sys.exit(sys.version_info < (3, 11))'"
+        check = [*user, "/bin/sh", "-c", probe]
+        if subprocess.run(check, capture_output=True).returncode == 0:
+            return candidate
+    pytest.skip(f"no Python >= 3.11 that {user or 'this user'} can run")
+
+
+def test_without_ensurepip_the_one_apt_get_line_is_printed() -> None:
+    """Debian's python3 before python3-venv: `import ensurepip` fails, and the user is told."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("no apt-get here: the line printed is Debian's")
+    # Outside pytest's 0700 temporary directory, so that nobody can work in it.
+    workdir = Path(tempfile.mkdtemp(prefix="make-venv-"))
+    try:
+        workdir.chmod(0o777)
+        checkout = checkout_with(workdir, "make-venv.sh")
+        checkout.chmod(0o777)
+        no_ensurepip = workdir / "no-ensurepip" / "ensurepip"
+        no_ensurepip.mkdir(parents=True)
+        (no_ensurepip / "__init__.py").write_text(
+            "raise ImportError('ensurepip is disabled in Debian for the system python')\n"
+        )
+        python = workdir / "python3"
+        real = python_for(as_someone_else())
+        python.write_text(f'#!/bin/sh\nPYTHONPATH={no_ensurepip.parent} exec {real} "$@"\n')
+        python.chmod(0o755)
+        result = subprocess.run(
+            [*as_someone_else(), "bash", "scripts/make-venv.sh"],
+            cwd=checkout,
+            env={**os.environ, "PYTHON": str(python)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("setup: missing python3-venv")
+        assert "Run: sudo apt-get install -y python3-venv" in line
+        assert not (checkout / ".venv").exists()
+    finally:
+        shutil.rmtree(workdir)
 
 
 def package_index_reachable() -> bool:
