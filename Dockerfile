@@ -11,10 +11,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
       > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
-COPY README.md ./
+COPY README.md setup.py ./
 COPY periscope_ingest ./periscope_ingest
 COPY config ./config
-# The pinned hls.js, checked against its hash (periscope_ingest/web/hlsjs.py).
+# The pinned hls.js, checked against its hash (periscope_ingest/web/hlsjs.py). The wheel build
+# (setup.py) packs it in when the npm registry answers; fetching it again here makes the image
+# build fail, rather than ship pages Chrome and Firefox cannot play, when it does not.
 RUN pip install --no-cache-dir --no-deps . && periscope-ingest fetch-hlsjs \
       --dest "$(python -c 'from periscope_ingest.web.hlsjs import VENDOR_DIR; print(VENDOR_DIR)')"
 
@@ -27,7 +29,7 @@ USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 1935 8080
 # The port comes from the settings (PERISCOPE_HTTP_PORT, or the TOML file), like the server's.
-HEALTHCHECK --interval=30s --timeout=5s CMD ["periscope-ingest", "health"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s CMD ["periscope-ingest", "health"]
 # SIGTERM ends every live broadcast (EXT-X-ENDLIST, recording finalised) within
 # shutdown_timeout (15 s): stop with a longer grace, `docker stop -t 30`. Without a terminal the
 # first start writes the first channel's key to /data/first-start-secrets.txt (mode 0600).

@@ -1,8 +1,14 @@
-"""What `-m "not e2e"` promises: a fast subset that starts no encoder, server or browser.
+"""What `-m "not e2e"` promises: a fast subset that needs nothing beyond the venv and starts no
+encoder, server or browser.
 
-Tests that start ffmpeg, ffprobe, GStreamer, nginx, chromium or strace are marked e2e (a module's
-``pytestmark``). This guard makes the promise hold for tests added later: a test without the mark
-that starts one of them fails, naming the program.
+A test is marked e2e (a module's ``pytestmark``) when it starts ffmpeg, ffprobe, GStreamer,
+nginx, Caddy, chromium or strace, runs the server as a process, or pushes over RTMP. The fast
+subset keeps what runs inside the test's process (parsers, the pipeline fed from a small FLV
+file written with PyAV, in-process HTTP and RTMP on loopback) and quick command-line runs that
+exit by themselves: `--help`, `config show`, and a `serve` that refuses to start.
+
+The guard below makes the promise hold for tests added later: a test without the mark that does
+one of those things fails, naming what it started.
 """
 
 from __future__ import annotations
@@ -10,24 +16,64 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import av
 import pytest
 
 EXTERNAL_PROGRAMS = {
-    "ffmpeg", "ffprobe", "gst-launch-1.0", "nginx", "chromium", "chromedriver", "strace",
+    "ffmpeg", "ffprobe", "ffplay", "gst-launch-1.0", "nginx", "caddy", "chromium", "chromedriver",
+    "strace",
 }  # fmt: skip
+# The exit codes of a `serve` that refused to start (cli.main): a usage error, or a failed start.
+REFUSED_TO_START = {1, 2}
+
+
+def command_words(args) -> list[str]:
+    return [str(word) for word in args] if isinstance(args, list | tuple) else str(args).split()
+
+
+def runs_the_server(words: list[str]) -> bool:
+    """`python -m periscope_ingest serve ...` or `periscope-ingest serve ...`, but not its help."""
+    if "serve" not in words or "--help" in words or "-h" in words:
+        return False
+    return "periscope_ingest" in words or Path(words[0]).name == "periscope-ingest"
 
 
 @pytest.fixture(autouse=True)
-def _fast_tests_start_no_external_program(request, monkeypatch) -> None:
+def _fast_tests_start_no_encoder_server_or_browser(request, monkeypatch):
     if request.node.get_closest_marker("e2e") is not None:
+        yield
         return
+    name = request.node.nodeid
     real_init = subprocess.Popen.__init__
+    servers: list[subprocess.Popen] = []
 
-    def guarded(self, args, *more, **options):
-        first = args[0] if isinstance(args, list | tuple) else str(args).split()[0]
-        program = Path(str(first)).name
+    def guarded_init(self, args, *more, **options):
+        words = command_words(args)
+        program = Path(words[0]).name if words else ""
         if program in EXTERNAL_PROGRAMS:
-            pytest.fail(f"{request.node.nodeid} starts {program}: mark it e2e", pytrace=False)
+            pytest.fail(f"{name} starts {program}: mark it e2e", pytrace=False)
         real_init(self, args, *more, **options)
+        if runs_the_server(words):
+            servers.append(self)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+    real_open = av.open
+
+    def guarded_open(file, *more, **options):
+        if str(file).lower().startswith(("rtmp://", "rtmps://")):
+            pytest.fail(f"{name} pushes over RTMP with PyAV: mark it e2e", pytrace=False)
+        return real_open(file, *more, **options)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_init)
+    monkeypatch.setattr(av, "open", guarded_open)
+    yield
+    for server in servers:
+        code = server.poll()
+        if code not in REFUSED_TO_START:
+            if code is None:
+                server.kill()
+                server.wait()
+            pytest.fail(
+                f"{name} ran the server as a process (exit {code}; a fast test may only see"
+                f" `serve` refuse to start, exit 1 or 2): mark it e2e",
+                pytrace=False,
+            )

@@ -3,8 +3,10 @@ Firefox): a pinned release, fetched from the npm registry and checked against it
 integrity hash, then kept in the package's static files. It is never committed (third-party
 minified code), and npm is not needed: the registry serves the package as a plain tarball.
 
-``periscope-ingest fetch-hlsjs`` (run by scripts/setup.sh and the Dockerfile) puts it in place;
-the server says at start, and the pages say to viewers, when it is missing.
+``periscope-ingest fetch-hlsjs`` (run by scripts/setup.sh and the Dockerfile) puts it in place,
+and a wheel build (setup.py, which loads this module by path: stdlib only here) packs it in, so
+that `pip install .` alone plays; the server says at start, and the pages say to viewers, when it
+is missing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ class HlsJsError(Exception):
 
 def installed(directory: Path = VENDOR_DIR) -> bool:
     return (directory / SCRIPT_NAME).is_file()
+
+
+def installed_version(directory: Path = VENDOR_DIR) -> str | None:
+    """The version of the hls.js in ``directory``, or None when there is none."""
+    try:
+        return (directory / "hls.js-VERSION").read_text().strip() if installed(directory) else None
+    except OSError:
+        return None
 
 
 def check_integrity(data: bytes, integrity: str = HLSJS_INTEGRITY) -> None:

@@ -115,5 +115,6 @@ async def test_hlsjs_script_only_when_installed(client: TestClient, tmp_path: Pa
     assert (await client.get("/static/" + HLSJS_NAME)).status == 200
 
 
+@pytest.mark.e2e  # what the browser tests need; a bare `pip install -e .` has no hls.js yet
 def test_hlsjs_installed_for_the_browser_tests() -> None:
     assert (STATIC_DIR / HLSJS_NAME).is_file(), "hls.js is missing: run scripts/install-hlsjs.sh"
