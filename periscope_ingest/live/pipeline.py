@@ -412,7 +412,7 @@ class StreamPipeline:
             self._forcing = decision.forced
             self._open(packet.pts, discontinuity)
             if self._part_cutter is not None:
-                self._part_cutter.open_segment(packet, discontinuity)
+                self._part_cutter.open_segment(packet, discontinuity, segmenter.listing_limit_ms)
         elif self._part_cutter is not None:
             # A part is complete when the frame that starts the next one arrives.
             cut = self._part_cutter.place(packet)
@@ -457,6 +457,10 @@ class StreamPipeline:
     def _close(self, duration_ticks: int, target_duration_s: int, end_pts: int) -> None:
         if self._part_cutter is not None and self._part_cutter.open:
             last_part, duration_ms = self._part_cutter.close_segment(end_pts)
+            if self._next_sequence == 1 and self._segmenter is not None:
+                # The first segment fixes EXT-X-TARGETDURATION: it must cover the parts.
+                self._segmenter.cover_first(duration_ms)
+                target_duration_s = self._segmenter.target_duration_s or target_duration_s
             command = CloseSegment(duration_ticks, target_duration_s, duration_ms, last_part)
         else:
             command = CloseSegment(duration_ticks, target_duration_s)

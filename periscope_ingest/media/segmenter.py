@@ -42,8 +42,16 @@ CUT_SLACK_TICKS = 45 * 90  # 45 ms
 # The first segment's cap when none is given: nginx-rtmp's default hls_max_fraglen.
 DEFAULT_CAP_TARGETS = 10
 # Audio that runs on this far past the last video frame means the video stopped: the segment
-# then lasts as long as its audio.
+# then lasts as long as its audio. "Past" counts in arrival order too: an encoder whose audio
+# timestamps lead its video by more than this (an A/V sync offset, or a clock that stepped back
+# on the video alone) still sends a video frame between every few audio frames, and its video
+# has not stopped.
 VIDEO_STOPPED_TICKS = TICKS_PER_SECOND // 2
+
+
+def longest_listed_ms(target_duration_s: int) -> int:
+    """The longest EXTINF, in whole ms, that still rounds (half up) to EXT-X-TARGETDURATION."""
+    return target_duration_s * 1000 + 499
 
 
 class Action(Enum):
@@ -89,6 +97,9 @@ class Segmenter:
         self._audio_end = -_NEVER
         self._audio_since = _NEVER
         self._audio_deadline = _NEVER
+        # PTS of the first audio frame that arrived after the latest video frame (_NEVER while a
+        # video frame came last): how long the audio has gone on alone, in arrival order.
+        self._audio_alone_since = _NEVER
         self._pending_discontinuity = False
         self.target_duration_s: int | None = None  # EXT-X-TARGETDURATION once fixed
 
@@ -96,11 +107,29 @@ class Segmenter:
     def started(self) -> bool:
         return self._start is not None
 
+    @property
+    def listing_limit_ms(self) -> int:
+        """The longest the open segment may be listed, in ms: what EXT-X-TARGETDURATION allows
+        once it is fixed; before that, the first segment's cap (see ``cover_first``)."""
+        if self.target_duration_s is not None:
+            return longest_listed_ms(self.target_duration_s)
+        return self._cap // TICKS_PER_MS
+
+    def cover_first(self, listed_ms: int) -> None:
+        """LL-HLS lists a segment as long as its parts add up to, which after a gap in its media
+        can be longer than the media measured here: once the first segment is closed, its
+        target duration is made to cover what is listed (at most its cap, as its parts are)."""
+        assert self.target_duration_s is not None
+        listed_s = max(1, math.floor(listed_ms / 1000 + 0.5))
+        if listed_s > self.target_duration_s:
+            self.target_duration_s = listed_s
+            self._cap = self._longest_allowed()
+
     def _longest_allowed(self) -> int:
         """Longest segment whose duration still rounds to at most the target duration, also
         once it is listed in whole milliseconds."""
         assert self.target_duration_s is not None
-        return (self.target_duration_s * 1000 + 499) * TICKS_PER_MS
+        return longest_listed_ms(self.target_duration_s) * TICKS_PER_MS
 
     def _fix_target(self, closed: int) -> None:
         wanted = max(self._target, closed)
@@ -146,6 +175,7 @@ class Segmenter:
         if packet.track != "video":
             return _DROP if self._start is None else self._audio(packet)
 
+        self._audio_alone_since = _NEVER
         decision = _WRITE
         if packet.keyframe:
             if self._start is None or self._due(packet.pts):
@@ -171,6 +201,8 @@ class Segmenter:
         """An audio frame of a stream with video, in an open segment."""
         pts = packet.pts
         end = pts + packet.duration
+        if self._audio_alone_since == _NEVER:
+            self._audio_alone_since = pts
         decision = _WRITE
         if pts - self._audio_end > CUT_SLACK_TICKS:
             self._audio_since = pts  # the audio broke off (a hole, a jump): a new run begins
@@ -185,10 +217,20 @@ class Segmenter:
             # are ever apart (the video stopped): the media lasts as long as it does. (Not the
             # first audio after a hole, which the video may be about to follow.)
             self._end = max(self._end, end)
-        if decision is _WRITE and end > self._audio_deadline:
-            # No video frame cut the segment before its cap: the video stopped (or has no
-            # keyframe and lags the audio). It is cut here rather than growing without end,
-            # and the audio in it is its media, whether the video follows or not.
+        if (
+            decision is _WRITE
+            and end > self._audio_deadline
+            and (
+                end - self._audio_alone_since > VIDEO_STOPPED_TICKS
+                or end - self._video_end > self._cap
+            )
+        ):
+            # No video frame cut the segment before its cap, and the video stopped (no frame
+            # arrived while this much audio did) or its clock lags the audio by more than a
+            # whole segment. It is cut here rather than growing without end, and the audio in
+            # it is its media, whether the video follows or not. Audio that merely leads a
+            # running video (an A/V offset) waits for the video's keyframe: cutting on it would
+            # start every segment without a keyframe.
             self._end = max(self._end, self._audio_end)
             decision = self._cut(pts, forced=True)
         self._audio_end = end
@@ -248,6 +290,12 @@ class PartCutter:
     A part never lasts longer than the target (PART-TARGET is a MUST): after a gap in the media
     a boundary is placed at most one target after the part's start, and the positions that
     follow carry the difference until a shorter part absorbs it.
+
+    Nor may a segment's parts add up to more than its ``limit_ms`` (the longest EXTINF that
+    EXT-X-TARGETDURATION allows, another MUST; the playlist refuses such a segment): carried
+    over a segment cut, a gap's difference would otherwise be listed, on top of its own media,
+    in a segment the segmenter ended at its cap. Its parts stop at the limit, and what they
+    could not list is carried on to the next segments, up to the limit of each.
     """
 
     def __init__(self, part_target_s: float, has_video: bool) -> None:
@@ -255,10 +303,14 @@ class PartCutter:
         self._has_video = has_video
         self._segment_start: int | None = None  # ms position of the open segment
         self._part_start = 0  # ms position of the open part
+        self._limit = 0  # ms position the open segment's parts may not pass
+        self._audio_cut = False  # the open segment was cut by an audio frame
         self._independent = False  # the open part began with a keyframe
         self._max_pts: int | None = None  # ticks: latest PTS of the cutting track in the segment
         self._max_end: int | None = None  # ticks: latest PTS + duration in the open part
         self._next_start: int | None = None  # where the next segment starts (after a close)
+        # ticks: PTS of the first audio frame that arrived after the latest video frame
+        self._audio_alone_since: int | None = None
 
     @property
     def open(self) -> bool:
@@ -268,16 +320,23 @@ class PartCutter:
     def part_start_ms(self) -> int:
         return self._part_start
 
-    def open_segment(self, packet: MediaPacket, discontinuity: bool = False) -> None:
-        """A segment starts with ``packet`` (the Segmenter decided CUT)."""
+    def open_segment(
+        self, packet: MediaPacket, discontinuity: bool = False, limit_ms: int = _NEVER
+    ) -> None:
+        """A segment starts with ``packet`` (the Segmenter decided CUT); its parts may add up
+        to ``limit_ms`` at most (Segmenter.listing_limit_ms)."""
         start = self._next_start
         if start is None or discontinuity:
             start = position_ms(packet.pts)
         self._next_start = None
         self._segment_start = self._part_start = start
+        self._limit = start + max(2, limit_ms)
         # Independent: a keyframe, or audio in a stream without video (not audio that cut a
         # segment because the video stopped).
         self._independent = packet.keyframe if packet.track == "video" else not self._has_video
+        # A segment the audio cut (the video stopped, or lags it by more than a segment): its
+        # parts are ended by the audio, whatever video frames come.
+        self._audio_cut = self._has_video and packet.track != "video"
         self._max_pts = None
         self._max_end = None
         self._track(packet)
@@ -300,6 +359,7 @@ class PartCutter:
                 position_ms(self._max_end),
                 position_ms(packet.pts),
                 self._part_start + self.target_ms,
+                self._limit - 1,  # the segment's last part is at least 1 ms
             )
             if boundary > self._part_start:
                 cut = PartCut(boundary - self._part_start, self._independent)
@@ -310,15 +370,28 @@ class PartCutter:
         return cut
 
     def _audio_while_video_stopped(self, packet: MediaPacket) -> PartCut | None:
-        # The video ends parts. Audio ends one only when no video frame did because the video
-        # stopped: none in the part, or none for a part target past its latest one.
-        if position_ms(packet.pts + packet.duration) - self._part_start <= self.target_ms:
+        # The video ends parts. Audio ends one in a segment the audio cut, or when no video
+        # frame did because the video stopped: none arrived while more than a part target of
+        # audio did, and none in the part or none for a part target past its latest one.
+        # (Audio that leads a running video by more than a part must not end parts: their
+        # positions would run ahead of the video's, and the segment the video's keyframe
+        # closes would be listed too long.)
+        if self._audio_alone_since is None:
+            self._audio_alone_since = packet.pts
+        audio_end = packet.pts + packet.duration
+        if position_ms(audio_end) - self._part_start <= self.target_ms:
             return None
+        target_ticks = self.target_ms * TICKS_PER_MS
         video_end = self._max_end
-        if video_end is not None and packet.pts - video_end <= self.target_ms * TICKS_PER_MS:
-            return None
-        end = packet.pts if video_end is None else min(video_end, packet.pts)
-        boundary = min(position_ms(end), self._part_start + self.target_ms)
+        if self._audio_cut:
+            end = packet.pts
+        else:
+            if audio_end - self._audio_alone_since <= target_ticks:
+                return None
+            if video_end is not None and packet.pts - video_end <= target_ticks:
+                return None
+            end = packet.pts if video_end is None else min(video_end, packet.pts)
+        boundary = min(position_ms(end), self._part_start + self.target_ms, self._limit - 1)
         if boundary <= self._part_start:
             return None
         cut = PartCut(boundary - self._part_start, self._independent)
@@ -330,7 +403,7 @@ class PartCutter:
     def close_segment(self, end_pts: int) -> tuple[PartCut, int]:
         """The open segment ends at ``end_pts`` (ticks): its last part and its duration in ms."""
         assert self._segment_start is not None
-        boundary = min(position_ms(end_pts), self._part_start + self.target_ms)
+        boundary = min(position_ms(end_pts), self._part_start + self.target_ms, self._limit)
         boundary = max(boundary, self._part_start + 1)
         last = PartCut(boundary - self._part_start, self._independent)
         duration = boundary - self._segment_start
@@ -342,6 +415,7 @@ class PartCutter:
         cutting_track = "video" if self._has_video else "audio"
         if packet.track != cutting_track:
             return
+        self._audio_alone_since = None
         end = packet.pts + max(packet.duration, 0)
         self._max_end = end if self._max_end is None else max(self._max_end, end)
         self._max_pts = packet.pts if self._max_pts is None else max(self._max_pts, packet.pts)

@@ -157,3 +157,41 @@ def test_every_second_sent_is_recorded_in_bounded_segments_whatever_the_encoder_
     slack = 0.2 * (len(steps) + 1) + 0.04 * len(repeated) + 0.01
     total = sum(durations)
     assert SECONDS - jitter - slack <= total <= SECONDS + kept_gaps + slack, (durations, jumps)
+
+
+LL_HLS = {"segment_format": "fmp4", "low_latency": True, "part_duration": 0.5}
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(jumps=st.lists(jump, max_size=4), origin=st.integers(0, 2**32 - 1))
+# The issue's timeline; and two that failed the writer with LL-HLS before (#13 item 5): a step
+# back within the jitter tolerance (the video squeezed, the audio not: its parts ran ahead of
+# the video's keyframe), and 1.65 s of dropped frames (its parts' positions lagged, and were
+# listed on top of the next segment's media).
+@example(jumps=[(2000, -5000), (4000, 3_600_000), (5500, -3000)], origin=2**32 - 1000)
+@example(jumps=[(50, -596)], origin=0)
+@example(jumps=[(501, 1651)], origin=0)
+def test_every_second_sent_is_recorded_with_low_latency_parts(tags, jumps, origin) -> None:
+    """The same with LL-HLS: fMP4 segments whose EXTINF is what their parts add up to. A
+    segment listed too long for EXT-X-TARGETDURATION fails the writer, and with it the
+    publish: no clock may do that."""
+    moved = [
+        (kind, (timestamp + origin + sum(d for at, d in jumps if timestamp >= at)) % 2**32, body)
+        for kind, timestamp, body in tags
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        durations, target, ended = asyncio.run(record(moved, Path(directory), **LL_HLS))
+    assert ended
+    assert all(round(d) <= target for d in durations), (durations, target)
+    steps: dict[int, int] = {}
+    for at, d in jumps:
+        steps[at] = steps.get(at, 0) + d
+    kept_gaps = sum(d for d in steps.values() if 0 < d <= GAP_LIMIT_MS) / 1000
+    jitter = sum(-d for d in steps.values() if -JITTER_LIMIT_MS - 100 <= d < 0) / 1000
+    slack = 0.2 * (len(steps) + 1) + 0.01
+    total = sum(durations)
+    assert SECONDS - jitter - slack <= total <= SECONDS + kept_gaps + slack, (durations, jumps)

@@ -89,3 +89,27 @@ def test_audio_ends_parts_when_the_video_stops() -> None:
     assert sum(p.duration_ms for p in parts) == duration
     assert all(p.duration_ms <= 500 for p in parts), parts
     assert parts[0].independent and not any(p.independent for p in parts[1:])
+
+
+@given(st.lists(st.integers(0, 4000), min_size=1, max_size=6), st.integers(1, 4))
+def test_a_segments_parts_never_add_up_to_more_than_its_limit(gaps: list[int], target_s: int):
+    """Gaps in the media carried over segment cuts: each segment's parts (and its EXTINF) stay
+    within the longest duration its target allows, however the gaps fall."""
+    cutter = PartCutter(0.5, has_video=True)
+    limit = target_s * 1000 + 499
+    pts = 0
+    for gap in gaps:
+        frames = [video(pts + i * 3000, pts + i * 3000, i == 0) for i in range(target_s * 30)]
+        cutter.open_segment(frames[0], limit_ms=limit)
+        parts = []
+        for i, packet in enumerate(frames[1:], 1):
+            if i == len(frames) // 2:  # a hole in the middle of the segment
+                packet = video(packet.pts + gap * 90, packet.dts + gap * 90)
+            part = cutter.place(packet)
+            if part is not None:
+                parts.append(part.duration_ms)
+        pts = frames[-1].pts + gap * 90 + 3000
+        last, duration = cutter.close_segment(pts)
+        parts.append(last.duration_ms)
+        assert sum(parts) == duration <= limit, (parts, gaps)
+        assert all(0 < p <= 500 for p in parts), parts

@@ -232,3 +232,26 @@ def test_a_hole_in_both_tracks_is_still_a_discontinuity_when_audio_comes_first()
     decision = seg.place(audio(120 * FRAME + 5 * 90_000))
     assert decision.action is Action.CUT and decision.discontinuity
     assert decision.closed_duration == 60 * FRAME  # what its video holds, not the hole
+
+
+def interleaved(seconds: int, audio_lead: int, gop: int = 60) -> list[MediaPacket]:
+    """30 fps video with a keyframe every ``gop`` frames, and audio whose timestamps lead it by
+    ``audio_lead`` ticks, sent in the order a real-time encoder sends them (by capture time)."""
+    packets: list[tuple[int, MediaPacket]] = []
+    for i in range(seconds * 30):
+        packets.append((i * FRAME, video(i * FRAME, key=i % gop == 0)))
+    for i in range(seconds * 90_000 // AUDIO):
+        packets.append((i * AUDIO, audio(i * AUDIO + audio_lead)))
+    return [packet for _, packet in sorted(packets, key=lambda p: (p[0], p[1].track))]
+
+
+def test_audio_that_leads_a_running_video_does_not_cut_without_a_keyframe() -> None:
+    """An encoder with an A/V offset (audio 1.5 s ahead, less than a segment's cap): every
+    segment still starts with a keyframe, 2 s apart. (Before, the audio was taken for audio
+    going on after the video stopped, and cut every segment before a non-key frame.)"""
+    seg = Segmenter(2.0, has_video=True)
+    decisions = [(packet, seg.place(packet)) for packet in interleaved(12, 135_000)]
+    cut = [(p, d) for p, d in decisions if d.action is Action.CUT]
+    assert [p.track for p, _ in cut] == ["video"] * 6
+    assert all(p.keyframe and not d.forced and not d.discontinuity for p, d in cut)
+    assert [d.closed_duration for _, d in cut] == [None] + [180_000] * 5
