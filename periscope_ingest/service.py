@@ -30,20 +30,21 @@ from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
-from periscope_ingest.web import hlsjs
+from periscope_ingest.web import hlsjs, urls
 from periscope_ingest.web.app import AppParts, build_app
+from periscope_ingest.web.context import LIVE_ANSWERS
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.error_log import RequestErrorLog
+from periscope_ingest.web.fast_answers import FastAnswers
 from periscope_ingest.web.fast_path import FastPathSite
 from periscope_ingest.web.forwarded import TrustedProxies
-from periscope_ingest.web.live_answers import LiveAnswers
 
 log = logging.getLogger(__name__)
 
 
 def broadcast_event(record: BroadcastRecord) -> dict:
     """A webhook's view of a broadcast: its record, and where to get it."""
-    return {**record.as_json(), "mp4": f"/replays/{record.id}.mp4"}
+    return {**record.as_json(), "mp4": urls.replay_mp4(record.id)}
 
 
 class PortInUse(Exception):
@@ -183,9 +184,7 @@ class Service:
             app, access_log=None, keepalive_timeout=keepalive, logger=RequestErrorLog()
         )
         await self._runner.setup()
-        answers = LiveAnswers(
-            self.layout, self.registry, self.viewers, self.metrics, self.lifecycle
-        )
+        answers = FastAnswers(self.layout, app[LIVE_ANSWERS], self.metrics)
         site = FastPathSite(
             self._runner,
             self.settings.host,
@@ -230,7 +229,7 @@ class Service:
             data_dir=self.layout.root,
         )
 
-    async def _start_https(self, answers: LiveAnswers, tls: ssl.SSLContext | None) -> None:
+    async def _start_https(self, answers: FastAnswers, tls: ssl.SSLContext | None) -> None:
         """The same HTTP side behind TLS, on https_port (its runner stops it with the other)."""
         assert self._runner is not None and self.rtmp is not None
         site = FastPathSite(
@@ -309,7 +308,7 @@ class Service:
                 f"  Stream key:                   {credentials.stream_key}",
                 f"  API token:                    {credentials.token}",
                 f"  Watch:                        http://{host}:{self.settings.http_port}"
-                f"/live/{credentials.handle}/index.m3u8",
+                + urls.live_playlist(credentials.handle),
                 "More channels: periscope-ingest accounts create HANDLE",
                 "",
             ]

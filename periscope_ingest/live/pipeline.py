@@ -3,11 +3,9 @@
 Everything here is cheap and pure-ish (FLV parsing, timeline, cut decisions); the blocking work is
 sent to the stream's SegmentWorker thread.
 
-With LL-HLS the pipeline also decides where partial segments end (media/segmenter.PartCutter) and
-keeps the latest live playlist the worker published, so the web layer can hold blocking playlist
-reloads: `wait_for(msn, part)` awaits one shared future that the worker's notification (through
-call_soon_threadsafe) resolves; nothing polls, and a thousand waiters cost a thousand futures'
-callbacks once per part.
+With LL-HLS the pipeline also decides where partial segments end (media/segmenter.PartCutter).
+What the worker publishes (playlists, the newest media) goes to the stream's LiveEdge
+(live/edge.py), the one object viewers are answered from; web/ never reads the pipeline.
 """
 
 from __future__ import annotations
@@ -16,14 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from periscope_ingest.config import HlsSettings
-from periscope_ingest.live.segment_worker import (
+from periscope_ingest.live.edge import LiveEdge
+from periscope_ingest.live.segment_commands import (
     BroadcastFiles,
     CloseSegment,
     CutPart,
@@ -31,18 +28,17 @@ from periscope_ingest.live.segment_worker import (
     OpenSegment,
     PlaylistUpdate,
     SegmentPublished,
-    SegmentWorker,
     UpdateRecord,
     UseTracks,
 )
+from periscope_ingest.live.segment_worker import SegmentWorker
+from periscope_ingest.live.stream_info import StreamInfo, StreamMeter
 from periscope_ingest.logs import log_event
-from periscope_ingest.media.aac import AacConfig
 from periscope_ingest.media.ingest import (
     Notice,
     Placed,
     StreamAssembler,
     TracksReady,
-    VideoConfig,
     video_codec,
     video_record,
 )
@@ -51,66 +47,14 @@ from periscope_ingest.media.playlist import LowLatencySettings
 from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
-from periscope_ingest.storage.layout import DataLayout, parse_part_name, parse_segment_name
+from periscope_ingest.storage.layout import DataLayout
 
 if TYPE_CHECKING:
     from periscope_ingest.live.restream import ChannelRestream
 
 log = logging.getLogger(__name__)
 
-# Blocking playlist reloads are held at most this many target durations.
-_HOLD_TARGET_DURATIONS = 3
-# Segments over which the bitrate and frame rate in /api/streams are measured.
-_STATS_SEGMENTS = 5
 COUNT_FLUSH_MESSAGES = 200  # about 2.5 s of a 30 fps stream with audio
-# A watched stream keeps its newest files in memory for viewers: the segments with the last
-# MEMORY_SEGMENTS sequence numbers and the parts of the segment being written. Players fetch
-# what was just listed; older files are served from disk. "Watched" lasts WATCHED_FOR_S after
-# the last playlist or media request.
-MEMORY_SEGMENTS = 3
-WATCHED_FOR_S = 30.0
-
-
-@dataclass(slots=True)
-class _SegmentTally:
-    payload_bytes: int = 0
-    video_frames: int = 0
-
-
-@dataclass(slots=True)
-class StreamInfo:
-    """What /api/streams reports about a live stream."""
-
-    channel: str
-    broadcast_id: str
-    started_at: datetime
-    video: VideoConfig | None = None
-    audio: AacConfig | None = None
-    metadata: dict = field(default_factory=dict)
-    segments: int = 0
-    bitrate: int | None = None  # measured bits/s of the media payload
-    frame_rate: float | None = None  # measured frames/s
-
-    def as_json(self) -> dict:
-        video = self.video
-        audio = self.audio
-        return {
-            "key": self.channel,
-            "channel": self.channel,
-            "broadcast_id": self.broadcast_id,
-            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
-            "video_codec": video.codecs if video else None,
-            "audio_codec": audio.codecs if audio else None,
-            "resolution": f"{video.width}x{video.height}" if video else None,
-            "width": video.width if video else None,
-            "height": video.height if video else None,
-            "frame_rate": self.frame_rate or (video.frame_rate if video else None),
-            "audio_sample_rate": audio.sample_rate if audio else None,
-            "audio_channels": audio.channels if audio else None,
-            "bitrate": self.bitrate,
-            "segments": self.segments,
-            "playlist": f"/live/{self.channel}/index.m3u8",
-        }
 
 
 class StreamPipeline:
@@ -134,8 +78,6 @@ class StreamPipeline:
         self._loop = loop
         self._on_ended = on_ended
         self.info = StreamInfo(channel, broadcast_id, datetime.now(UTC))
-        self.suspended = False
-        self.poster_interval = hls.poster_interval  # how often its live poster is renewed
         self._metrics = metrics
         self._cut_at: dict[int, float] = {}  # segment sequence -> when its end frame arrived
         # Children looked up once: a labelled lookup per message would cost more than parsing it.
@@ -146,8 +88,6 @@ class StreamPipeline:
         # the ingest CPU.
         self._uncounted_bytes = 0
         self._uncounted_messages = 0
-        self._media: dict[str, tuple[int, bytes]] = {}  # file name -> (sequence, bytes)
-        self._watched_until = 0.0
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
@@ -156,8 +96,7 @@ class StreamPipeline:
         self._pending_discontinuity = False
         self._forcing = False  # the latest cut was forced (no keyframe)
         self._clock_anchor: tuple[int, datetime] | None = None  # (pts ticks, wall clock)
-        self._tally = _SegmentTally()
-        self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=_STATS_SEGMENTS)
+        self._meter = StreamMeter(self.info)
         self.last_media_at = time.monotonic()
         # Set only while the channel has restream targets (live/restream.py): otherwise the
         # per-message cost of restreaming is the one check of this attribute.
@@ -165,22 +104,12 @@ class StreamPipeline:
         self._finished = False
         self._title_known = False
         record = BroadcastRecord(broadcast_id, channel, iso(self.info.started_at))
-        files = BroadcastFiles(
-            directory=layout.broadcast_dir(channel, broadcast_id),
-            live_playlist=layout.live_playlist(channel),
-            master_playlist=layout.master_playlist(channel),
-            recording_playlist=layout.recording_playlist(channel, broadcast_id),
-        )
+        files = BroadcastFiles.of(layout, channel, broadcast_id)
         # MPEG-TS or fMP4; an AV1 stream switches a "ts" server to fMP4 for this broadcast.
         self.segment_format = hls.segment_format
         self.low_latency = hls.low_latency
         self._part_cutter: PartCutter | None = None
         self._segment_start_pts = 0
-        self._init_needed = True  # the next fMP4 segment starts a new init segment
-        # The live playlist as last published by the worker, and the future its next change
-        # resolves (blocking playlist reload).
-        self.playlist: PlaylistUpdate | None = None
-        self._changed: asyncio.Future[None] = loop.create_future()
         low_latency = None
         if hls.low_latency:
             low_latency = LowLatencySettings(part_target_ms=round(hls.part_duration * 1000))
@@ -194,6 +123,16 @@ class StreamPipeline:
             low_latency=low_latency,
             on_playlist=self._playlist_from_thread,
             on_failed=self._failed_from_thread,
+        )
+        # What viewers are answered from (web/ reads only this).
+        self.edge = LiveEdge(
+            self.info,
+            low_latency=hls.low_latency,
+            segment_duration_s=hls.segment_duration,
+            poster_interval=hls.poster_interval,
+            keep_media=self._worker.set_keep_media,
+            restream_status=self._restream_status,
+            loop=loop,
         )
         # Set by the RTMP session that publishes: called (on the loop) when the writer fails.
         self.on_writer_failed: Callable[[str], None] | None = None
@@ -239,6 +178,15 @@ class StreamPipeline:
         self._uncounted_bytes = self._uncounted_messages = 0
 
     @property
+    def suspended(self) -> bool:
+        """The publisher dropped off and may reconnect (reconnect grace)."""
+        return self.edge.reconnecting
+
+    def _restream_status(self) -> list[dict]:
+        restream = self.restream
+        return [link.status() for link in restream.links.values()] if restream else []
+
+    @property
     def writer_failed(self) -> bool:
         """The disk writer failed: nothing sent to this broadcast is recorded any more."""
         return self._worker.failed is not None
@@ -251,14 +199,14 @@ class StreamPipeline:
         """The publisher dropped off: publish what was received; the broadcast stays live."""
         if self._finished or self.suspended:
             return
-        self.suspended = True
+        self.edge.reconnecting = True
         self._flush_counts()
         self._handle(self._assembler.flush())
         self._close_open_segment()
 
     def resume(self) -> None:
         """The same key is back: continue this broadcast after a discontinuity."""
-        self.suspended = False
+        self.edge.reconnecting = False
         self.last_media_at = time.monotonic()
         self._assembler.restart()
         if self.restream is not None:
@@ -291,7 +239,7 @@ class StreamPipeline:
         self._worker.send(EndPlaylist(status))
         self._worker.stop()
         await asyncio.to_thread(self._worker.join)
-        self._notify_changed()  # blocked requests answer with whatever is final
+        self.edge.close()  # blocked requests answer with whatever is final
         log_event(
             log,
             logging.INFO,
@@ -336,7 +284,6 @@ class StreamPipeline:
                 reason="AV1 cannot be packaged in MPEG-TS (hls.segment_format=ts); this"
                 " broadcast is packaged as fMP4",
             )
-        self._init_needed = True
         self._worker.send(
             UpdateRecord(
                 {
@@ -418,9 +365,7 @@ class StreamPipeline:
             cut = self._part_cutter.place(packet)
             if cut is not None:
                 self._worker.send(CutPart(cut))
-        self._tally.payload_bytes += len(packet.data)
-        if packet.track == "video":
-            self._tally.video_frames += 1
+        self._meter.packet(len(packet.data), packet.track == "video")
         self._worker.send(packet)
 
     def _open(self, pts: int, discontinuity: bool) -> None:
@@ -467,14 +412,7 @@ class StreamPipeline:
         self._cut_at[self._next_sequence - 1] = time.monotonic()
         self._worker.send(command)
         self._flush_counts()  # a listed segment's bytes are counted by the time it is listed
-        self._recent.append((duration_ticks, self._tally))
-        self._tally = _SegmentTally()
-        total_ticks = sum(d for d, _ in self._recent)
-        if total_ticks > 0:
-            seconds = total_ticks / TICKS_PER_SECOND
-            self.info.bitrate = round(sum(t.payload_bytes for _, t in self._recent) * 8 / seconds)
-            frames = sum(t.video_frames for _, t in self._recent)
-            self.info.frame_rate = round(frames / seconds, 3) if frames else None
+        self._meter.segment_closed(duration_ticks)
 
     def _failed_from_thread(self, exc: BaseException) -> None:
         self._call_on_loop(self._writer_failed, exc)
@@ -487,92 +425,7 @@ class StreamPipeline:
         self._call_on_loop(self._published, published)
 
     def _playlist_from_thread(self, update: PlaylistUpdate) -> None:
-        self._call_on_loop(self._playlist_changed, update)
-
-    def _playlist_changed(self, update: PlaylistUpdate) -> None:
-        self._keep_media(update)
-        self.playlist = update
-        self._notify_changed()
-
-    # -- the newest files in memory, for viewers ----------------------------------------------
-
-    def watched(self) -> None:
-        """A viewer asked for this stream's playlist or media: keep the newest files in memory."""
-        self._watched_until = time.monotonic() + WATCHED_FOR_S
-        self._worker.keep_media = True
-
-    def media(self, name: str) -> bytes | None:
-        """A segment or part file of this broadcast, if it is one of the newest ones."""
-        kept = self._media.get(name)
-        return kept[1] if kept is not None else None
-
-    def remember(self, name: str, data: bytes) -> None:
-        """A listed file read from disk for a viewer (made before anyone watched): kept like
-        those the writer hands over, if it is among the newest, so the next viewers get it
-        from memory."""
-        sequence = _media_sequence(name)
-        update = self.playlist
-        if sequence is None or update is None or time.monotonic() > self._watched_until:
-            return
-        if sequence >= update.next_sequence - MEMORY_SEGMENTS:
-            self._media.setdefault(name, (sequence, data))
-
-    def _keep_media(self, update: PlaylistUpdate) -> None:
-        if time.monotonic() > self._watched_until:
-            self._worker.keep_media = False
-            self._media.clear()
-            return
-        for name, data in update.media:
-            if (sequence := _media_sequence(name)) is not None:
-                self._media[name] = (sequence, data)
-        oldest = update.next_sequence - MEMORY_SEGMENTS
-        if any(sequence < oldest for sequence, _ in self._media.values()):
-            self._media = {n: kept for n, kept in self._media.items() if kept[0] >= oldest}
-
-    def _notify_changed(self) -> None:
-        changed, self._changed = self._changed, self._loop.create_future()
-        if not changed.done():
-            changed.set_result(None)
-
-    # -- blocking playlist reload (LL-HLS) ----------------------------------------------------
-
-    def has(self, msn: int, part: int | None) -> bool:
-        """Whether the published live playlist holds segment `msn` (complete, when `part` is
-        None) or part `part` of it, or anything later; always True once it has ended."""
-        update = self.playlist
-        if update is None:
-            return False
-        if update.ended or msn < update.next_sequence:
-            return True
-        return part is not None and msn == update.next_sequence and part < update.parts
-
-    def hold_timeout(self) -> float:
-        """How long a blocking request may be held: three target durations (RFC 8216bis)."""
-        if self.playlist is not None:
-            target = self.playlist.target_duration_s
-        else:
-            target = max(1, round(self._hls.segment_duration))
-        return _HOLD_TARGET_DURATIONS * target
-
-    async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:
-        """Wait until `has(msn, part)`; False after `timeout` seconds. Costs no CPU meanwhile:
-        every waiter awaits the same future, resolved once per playlist change."""
-        loop = self._loop
-        deadline = loop.time() + timeout
-        while not self.has(msn, part):
-            if self._finished and self._worker_done():
-                return self.has(msn, part)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(asyncio.shield(self._changed), remaining)
-            except TimeoutError:
-                return self.has(msn, part)
-        return True
-
-    def _worker_done(self) -> bool:
-        return not self._worker.alive()
+        self._call_on_loop(self.edge.publish, update)
 
     def _ended_from_thread(self, record: BroadcastRecord) -> None:
         if self._on_ended is not None:
@@ -601,8 +454,3 @@ class StreamPipeline:
             duration_ms=published.duration_ms,
             size=published.size,
         )
-
-
-def _media_sequence(name: str) -> int | None:
-    part = parse_part_name(name)
-    return part[0] if part is not None else parse_segment_name(name)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.logs import log_event
 
@@ -46,6 +47,15 @@ class PublisherRegistry:
     def get(self, channel: str) -> StreamPipeline | None:
         publication = self._by_channel.get(channel)
         return publication.pipeline if publication and publication.ending is None else None
+
+    # What web/ reads: the edges viewers are answered from, never the pipelines.
+
+    def edge(self, channel: str) -> LiveEdge | None:
+        publication = self._by_channel.get(channel)
+        return publication.pipeline.edge if publication and publication.ending is None else None
+
+    def edges(self) -> list[LiveEdge]:
+        return [p.pipeline.edge for p in self._by_channel.values() if p.ending is None]
 
     async def claim(self, channel: str) -> StreamPipeline | None:
         """Make ``channel`` available to a new publisher.

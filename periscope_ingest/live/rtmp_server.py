@@ -325,7 +325,7 @@ class RtmpSession(asyncio.Protocol):
         # starts is worth the few reads of its first seconds.
         if (
             publication is not None
-            and publication.pipeline.playlist is not None
+            and publication.pipeline.edge.playlist is not None
             and self._server.read_interval
         ):
             self._rest()

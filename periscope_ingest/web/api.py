@@ -12,10 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from periscope_ingest import __version__
+from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.storage.catalog import STATUSES, BroadcastRecord, InvalidCursor
 from periscope_ingest.storage.layout import BROADCAST_ID_PATTERN, is_channel_name
 from periscope_ingest.storage.recordings import write_record
 from periscope_ingest.storage.retention import delete_broadcast
+from periscope_ingest.web import urls
 from periscope_ingest.web.auth import require_owner_or_admin
 from periscope_ingest.web.context import (
     CATALOG,
@@ -40,8 +42,8 @@ from periscope_ingest.web.openapi import openapi_json
 
 def broadcast_json(record: BroadcastRecord) -> dict:
     data = record.as_json()
-    data["replay"] = f"/replays/{record.id}/index.m3u8"
-    data["mp4"] = f"/replays/{record.id}.mp4"
+    data["replay"] = urls.replay_playlist(record.id)
+    data["mp4"] = urls.replay_mp4(record.id)
     data["mp4_ready"] = record.mp4_size is not None
     return data
 
@@ -60,27 +62,38 @@ async def find_broadcast(request: web.Request) -> BroadcastRecord:
     return record
 
 
+def stream_json(edge: LiveEdge, viewers: int) -> dict:
+    info = edge.info
+    video = info.video
+    audio = info.audio
+    return {
+        "key": info.channel,
+        "channel": info.channel,
+        "broadcast_id": info.broadcast_id,
+        "started_at": info.started_at.isoformat().replace("+00:00", "Z"),
+        "video_codec": video.codecs if video else None,
+        "audio_codec": audio.codecs if audio else None,
+        "resolution": f"{video.width}x{video.height}" if video else None,
+        "width": video.width if video else None,
+        "height": video.height if video else None,
+        "frame_rate": info.frame_rate or (video.frame_rate if video else None),
+        "audio_sample_rate": audio.sample_rate if audio else None,
+        "audio_channels": audio.channels if audio else None,
+        "bitrate": info.bitrate,
+        "segments": info.segments,
+        "playlist": urls.live_playlist(info.channel),
+        "reconnecting": edge.reconnecting,
+        "viewers": viewers,
+        "restream": edge.restream_status(),
+    }
+
+
 async def streams(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    live = sorted(registry.live(), key=lambda p: p.info.started_at)
+    live = sorted(request.app[REGISTRY].edges(), key=lambda edge: edge.info.started_at)
     viewers = request.app[VIEWERS]
     now = time.monotonic()
-    return respond(
-        StreamsOut,
-        {
-            "streams": [
-                {
-                    **p.info.as_json(),
-                    "reconnecting": p.suspended,
-                    "viewers": viewers.count(p.channel, now),
-                    "restream": (
-                        [link.status() for link in p.restream.links.values()] if p.restream else []
-                    ),
-                }
-                for p in live
-            ]
-        },
-    )
+    streams = [stream_json(edge, viewers.count(edge.channel, now)) for edge in live]
+    return respond(StreamsOut, {"streams": streams})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -89,8 +102,8 @@ async def metrics(request: web.Request) -> web.Response:
     collected = request.app[METRICS]
     viewers = request.app[VIEWERS]
     now = time.monotonic()
-    for pipeline in registry.live():
-        collected.viewers.labels(pipeline.channel).set(viewers.count(pipeline.channel, now))
+    for edge in registry.edges():
+        collected.viewers.labels(edge.channel).set(viewers.count(edge.channel, now))
     if (restreamer := request.app[RESTREAMER]) is not None:
         restreamer.collect()
     total = await asyncio.to_thread(request.app[CATALOG].total_size)
@@ -104,7 +117,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     return respond(
-        HealthOut, {"status": "ok", "version": __version__, "live_streams": len(registry.live())}
+        HealthOut, {"status": "ok", "version": __version__, "live_streams": len(registry.edges())}
     )
 
 

@@ -33,6 +33,7 @@ from periscope_ingest.web.context import (
     EXPORTS,
     LAYOUT,
     LIFECYCLE,
+    LIVE_ANSWERS,
     METRICS,
     PHASE_CHANGED,
     PROXIES,
@@ -44,6 +45,7 @@ from periscope_ingest.web.context import (
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.forwarded import TrustedProxies
 from periscope_ingest.web.live import add_live_routes
+from periscope_ingest.web.live_answers import LiveAnswers
 from periscope_ingest.web.pages import add_page_routes
 from periscope_ingest.web.posters import add_poster_routes
 from periscope_ingest.web.replays import add_replay_routes
@@ -151,6 +153,8 @@ def build_app(parts: AppParts) -> web.Application:
     app[METRICS] = parts.metrics
     app[VIEWERS] = parts.viewers
     app[RESTREAMER] = parts.restreamer
+    # What live viewers are answered, decided once for these routes and the fast path.
+    app[LIVE_ANSWERS] = LiveAnswers(parts.registry, parts.viewers, parts.lifecycle)
     add_api_routes(app)
     add_restream_routes(app)
     add_service_routes(app)

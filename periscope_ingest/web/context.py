@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -19,6 +20,9 @@ from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.forwarded import TrustedProxies
 
+if TYPE_CHECKING:
+    pass
+
 LAYOUT = web.AppKey("layout", DataLayout)
 REGISTRY = web.AppKey("registry", PublisherRegistry)
 CATALOG = web.AppKey("catalog", Catalog)
@@ -32,6 +36,7 @@ VIEWERS = web.AppKey("viewers", ViewerCounter)
 RESTREAMER = web.AppKey("restreamer", Restreamer | None)
 DOWNLOADS = web.AppKey("downloads", Downloads)
 PROXIES = web.AppKey("proxies", TrustedProxies)
+LIVE_ANSWERS = web.AppKey["LiveAnswers"]("live_answers")
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"

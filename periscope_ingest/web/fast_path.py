@@ -2,18 +2,20 @@
 
 Every viewer of a live stream reloads its media playlist about once per target duration and
 fetches each new segment: at 1000 viewers that is about 1500 requests a second, almost all for
-the same few objects already held in memory (StreamPipeline.playlist and .media). aiohttp spends
-most of the server's CPU on them (request object, handler task, middleware, router, response
-headers, and a copy of the body joined to its headers), about 2.8x what nginx needs for the same
-load (docs/benchmarks.md). This module answers exactly those requests on the connection itself:
-one bytes object per (playlist or segment, second), shared by every viewer, written as is.
+the same few objects already held in memory (each stream's LiveEdge: its playlist and newest
+media). aiohttp spends most of the server's CPU on them (request object, handler task,
+middleware, router, response headers, and a copy of the body joined to its headers), about 2.8x
+what nginx needs for the same load (docs/benchmarks.md). This module answers exactly those
+requests on the connection itself: one bytes object per (playlist or segment, second), shared by
+every viewer, written as is.
 
 What is answered here: ``GET /live/{channel}/index.m3u8`` without a query, while the channel is
 live and its playlist is known, and ``GET /live/{channel}/{broadcast}/{segment}`` without a query,
 Range or conditional header, for the live broadcast: from memory while the segment is held there,
 else read whole from its file in a worker thread (a viewer who joined before anyone watched, or
-who fell behind). The responses are those of web/live.py for the same requests (type, caching,
-CORS, Accept-Ranges), and they are counted and mark the stream watched the same way.
+who fell behind). This module is the transport only: what is answered, with which headers, and
+who counts as watching are decided by web/live_answers.py for both this and aiohttp's routes,
+and turned into shared bytes by web/fast_answers.py.
 
 Everything else, and anything unusual (other methods, a body, upgrades, escapes, folded or
 malformed header lines, a head over MAX_HEAD_BYTES, a missing file, a service that has shut
@@ -36,8 +38,8 @@ from functools import partial
 from aiohttp import web
 
 from periscope_ingest.logs import log_event
+from periscope_ingest.web.fast_answers import FastAnswers, FileAnswer, Response, SegmentOut
 from periscope_ingest.web.forwarded import TrustedProxies
-from periscope_ingest.web.live_answers import FileAnswer, LiveAnswers, Response, SegmentOut
 from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
 
 # aiohttp's own line limit: a longer head is handed over, and aiohttp refuses it properly.
@@ -242,7 +244,7 @@ class FastPathSite(web.BaseSite):
         runner: web.AppRunner,
         host: str,
         port: int,
-        answers: LiveAnswers,
+        answers: FastAnswers,
         idle_timeout: float,
         write_timeout: float,
         proxies: TrustedProxies,

@@ -3,8 +3,9 @@
 Playlists and segments are files served with aiohttp's FileResponse (sendfile, Range, HEAD,
 conditional requests); every path comes from DataLayout, which checks each name first. While a
 live stream is watched, its media playlist and its newest segments and parts are also held in
-memory (StreamPipeline.media) and plain GETs for them are answered from there: a thousand
-viewers then cost no stat, open or executor hop per request.
+memory by its LiveEdge and plain GETs for them are answered from there: a thousand viewers then
+cost no stat, open or executor hop per request. Which broadcast a request is about, who counts as
+watching and the headers are decided by web/live_answers.py, for these routes and the fast path.
 
 Low-Latency HLS (RFC 8216bis section 6.2.5), for a channel whose live stream has
 ``hls.low_latency``:
@@ -18,7 +19,7 @@ Low-Latency HLS (RFC 8216bis section 6.2.5), for a channel whose live stream has
   by EXT-X-PRELOAD-HINT, typically) is held until it exists, then served; once it is clear it
   never will (its segment was completed with fewer parts), 404.
 
-The waiting costs nothing while it lasts: every held request awaits the stream pipeline's shared
+The waiting costs nothing while it lasts: every held request awaits the LiveEdge's shared
 "playlist changed" future, which the disk-writer thread resolves through call_soon_threadsafe
 when a part or segment is published. Requests without these parameters, and channels that are
 not live, get the playlist file as before.
@@ -26,29 +27,23 @@ not live, get the playlist file as before.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from aiohttp import web
 
-from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.storage.layout import InvalidName, parse_part_name, parse_segment_name
 from periscope_ingest.web.context import (
     LAYOUT,
+    LIVE_ANSWERS,
     LIVE_PLAYLIST_CACHE,
     PLAYLIST_TYPE,
-    REGISTRY,
     SEGMENT_CACHE,
-    SEGMENT_TYPE,
-    VIEWERS,
     parse_count,
 )
+from periscope_ingest.web.live_answers import PLAYLIST_HEADERS, segment_headers, segment_type
+from periscope_ingest.web.urls import LIVE_MASTER_ROUTE, LIVE_PLAYLIST_ROUTE, LIVE_SEGMENT_ROUTE
 
-# The routes viewers repeat (also answered by web/fast_path.py, and the metrics' route labels).
-PLAYLIST_ROUTE = "/live/{channel}/index.m3u8"
-SEGMENT_ROUTE = "/live/{channel}/{broadcast}/{segment}"
-# fMP4 init segments and fragments (RFC 8216bis 3.3 names no type; this is what Apple serves).
-FMP4_TYPE = "video/mp4"
 # RFC 8216bis 6.2.5.2: a request more than this far ahead of the playlist is a client error.
 _MAX_SEGMENTS_AHEAD = 2
 _MAX_PARTS_AHEAD = 3  # the Advance Part Limit
@@ -64,10 +59,6 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
     )
 
 
-def segment_type(name: str) -> str:
-    return SEGMENT_TYPE if name.endswith(".ts") else FMP4_TYPE
-
-
 def _int_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
@@ -78,11 +69,11 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return value
 
 
-def _low_latency_pipeline(request: web.Request, channel: str) -> StreamPipeline | None:
-    pipeline = request.app[REGISTRY].get(channel)
-    if pipeline is None or not pipeline.low_latency:
+def _low_latency_edge(request: web.Request, channel: str) -> LiveEdge | None:
+    edge = request.app[LIVE_ANSWERS].edge(channel)
+    if edge is None or not edge.low_latency:
         return None
-    return pipeline
+    return edge
 
 
 async def live_playlist(request: web.Request) -> web.StreamResponse:
@@ -91,11 +82,7 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         path = request.app[LAYOUT].live_playlist(channel)
     except InvalidName:
         raise web.HTTPNotFound(text="unknown stream\n") from None
-    live = request.app[REGISTRY].get(channel)
-    if live is not None:
-        # Who reloads a live playlist is watching it: the estimate behind "viewers".
-        request.app[VIEWERS].seen(channel, request.remote or "?", time.monotonic())
-        live.watched()
+    live = request.app[LIVE_ANSWERS].playlist_reloaded(channel, request.remote or "?")
     msn = _int_param(request, "_HLS_msn")
     part = _int_param(request, "_HLS_part")
     skip = request.query.get("_HLS_skip")
@@ -105,10 +92,10 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         # The text the writer thread just wrote to the file: viewers reload it every couple of
         # seconds, and answering from memory saves a stat, an open and a read per request.
         return _playlist_response(live.playlist.text)
-    pipeline = _low_latency_pipeline(request, channel)
-    if pipeline is None or (msn is None and skip is None):
+    edge = _low_latency_edge(request, channel)
+    if edge is None or (msn is None and skip is None):
         return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
-    update = pipeline.playlist
+    update = edge.playlist
     # Before the first segment completes nothing is listed yet: segment 0 is "the next one".
     next_sequence = update.next_sequence if update is not None else 0
     parts = update.parts if update is not None else 0
@@ -117,9 +104,9 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
             part is not None and msn == next_sequence and part > parts + _MAX_PARTS_AHEAD
         ):
             raise web.HTTPBadRequest(text="_HLS_msn/_HLS_part too far ahead of the playlist\n")
-        if not await pipeline.wait_for(msn, part, pipeline.hold_timeout()):
+        if not await edge.wait_for(msn, part, edge.hold_timeout()):
             raise web.HTTPServiceUnavailable(text="the requested part did not arrive in time\n")
-    update = pipeline.playlist
+    update = edge.playlist
     if update is None:
         return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
     text = update.delta if skip in ("YES", "v2") and update.delta is not None else update.text
@@ -127,10 +114,7 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
 
 
 def _playlist_response(text: str) -> web.Response:
-    return web.Response(
-        body=text.encode(),
-        headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE},
-    )
+    return web.Response(body=text.encode(), headers=PLAYLIST_HEADERS)
 
 
 async def master_playlist(request: web.Request) -> web.StreamResponse:
@@ -144,10 +128,10 @@ async def master_playlist(request: web.Request) -> web.StreamResponse:
 
 async def _wait_until_published(request: web.Request, channel: str, broadcast: str, name: str):
     """Hold a request for a part/segment of the live broadcast that is about to exist."""
-    pipeline = _low_latency_pipeline(request, channel)
-    if pipeline is None or pipeline.broadcast_id != broadcast:
+    edge = _low_latency_edge(request, channel)
+    if edge is None or edge.broadcast_id != broadcast:
         return
-    update = pipeline.playlist
+    update = edge.playlist
     next_sequence = update.next_sequence if update is not None else 0
     parts = update.parts if update is not None else 0
     parsed = parse_part_name(name)
@@ -157,24 +141,20 @@ async def _wait_until_published(request: web.Request, channel: str, broadcast: s
             sequence == next_sequence and part > parts + _MAX_PARTS_AHEAD
         ):
             return
-        await pipeline.wait_for(sequence, part, pipeline.hold_timeout())
+        await edge.wait_for(sequence, part, edge.hold_timeout())
         return
     sequence_or_none = parse_segment_name(name)
     if sequence_or_none is not None and sequence_or_none <= next_sequence:
-        await pipeline.wait_for(sequence_or_none, None, pipeline.hold_timeout())
+        await edge.wait_for(sequence_or_none, None, edge.hold_timeout())
 
 
 async def segment(request: web.Request) -> web.StreamResponse:
     m = request.match_info
     channel, broadcast, name = m["channel"], m["broadcast"], m["segment"]
-    live = request.app[REGISTRY].get(channel)
-    if live is not None and live.broadcast_id != broadcast:
-        live = None  # an older broadcast of the channel: files only
-    if live is not None:
-        live.watched()
-        # Before any path is built: the names held in memory are our own, matched exactly.
-        if (response := _from_memory(request, live, name)) is not None:
-            return response
+    live = request.app[LIVE_ANSWERS].media_requested(channel, broadcast)
+    # Before any path is built: the names held in memory are our own, matched exactly.
+    if live is not None and (response := _from_memory(request, live, name)) is not None:
+        return response
     try:
         path = request.app[LAYOUT].find_segment(channel, broadcast, name)
     except InvalidName:
@@ -186,7 +166,7 @@ async def segment(request: web.Request) -> web.StreamResponse:
     return _file(path, segment_type(name), SEGMENT_CACHE)
 
 
-def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.Response | None:
+def _from_memory(request: web.Request, live: LiveEdge, name: str) -> web.Response | None:
     """The newest segments and parts of a watched stream, without a stat, open or executor hop.
 
     Range and conditional requests go to the file (FileResponse does them properly); players
@@ -198,17 +178,10 @@ def _from_memory(request: web.Request, live: StreamPipeline, name: str) -> web.R
     data = live.media(name)
     if data is None:
         return None
-    return web.Response(
-        body=data,
-        headers={
-            "Content-Type": segment_type(name),
-            "Cache-Control": SEGMENT_CACHE,
-            "Accept-Ranges": "bytes",  # as from the file: a Range request is served from there
-        },
-    )
+    return web.Response(body=data, headers=segment_headers(name))
 
 
 def add_live_routes(app: web.Application) -> None:
-    app.router.add_get(PLAYLIST_ROUTE, live_playlist)
-    app.router.add_get("/live/{channel}/master.m3u8", master_playlist)
-    app.router.add_get(SEGMENT_ROUTE, segment)
+    app.router.add_get(LIVE_PLAYLIST_ROUTE, live_playlist)
+    app.router.add_get(LIVE_MASTER_ROUTE, master_playlist)
+    app.router.add_get(LIVE_SEGMENT_ROUTE, segment)

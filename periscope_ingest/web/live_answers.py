@@ -1,257 +1,77 @@
-"""What the viewers' fast path (web/fast_path.py) answers, built from what live streams hold.
+"""What a viewer of a live stream is answered, decided once for both HTTP transports.
 
-LiveAnswers turns a PlainGet into a response, or None for aiohttp: the live media playlist (its
-text, from StreamPipeline.playlist) and segments of the live broadcast (from memory while held
-there, else a FileAnswer: read whole in a worker thread, once however many ask). Responses are
-those of web/live.py for the same requests (type, caching, CORS, Accept-Ranges); they are counted
-under the same route labels and mark the stream watched. One response per object is built per
-second (its Date) and shared by every viewer; segment bodies go out by sendfile from files kept
-open for that second.
+The aiohttp routes (web/live.py) and the fast path (web/fast_path.py with web/fast_answers.py)
+both come here for: which live broadcast a request is about (the channel's LiveEdge, or none
+after shutdown), who is watching (a playlist reload counts the viewer and keeps the newest
+media in memory; a media request keeps it there), and the headers of each answer. CORS headers
+are added by web/app.py's response hook and written by fast_answers.py from the same table
+(web/context.CORS_HEADERS). The transports only turn these decisions into bytes on a socket.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import formatdate
-from pathlib import Path
 
-from aiohttp.http import SERVER_SOFTWARE
-
-from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.registry import PublisherRegistry
-from periscope_ingest.metrics import Metrics, ViewerCounter
-from periscope_ingest.storage.layout import DataLayout, InvalidName
+from periscope_ingest.metrics import ViewerCounter
 from periscope_ingest.sunset import Lifecycle, Phase
 from periscope_ingest.web.context import (
-    CORS_HEADERS,
     LIVE_PLAYLIST_CACHE,
     PLAYLIST_TYPE,
     SEGMENT_CACHE,
+    SEGMENT_TYPE,
 )
-from periscope_ingest.web.live import PLAYLIST_ROUTE, SEGMENT_ROUTE, segment_type
-from periscope_ingest.web.plain_get import PlainGet
 
-# Responses built and kept for reuse during the second of their Date, oldest dropped first
-# beyond this (counting the segment bodies they refer to): one stream's newest segments take
-# about 2-3 MB at 3 Mb/s. A response dropped is rebuilt when asked for again, never refused.
-MAX_CACHED_BYTES = 32 << 20
+# fMP4 init segments and fragments (RFC 8216bis 3.3 names no type; this is what Apple serves).
+FMP4_TYPE = "video/mp4"
 
-# Segment files kept open for sendfile within one second (the newest of each watched stream).
-MAX_OPEN_SEGMENTS = 64
-# Segment files larger than this are left to aiohttp's FileResponse, which streams them.
-MAX_FILE_BYTES = 16 << 20
+PLAYLIST_HEADERS = {"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE}
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentOut:
-    """A segment response: its head, and its body both as bytes and as the file it is (sendfile)."""
-
-    head: bytes
-    body: bytes
-    path: Path
-
-    def __len__(self) -> int:
-        return len(self.head) + len(self.body)
+def segment_type(name: str) -> str:
+    return SEGMENT_TYPE if name.endswith(".ts") else FMP4_TYPE
 
 
-Response = bytes | SegmentOut
-
-
-@dataclass(frozen=True, slots=True)
-class FileAnswer:
-    """A segment of a live broadcast that is not held in memory (nobody watched when it was
-    made, or it is older than the newest few): its file is read in a worker thread, then sent
-    as ``answer(data)``. A file that is missing or too large goes to aiohttp."""
-
-    path: Path
-    answer: Callable[[bytes], SegmentOut]
+def segment_headers(name: str) -> dict[str, str]:
+    """A live segment or part from memory: as from its file (a Range request goes there)."""
+    return {
+        "Content-Type": segment_type(name),
+        "Cache-Control": SEGMENT_CACHE,
+        "Accept-Ranges": "bytes",
+    }
 
 
 class LiveAnswers:
-    """Builds the response to a PlainGet from what the live streams hold, or None."""
-
     def __init__(
-        self,
-        layout: DataLayout,
-        registry: PublisherRegistry,
-        viewers: ViewerCounter,
-        metrics: Metrics,
-        lifecycle: Lifecycle,
+        self, registry: PublisherRegistry, viewers: ViewerCounter, lifecycle: Lifecycle
     ) -> None:
-        self._layout = layout
         self._registry = registry
         self._viewers = viewers
-        self._metrics = metrics
         self._lifecycle = lifecycle
-        # path -> (the object the response was built from, its Date, the response)
-        self._responses: dict[str, tuple[object, str, Response]] = {}
-        self._fds: dict[Path, int] = {}
-        self._reads: dict[Path, asyncio.Future[bytes | None]] = {}
-        self._cached_bytes = 0
-        self._cache_date = ""  # the Date of every response kept
-        self._date_second = 0
-        self._date = ""
 
-    def respond(self, request: PlainGet, client: str) -> Response | FileAnswer | None:
-        parts = request.path.split("/")
-        if len(parts) not in (4, 5) or parts[1] != "live":
+    def shut_down(self) -> bool:
+        """After shutdown only aiohttp answers (410 for all but a few routes)."""
+        return self._lifecycle.phase() >= Phase.SHUTDOWN
+
+    def edge(self, channel: str) -> LiveEdge | None:
+        """The channel's live broadcast, without counting anyone (LL-HLS waits, posters)."""
+        return self._registry.edge(channel)
+
+    def playlist_reloaded(self, channel: str, client: str) -> LiveEdge | None:
+        """A request for the channel's live playlist: who reloads it is watching it (the
+        estimate behind "viewers"), and its newest media is kept in memory for them."""
+        edge = self._registry.edge(channel)
+        if edge is not None:
+            self._viewers.seen(channel, client, time.monotonic())
+            edge.watched()
+        return edge
+
+    def media_requested(self, channel: str, broadcast: str) -> LiveEdge | None:
+        """A request for a segment or part: the edge if it is of the live broadcast (an older
+        broadcast of the channel is files only), which keeps its newest media in memory."""
+        edge = self._registry.edge(channel)
+        if edge is None or edge.broadcast_id != broadcast:
             return None
-        if self._lifecycle.phase() >= Phase.SHUTDOWN:
-            return None  # every route but a few answers 410: aiohttp's edge does that
-        live = self._registry.get(parts[2])
-        if live is None:
-            return None
-        if len(parts) == 4:
-            update = live.playlist
-            if parts[3] != "index.m3u8" or update is None:
-                return None
-            # As in web/live.py: who reloads the playlist is watching (the viewer estimate).
-            self._viewers.seen(parts[2], client, time.monotonic())
-            live.watched()
-            response = self._cached(request, update)
-            if response is None:
-                response = self._build(request, update, *_playlist_head(update.text))
-            self._metrics.count_request(PLAYLIST_ROUTE, 200)
-            return response
-        if request.file_only or live.broadcast_id != parts[3]:
-            return None
-        live.watched()
-        name = parts[4]
-        data = live.media(name)
-        if data is not None and (cached := self._cached(request, data)) is not None:
-            self._metrics.count_request(SEGMENT_ROUTE, 200)
-            return cached
-        try:
-            path = self._layout.find_segment(parts[2], parts[3], name)
-        except InvalidName:
-            return None
-        if data is None:
-            return FileAnswer(path, lambda data: self._file_response(live, path, data, request))
-        out = self._keep_if_common(request, data, self._segment_out(path, data, request))
-        self._metrics.count_request(SEGMENT_ROUTE, 200)
-        return out
-
-    def _file_response(
-        self, live: StreamPipeline, path: Path, data: bytes, request: PlainGet
-    ) -> SegmentOut:
-        live.remember(path.name, data)  # the next viewers get it from memory
-        self._metrics.count_request(SEGMENT_ROUTE, 200)
-        return self._segment_out(path, data, request)
-
-    def _segment_out(self, path: Path, data: bytes, request: PlainGet) -> SegmentOut:
-        head = self._join(_segment_head(path.name, len(data)), b"", self._now(), request)
-        return SegmentOut(head, data, path)
-
-    def read(self, path: Path) -> asyncio.Future[bytes | None]:
-        """The file's bytes, read in a worker thread: once, however many viewers ask at once
-        (a thousand joining a stream nobody watched yet all want its newest segments)."""
-        pending = self._reads.get(path)
-        if pending is None:
-            pending = asyncio.get_running_loop().run_in_executor(None, _read_segment, path)
-            self._reads[path] = pending
-            pending.add_done_callback(lambda _: self._reads.pop(path, None))
-        return pending
-
-    def _cached(self, request: PlainGet, source: object) -> Response | None:
-        """The response built from ``source`` this second for the same path, if any."""
-        entry = self._responses.get(request.path)
-        if entry is None or entry[0] is not source or entry[1] != self._now():
-            return None
-        return entry[2] if request.keep_alive and not request.http10 else None
-
-    def _build(self, request: PlainGet, source: object, head: bytes, body: bytes) -> bytes:
-        return self._keep_if_common(request, source, self._join(head, body, self._now(), request))
-
-    def _keep_if_common(self, request: PlainGet, source: object, response: Response) -> Response:
-        if request.keep_alive and not request.http10:  # the common form, worth keeping
-            self._keep(request.path, (source, self._now(), response))
-        return response
-
-    def segment_fd(self, path: Path) -> int:
-        """An open descriptor of a listed (so complete and never rewritten) segment file, kept
-        until the second ends; os.sendfile sends from it without a copy in user space or into
-        the socket buffer."""
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            if len(self._fds) >= MAX_OPEN_SEGMENTS:
-                os.close(self._fds.pop(next(iter(self._fds))))
-            self._fds[path] = fd
-        return fd
-
-    def close(self) -> None:
-        """Forget every response and close every file kept (each is reopened when asked for)."""
-        self._responses.clear()
-        self._cached_bytes = 0
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-    @staticmethod
-    def _join(head: bytes, body: bytes, date: str, request: PlainGet) -> bytes:
-        connection = b""
-        if not request.keep_alive:
-            connection = b"Connection: close\r\n"
-        elif request.http10:
-            connection = b"Connection: keep-alive\r\n"
-        return b"".join(
-            (head, b"Date: ", date.encode(), b"\r\n", connection, _SERVER, b"\r\n", body)
-        )
-
-    def _keep(self, key: str, entry: tuple[object, str, Response]) -> None:
-        if entry[1] != self._cache_date:
-            # Responses carry their Date: those of a past second are never sent again. (Also
-            # what keeps segments dropped from memory from being held here.)
-            self.close()
-            self._cache_date = entry[1]
-        replaced = self._responses.pop(key, None)
-        if replaced is not None:
-            self._cached_bytes -= len(replaced[2])
-        while self._responses and self._cached_bytes + len(entry[2]) > MAX_CACHED_BYTES:
-            oldest = next(iter(self._responses))
-            self._cached_bytes -= len(self._responses.pop(oldest)[2])
-        self._responses[key] = entry
-        self._cached_bytes += len(entry[2])
-
-    def _now(self) -> str:
-        second = int(time.time())
-        if second != self._date_second:
-            self._date_second = second
-            self._date = formatdate(second, usegmt=True)
-        return self._date
-
-
-def _read_segment(path: Path) -> bytes | None:
-    """A whole segment file, or None when it is missing or larger than MAX_FILE_BYTES."""
-    try:
-        with path.open("rb") as f:
-            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
-                return None
-            return f.read()
-    except OSError:
-        return None
-
-
-_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
-_CORS = "".join(f"{name}: {value}\r\n" for name, value in CORS_HEADERS.items()).encode()
-
-
-def _playlist_head(text: str) -> tuple[bytes, bytes]:
-    body = text.encode()
-    head = (
-        f"HTTP/1.1 200 OK\r\nContent-Type: {PLAYLIST_TYPE}\r\n"
-        f"Cache-Control: {LIVE_PLAYLIST_CACHE}\r\nContent-Length: {len(body)}\r\n"
-    ).encode() + _CORS
-    return head, body
-
-
-def _segment_head(name: str, size: int) -> bytes:
-    return (
-        f"HTTP/1.1 200 OK\r\nContent-Type: {segment_type(name)}\r\n"
-        f"Cache-Control: {SEGMENT_CACHE}\r\nAccept-Ranges: bytes\r\n"
-        f"Content-Length: {size}\r\n"
-    ).encode() + _CORS
+        edge.watched()
+        return edge

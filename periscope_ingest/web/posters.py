@@ -37,7 +37,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.playlist_reader import PlaylistReadError, read_media_playlist
 from periscope_ingest.media.poster import PosterError, make_poster
@@ -204,9 +204,9 @@ def _newest_segment(layout: DataLayout, channel: str, broadcast_id: str) -> Path
         return None
 
 
-def _poster_interval(pipeline: StreamPipeline | None) -> float:
-    """hls.poster_interval of the running server, which the live pipeline carries."""
-    return pipeline.poster_interval if pipeline is not None else DEFAULT_POSTER_INTERVAL
+def _poster_interval(edge: LiveEdge | None) -> float:
+    """hls.poster_interval of the running server, which the live edge carries."""
+    return edge.poster_interval if edge is not None else DEFAULT_POSTER_INTERVAL
 
 
 def _not_found(reason: str) -> web.HTTPNotFound:
@@ -228,15 +228,13 @@ def _jpeg_file(path: Path, cache_control: str) -> web.FileResponse:
 async def _live_record_poster(
     request: web.Request, channel: str, broadcast_id: str
 ) -> web.StreamResponse:
-    pipeline = request.app[REGISTRY].get(channel)
-    if pipeline is not None and pipeline.broadcast_id != broadcast_id:
-        pipeline = None
-    if pipeline is not None and pipeline.info.video is None and pipeline.info.audio is not None:
+    edge = request.app[REGISTRY].edge(channel)
+    if edge is not None and edge.broadcast_id != broadcast_id:
+        edge = None
+    if edge is not None and edge.info.video is None and edge.info.audio is not None:
         raise _not_found("this broadcast has no video")
     posters = request.app[POSTERS]
-    data = await posters.live(
-        request.app[LAYOUT], channel, broadcast_id, _poster_interval(pipeline)
-    )
+    data = await posters.live(request.app[LAYOUT], channel, broadcast_id, _poster_interval(edge))
     if data is None:
         raise _not_found("no poster yet")
     return _jpeg(data, LIVE_POSTER_CACHE)
@@ -249,9 +247,9 @@ async def live_poster(request: web.Request) -> web.StreamResponse:
         layout.channel_dir(channel)
     except InvalidName:
         raise _not_found("unknown stream") from None
-    pipeline = request.app[REGISTRY].get(channel)
-    if pipeline is not None:
-        return await _live_record_poster(request, channel, pipeline.broadcast_id)
+    edge = request.app[REGISTRY].edge(channel)
+    if edge is not None:
+        return await _live_record_poster(request, channel, edge.broadcast_id)
     # Not live: the channel's last broadcast.
     records, _ = await asyncio.to_thread(request.app[CATALOG].list, channel=channel, limit=1)
     if not records:

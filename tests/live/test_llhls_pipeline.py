@@ -11,7 +11,7 @@ import pytest
 
 from periscope_ingest.config import HlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
-from periscope_ingest.live.segment_worker import PlaylistUpdate
+from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.media.export import export_mp4
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
@@ -83,12 +83,12 @@ def lists(text: str, msn: int, part: int) -> bool:
 
 async def test_200_waiters_wake_exactly_when_their_part_is_listed(tmp_path: Path, tags) -> None:
     pipeline, _ = make_pipeline(tmp_path, **LL)
-    assert not pipeline.has(1, 2)
+    assert not pipeline.edge.has(1, 2)
     seen: list[tuple[bool, str]] = []
 
     async def waiter() -> None:
-        assert await pipeline.wait_for(1, 2, timeout=60)
-        text = pipeline.playlist.text
+        assert await pipeline.edge.wait_for(1, 2, timeout=60)
+        text = pipeline.edge.playlist.text
         seen.append((lists(text, 1, 2), text))
 
     waiters = [asyncio.ensure_future(waiter()) for _ in range(200)]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from periscope_ingest.config import HlsSettings
-from periscope_ingest.live.pipeline import MEMORY_SEGMENTS, StreamPipeline
+from periscope_ingest.live.edge import MEMORY_SEGMENTS
+from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
@@ -125,16 +126,16 @@ async def test_a_watched_stream_keeps_its_newest_segments_in_memory(
     tmp_path: Path, flv: Path
 ) -> None:
     layout, watched = start(tmp_path / "watched", segment_duration=1.0)
-    watched.watched()
+    watched.edge.watched()
     await feed(watched, read_tags(flv))
     files = layout.channel_dir("chan") / watched.broadcast_id
     names = sorted(p.name for p in files.glob("*.ts"))
     assert len(names) == 4
-    kept = [name for name in names if watched.media(name) is not None]
+    kept = [name for name in names if watched.edge.media(name) is not None]
     assert kept == names[-MEMORY_SEGMENTS:]  # bounded: older segments are served from disk
     for name in kept:
-        assert watched.media(name) == (files / name).read_bytes()
+        assert watched.edge.media(name) == (files / name).read_bytes()
 
     _, unwatched = start(tmp_path / "unwatched", segment_duration=1.0)
     await feed(unwatched, read_tags(flv))
-    assert all(unwatched.media(name) is None for name in names)
+    assert all(unwatched.edge.media(name) is None for name in names)

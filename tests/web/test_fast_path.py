@@ -69,19 +69,19 @@ async def live(tmp_path: Path, source_flv: Path) -> AsyncIterator[Live]:
     try:
         deadline = time.monotonic() + 20
         while True:
-            pipeline = service.registry.get(CHANNEL)
-            update = pipeline.playlist if pipeline is not None else None
+            edge = service.registry.edge(CHANNEL)
+            update = edge.playlist if edge is not None else None
             if update is not None and update.text.count("#EXTINF") >= 1:
                 break
             assert time.monotonic() < deadline, "no segment listed within 20 s"
             await asyncio.sleep(0.05)
-        assert pipeline is not None
-        pipeline.watched()  # the newest segments are held in memory from the next one on
+        assert edge is not None
+        edge.watched()  # the newest segments are held in memory from the next one on
         name = parse_media_playlist(update.text).segments[-1].uri
-        while pipeline.media(name.rsplit("/", 1)[-1]) is None:
+        while edge.media(name.rsplit("/", 1)[-1]) is None:
             assert time.monotonic() < deadline + 10, "no segment held in memory"
             await asyncio.sleep(0.05)
-            name = parse_media_playlist(pipeline.playlist.text).segments[-1].uri
+            name = parse_media_playlist(edge.playlist.text).segments[-1].uri
         on_disk = (service.layout.channel_dir(CHANNEL) / name).read_bytes()
         yield Live(service, f"/live/{CHANNEL}/{name}", on_disk)
     finally:
@@ -208,9 +208,9 @@ async def test_segments_not_held_in_memory_are_read_from_their_file(live: Live) 
     assert (await client.response())[2] == on_disk
     assert live.fast_connections == 1
     # Read once, then held with the newest segments: the next viewers get it from memory.
-    pipeline = live.service.registry.get(CHANNEL)
-    assert pipeline is not None and pipeline.playlist is not None
-    assert pipeline.media("000000.ts") == on_disk or pipeline.playlist.next_sequence > 3
+    edge = live.service.registry.edge(CHANNEL)
+    assert edge is not None and edge.playlist is not None
+    assert edge.media("000000.ts") == on_disk or edge.playlist.next_sequence > 3
     await client.send(get(f"/live/{CHANNEL}/{broadcast}/999999.ts"))
     assert (await client.response())[0] == 404
     assert live.fast_connections == 0

@@ -1,0 +1,167 @@
+"""The playlists of one broadcast, written in its worker thread.
+
+Three files: the channel's live playlist (a sliding window, or LL-HLS with parts), the channel's
+master playlist (one variant, its BANDWIDTH the peak segment bitrate), and the recording's EVENT
+playlist, which becomes VOD when the broadcast ends. Each is replaced atomically. After every
+change of the live playlist a PlaylistUpdate goes to the loop (the edge), so blocked playlist
+requests can be answered the moment their part exists.
+
+The target duration is known once the first segment closes: the playlists are made then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from periscope_ingest.live.segment_commands import (
+    BroadcastFiles,
+    OpenSegment,
+    PlaylistUpdate,
+    UseTracks,
+)
+from periscope_ingest.media.playlist import (
+    LivePlaylist,
+    LowLatencyPlaylist,
+    LowLatencySettings,
+    Part,
+    Segment,
+    Variant,
+    render_master,
+)
+from periscope_ingest.media.playlist_reader import render_vod
+from periscope_ingest.storage.atomic import write_atomic
+
+Media = tuple[tuple[str, bytes], ...]  # (file name, bytes) of files listed for the first time
+
+
+class PlaylistPublisher:
+    def __init__(
+        self,
+        files: BroadcastFiles,
+        window: int,
+        low_latency: LowLatencySettings | None,
+        on_playlist: Callable[[PlaylistUpdate], None] | None,
+    ) -> None:
+        self._files = files
+        self._window = window
+        self._low_latency = low_latency
+        self._on_playlist = on_playlist
+        self._live: LivePlaylist | None = None
+        self._recording: LivePlaylist | None = None
+        self._peak_bandwidth = 0
+        self._master_bandwidth = 0
+
+    @property
+    def _parts(self) -> LowLatencyPlaylist | None:
+        live = self._live
+        return live if isinstance(live, LowLatencyPlaylist) else None
+
+    # -- the open segment (LL-HLS) ------------------------------------------------------------
+
+    def segment_opened(self, opened: OpenSegment, first_part_uri: str) -> None:
+        if (playlist := self._parts) is not None:
+            playlist.start_segment(opened.program_date_time, opened.discontinuity)
+            playlist.set_preload_hint(first_part_uri)
+
+    def map_changed(self, map_uri: str) -> None:
+        """A new init segment (new tracks) applies from the open segment on."""
+        if (playlist := self._parts) is not None:
+            playlist.set_map_uri(map_uri)
+
+    def part_added(self, part: Part, next_part_uri: str, media: Media) -> None:
+        if (playlist := self._parts) is not None:
+            playlist.add_part(part)
+            playlist.set_preload_hint(next_part_uri)
+            self._write_live(media)
+
+    # -- a complete segment -----------------------------------------------------------------------
+
+    def segment_closed(
+        self,
+        segment: Segment,
+        target_duration_s: int,
+        opened: OpenSegment,
+        parts: list[Part],
+        recording_uris: tuple[str, str | None],
+        media: Callable[[], Media],
+    ) -> None:
+        """List a complete segment: in the recording first (a viewer of the live playlist may
+        switch to the replay at once), then live. ``parts`` are the segment's parts (LL-HLS),
+        ``recording_uris`` its URI and init segment's beside the recording playlist, and
+        ``media`` gives the bytes viewers are to get from memory (empty unless watched)."""
+        if self._live is None or self._recording is None:
+            self._make(target_duration_s, segment, opened, parts)
+        assert self._live is not None and self._recording is not None
+        self._live.append(segment)
+        if (playlist := self._parts) is not None:
+            # The next part is the first of the next segment (if the stream goes on).
+            playlist.set_preload_hint(self._files.part_uri(opened.sequence + 1, 0))
+        uri, map_uri = recording_uris
+        self._recording.append(replace(segment, uri=uri, map_uri=map_uri))
+        write_atomic(self._files.recording_playlist, self._recording.render().encode())
+        self._write_live(media())
+
+    def _make(
+        self, target_duration_s: int, first: Segment, opened: OpenSegment, parts: list[Part]
+    ) -> None:
+        self._recording = LivePlaylist(target_duration_s, 0, "EVENT")
+        if self._low_latency is None or first.map_uri is None:  # LL-HLS is fMP4 only
+            self._live = LivePlaylist(target_duration_s, self._window)
+            return
+        playlist = LowLatencyPlaylist(
+            target_duration_s, self._window, low_latency=self._low_latency, map_uri=first.map_uri
+        )
+        # The target duration is known once the first segment closes: list its parts now.
+        playlist.start_segment(opened.program_date_time, opened.discontinuity)
+        for part in parts:
+            playlist.add_part(part)
+        self._live = playlist
+
+    def _write_live(self, media: Media = ()) -> None:
+        playlist = self._live
+        assert playlist is not None
+        text = playlist.render()
+        write_atomic(self._files.live_playlist, text.encode())
+        if self._on_playlist is None:
+            return
+        if isinstance(playlist, LowLatencyPlaylist):
+            delta = playlist.render(skip=True) if playlist.skippable_segments() else text
+            parts = len(playlist.pending_parts)
+        else:
+            delta, parts = None, 0
+        self._on_playlist(
+            PlaylistUpdate(
+                next_sequence=playlist.next_sequence,
+                parts=parts,
+                ended=playlist.ended,
+                target_duration_s=playlist.target_duration_s,
+                text=text,
+                delta=delta,
+                media=media,
+            )
+        )
+
+    def update_master(self, tracks: UseTracks | None, bitrate: int) -> None:
+        # BANDWIDTH is the peak segment bitrate. Rewrite only when it grows noticeably: players
+        # read the master once, and an ever-changing file would defeat caches for nothing.
+        self._peak_bandwidth = max(self._peak_bandwidth, bitrate)
+        if tracks is None or self._peak_bandwidth <= self._master_bandwidth * 1.1:
+            return
+        self._master_bandwidth = self._peak_bandwidth
+        variant = Variant(
+            uri=self._files.live_playlist.name,
+            bandwidth=self._peak_bandwidth,
+            codecs=tracks.codecs,
+            resolution=tracks.resolution,
+            frame_rate=tracks.frame_rate,
+        )
+        write_atomic(self._files.master_playlist, render_master([variant]).encode())
+
+    def end(self) -> None:
+        """ENDLIST on the live playlist; the recording becomes VOD."""
+        if self._live is not None and self._recording is not None:
+            self._live.end()
+            self._write_live()
+            vod = render_vod(self._recording.target_duration_s, self._recording.segments)
+            write_atomic(self._files.recording_playlist, vod.encode())

@@ -1,0 +1,64 @@
+"""What is known and measured about one live stream, for /api/streams and the posters.
+
+The pipeline fills it in (tracks, metadata, and per closed segment the measured bitrate and frame
+rate); the edge hands it to web/, which turns it into JSON.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from periscope_ingest.media.aac import AacConfig
+from periscope_ingest.media.ingest import VideoConfig
+from periscope_ingest.media.packets import TICKS_PER_SECOND
+
+# Segments over which the bitrate and frame rate are measured.
+STATS_SEGMENTS = 5
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    channel: str
+    broadcast_id: str
+    started_at: datetime
+    video: VideoConfig | None = None
+    audio: AacConfig | None = None
+    metadata: dict = field(default_factory=dict)
+    segments: int = 0
+    bitrate: int | None = None  # measured bits/s of the media payload
+    frame_rate: float | None = None  # measured frames/s
+
+
+@dataclass(slots=True)
+class _SegmentTally:
+    payload_bytes: int = 0
+    video_frames: int = 0
+
+
+class StreamMeter:
+    """Counts the payload and video frames of the open segment; at each cut, the bitrate and
+    frame rate over the last STATS_SEGMENTS segments go into the StreamInfo."""
+
+    def __init__(self, info: StreamInfo) -> None:
+        self._info = info
+        self._tally = _SegmentTally()
+        self._recent: deque[tuple[int, _SegmentTally]] = deque(maxlen=STATS_SEGMENTS)
+
+    def packet(self, size: int, video: bool) -> None:
+        tally = self._tally
+        tally.payload_bytes += size
+        if video:
+            tally.video_frames += 1
+
+    def segment_closed(self, duration_ticks: int) -> None:
+        self._recent.append((duration_ticks, self._tally))
+        self._tally = _SegmentTally()
+        total_ticks = sum(d for d, _ in self._recent)
+        if total_ticks > 0:
+            seconds = total_ticks / TICKS_PER_SECOND
+            info = self._info
+            info.bitrate = round(sum(t.payload_bytes for _, t in self._recent) * 8 / seconds)
+            frames = sum(t.video_frames for _, t in self._recent)
+            info.frame_rate = round(frames / seconds, 3) if frames else None
