@@ -209,3 +209,40 @@ def test_a_new_module_is_checked_without_being_listed(tmp_path: Path) -> None:
         "helpers has no rank in RANKS",
         "rtmp.newcomer (rank 1) imports live.registry (rank 5)",
     ]
+
+
+# web/ answers live viewers from each stream's LiveEdge (live/edge.py), never from the pipeline
+# that cuts it or the worker that writes it: the narrow boundary that a second node can serve.
+LIVE_INTERNALS = {
+    "live.pipeline",
+    "live.segment_worker",
+    "live.segment_commands",
+    "live.segment_files",
+    "live.playlist_publisher",
+    "live.broadcast_record",
+}
+
+
+def web_reaches_into_live(package: Path) -> list[str]:
+    problems = []
+    for path in sorted((package / "web").rglob("*.py")):
+        name = module_name(path, package)
+        problems += [
+            f"{name} imports {i}" for i in sorted(our_imports(path, package) & LIVE_INTERNALS)
+        ]
+        text = path.read_text()
+        for member in ("registry.get(", "registry.live(", "REGISTRY].get(", "REGISTRY].live("):
+            if member in text:
+                problems.append(f"{name} reads pipelines through {member.rstrip('(')}")
+    return problems
+
+
+def test_web_reads_live_streams_only_through_their_edge(tmp_path: Path) -> None:
+    assert web_reaches_into_live(PACKAGE) == []
+    copy = tmp_path / PACKAGE.name
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("static", "__pycache__"))
+    target = copy / "web" / "live.py"
+    target.write_text(
+        "from periscope_ingest.live.pipeline import StreamPipeline\n" + target.read_text()
+    )
+    assert web_reaches_into_live(copy) == ["web.live imports live.pipeline"]
