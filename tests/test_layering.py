@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "periscope_ingest"
 RANKS = {
     "config": 0,
     "config_file": 0,
+    "config_sections": 0,
     "logs": 0,
     "metrics": 0,
     "__init__": 0,

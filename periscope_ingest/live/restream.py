@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from periscope_ingest.config import RestreamSettings
+from periscope_ingest.config_sections import RestreamSettings
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.ingest import video_codec, video_record
 from periscope_ingest.metrics import Metrics

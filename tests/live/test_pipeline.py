@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config import HlsSettings
+from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.pipeline import MEMORY_SEGMENTS, StreamPipeline
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
