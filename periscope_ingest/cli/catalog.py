@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def open_catalog(data_dir: Path):
+    """The data directory's layout and catalog; a CliError if it has no catalog (a wrong
+    data directory, most often)."""
     from periscope_ingest.storage.catalog import Catalog
     from periscope_ingest.storage.layout import DataLayout
 
