@@ -1,32 +1,26 @@
-"""Settings: every limit and default lives here.
+"""Settings: the root model, where it is read from, and the checks on what was read.
 
-Sources, strongest first: explicit arguments, environment variables (prefix ``PERISCOPE_``, nested
-sections joined with ``__``, e.g. ``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TOML file named by
-``PERISCOPE_CONFIG`` or ``--config``, then the defaults below.
+Every limit and default lives in config_sections (one model per section) or in Settings below
+(the top-level fields). Sources, strongest first: explicit arguments, environment variables
+(prefix ``PERISCOPE_``, nested sections joined with ``__``, e.g.
+``PERISCOPE_HLS__SEGMENT_DURATION=4``), the TOML file named by ``PERISCOPE_CONFIG`` or
+``--config``, then the defaults. Also here: the check that refuses an unknown ``PERISCOPE_``
+variable, and the two renderings of the settings (``serve --help``, ``config show``).
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
-import itertools
 import json
 import os
 import textwrap
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -42,368 +36,20 @@ from periscope_ingest.config_file import (
     config_file_named,
 )
 
-
-class _Section(BaseModel):
-    # A typo in a section of the TOML file must fail at start, not be silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
-
-class RtmpSettings(_Section):
-    app: str = Field(
-        "live",
-        description="RTMP application name publishers use: rtmp://HOST:PORT/<app>/<stream key>",
-    )
-    max_chunk_size: int = Field(
-        65536, ge=128, le=16_777_215, description="Largest Set Chunk Size accepted from a client"
-    )
-    max_message_size: int = Field(
-        8 * 1024 * 1024, ge=4096, le=16_777_215, description="Largest RTMP message (one frame)"
-    )
-    max_chunk_streams: int = Field(
-        32, ge=4, le=65599, description="Distinct chunk stream ids per publishing connection"
-    )
-    max_command_size: int = Field(
-        65536,
-        ge=4096,
-        le=16_777_215,
-        description="Largest message that is not audio or video (commands, metadata, control),"
-        " and largest message of any kind before a publish is accepted: refused at its header",
-    )
-    max_chunk_streams_before_publish: int = Field(
-        8, ge=4, le=65599, description="Distinct chunk stream ids before a publish is accepted"
-    )
-    max_buffered_per_connection: int = Field(
-        16 * 1024 * 1024,
-        ge=65536,
-        description="Bytes of messages in progress (sum of their lengths) one publishing"
-        " connection may have on all its chunk streams",
-    )
-    max_buffered_total: int = Field(
-        256 * 1024 * 1024,
-        ge=1024 * 1024,
-        description="Bytes of messages in progress on all connections together; a connection"
-        " that would go past it is closed",
-    )
-    out_chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send with")
-    window_ack_size: int = Field(5_000_000, ge=4096, description="Announced acknowledgement window")
-    handshake_timeout: float = Field(
-        10.0, gt=0, description="Seconds a client has to finish the handshake and connect"
-    )
-    idle_timeout: float = Field(
-        30.0, gt=0, description="Seconds without any byte from a client before it is dropped"
-    )
-    publish_deadline: float = Field(
-        10.0,
-        gt=0,
-        description="Seconds a connection has from its first byte to publish; one that has not"
-        " (connect and pings only) is closed",
-    )
-    max_connections: int = Field(256, ge=1, description="RTMP connections open at once")
-    max_connections_per_address: int = Field(
-        16,
-        ge=1,
-        description="RTMP connections open at once from one client address (IPv6: one /64)",
-    )
-    max_publishers: int = Field(64, ge=1, description="Broadcasts live at once")
-    publisher_takeover_after: float = Field(
-        5.0,
-        ge=0,
-        description="A new publisher may replace one that has sent no media for this many seconds"
-        " (OBS reconnects while the old TCP connection still looks alive)",
-    )
-    read_interval_ms: int = Field(
-        50,
-        ge=0,
-        le=500,
-        description="Once a broadcast's first segment is listed, its connection is read at most"
-        " once per this many ms (0: as soon as data arrives). Encoders send each frame as it is"
-        " made; reading a few at a time costs much less CPU, and segments are listed at most"
-        " this much later",
-    )
-
-
-class HlsSettings(_Section):
-    segment_duration: float = Field(
-        2.0,
-        ge=0.5,
-        le=30,
-        description="Target segment length in seconds; cuts happen at the first keyframe after it",
-    )
-    max_segment_duration: float = Field(
-        0,
-        ge=0,
-        le=600,
-        description="Longest the first segment may grow while no keyframe comes, in seconds (it"
-        " fixes EXT-X-TARGETDURATION; later segments are held to that). 0: ten times"
-        " segment_duration, as nginx-rtmp's hls_max_fraglen",
-    )
-    window: int = Field(6, ge=2, le=100, description="Segments listed in a live playlist")
-    start_buffer: float = Field(
-        3.0,
-        gt=0,
-        le=30,
-        description="Seconds of media held at publish start waiting for both sequence headers",
-    )
-    max_pending_packets: int = Field(
-        2000,
-        ge=100,
-        description="Packets queued for the disk writer of one stream before reading pauses",
-    )
-    segment_format: Literal["ts", "fmp4"] = Field(
-        "ts",
-        description="Segment container: MPEG-TS, or fragmented MP4 (CMAF, with an EXT-X-MAP init"
-        " segment). AV1 is always packaged as fmp4, whatever this says",
-    )
-    low_latency: bool = Field(
-        False,
-        description="Low-Latency HLS: partial segments, blocking playlist reload, delta updates"
-        " (needs segment_format = fmp4)",
-    )
-    part_duration: float = Field(
-        0.5,
-        ge=0.1,
-        le=2.0,
-        description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
-    )
-    poster_interval: float = Field(
-        10.0,
-        ge=1,
-        le=3600,
-        description="Seconds a live stream's poster (/live/<channel>/poster.jpg) is kept before it"
-        " is made again from the newest segment",
-    )
-
-    @property
-    def segment_cap(self) -> float:
-        """max_segment_duration in effect, in seconds."""
-        return self.max_segment_duration or 10 * self.segment_duration
-
-    @model_validator(mode="after")
-    def _cap_not_below_target(self) -> HlsSettings:
-        if 0 < self.max_segment_duration < self.segment_duration:
-            raise ValueError("max_segment_duration must be 0 or at least segment_duration")
-        return self
-
-    @model_validator(mode="after")
-    def _low_latency_needs_fmp4(self) -> HlsSettings:
-        if self.low_latency and self.segment_format != "fmp4":
-            raise ValueError('low_latency = true needs segment_format = "fmp4"')
-        if self.low_latency and self.part_duration > self.segment_duration:
-            raise ValueError("part_duration must not exceed segment_duration")
-        return self
-
-
-class RecordingSettings(_Section):
-    reconnect_grace: float = Field(
-        10.0,
-        ge=0,
-        le=600,
-        description="Seconds a dropped publisher has to come back and continue its broadcast",
-    )
-    make_mp4: bool = Field(
-        True,
-        description="Write each finished broadcast as an MP4 beside its segments (fast downloads"
-        " with Range and Content-Length); without it, MP4 downloads are streamed",
-    )
-    max_age_days: float = Field(
-        0, ge=0, description="Delete ended broadcasts older than this (0: keep forever)"
-    )
-    max_total_gb: float = Field(
-        0, ge=0, description="Delete the oldest ended broadcasts beyond this total (0: no limit)"
-    )
-    retention_interval: float = Field(300, ge=1, description="Seconds between retention sweeps")
-
-
-class TlsSettings(_Section):
-    cert_file: Path | None = Field(
-        None, description="PEM certificate chain for RTMPS and HTTPS (the full chain, leaf first)"
-    )
-    key_file: Path | None = Field(None, description="PEM private key of that certificate")
-    handshake_timeout: float = Field(
-        10.0,
-        gt=0,
-        le=600,
-        description="Seconds a client has to complete the TLS handshake on the HTTPS port"
-        " before it is closed (RTMPS: rtmp.handshake_timeout)",
-    )
-
-
-class DownloadSettings(_Section):
-    """MP4 downloads, clips and archives: each holds a connection for as long as its client
-    takes, and the streamed ones a worker thread; none may starve the catalog or the key
-    lookups (which have threads of their own: lookup_threads)."""
-
-    threads: int = Field(
-        8,
-        ge=1,
-        le=256,
-        description="Worker threads that make streamed downloads (an MP4 not yet made, an"
-        " archive) while they are sent",
-    )
-    clip_threads: int = Field(
-        2, ge=1, le=64, description="Worker threads that make clips and posters (CPU-bound)"
-    )
-    max_active: int = Field(
-        64,
-        ge=1,
-        description="Downloads (MP4, clips, archives) in progress at once; beyond, 503 with"
-        " Retry-After",
-    )
-    max_per_address: int = Field(
-        4,
-        ge=1,
-        description="Downloads in progress at once from one client address (IPv6: one /64);"
-        " beyond, 429 with Retry-After",
-    )
-    max_clips_per_address: int = Field(
-        2,
-        ge=1,
-        description="Clips being made at once for one client address; beyond, 429 with Retry-After",
-    )
-    clip_cache_mb: int = Field(
-        512,
-        ge=0,
-        description="Clips of finished broadcasts are kept for the next request of the same"
-        " clip, up to this many MB in all (0: none kept)",
-    )
-
-
-class SunsetSettings(_Section):
-    """Winding the service down, the way Periscope did: each phase starts at its date."""
-
-    registrations_close_at: datetime | None = Field(
-        None, description="From then on no new accounts; existing ones still broadcast"
-    )
-    broadcasts_close_at: datetime | None = Field(
-        None, description="From then on every publish is refused; live broadcasts end"
-    )
-    shutdown_at: datetime | None = Field(
-        None, description="From then on every request answers 410; data stays on disk"
-    )
-
-    @field_validator("registrations_close_at", "broadcasts_close_at", "shutdown_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        # A date without a zone is taken as UTC: the operator's local zone is not ours to guess.
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
-
-    @model_validator(mode="after")
-    def _in_order(self) -> SunsetSettings:
-        dates = [
-            (name, getattr(self, name))
-            for name in ("registrations_close_at", "broadcasts_close_at", "shutdown_at")
-        ]
-        known = [(n, d) for n, d in dates if d is not None]
-        for (first, a), (second, b) in itertools.pairwise(known):
-            if a > b:
-                raise ValueError(f"{first} must not be after {second}")
-        return self
-
-
-class AuthSettings(_Section):
-    """Publish authorisation by an HTTP callback, like nginx-rtmp's on_publish, SRS's
-    http_hooks and MediaMTX's authHTTPAddress."""
-
-    publish_url: str | None = Field(
-        None,
-        description="URL POSTed a JSON description of every publish (app, key, channel, client"
-        " address, query string) after the built-in checks: a 2xx answer allows it (a JSON"
-        " object may name the channel), anything else refuses it. Unset: no callback",
-    )
-    send_key: bool = Field(
-        True,
-        description="Include the stream key in the callback's body (false: only the channel,"
-        " which with accounts is the key's handle, with open publishing the public name)",
-    )
-    timeout: float = Field(5.0, gt=0, le=60, description="Seconds the callback may take")
-    on_failure: Literal["refuse", "allow"] = Field(
-        "refuse",
-        description="When the callback cannot be reached, times out or answers garbage:"
-        " refuse the publish, or allow it",
-    )
-    max_concurrent: int = Field(
-        16,
-        ge=1,
-        description="Callbacks in flight at once; a publish beyond is refused at once",
-    )
-    max_answer_bytes: int = Field(
-        65536,
-        ge=1024,
-        le=1 << 20,
-        description="Bytes of a 2xx answer read at most; a longer one is a failed check",
-    )
-
-    @field_validator("publish_url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        return url
-
-
-class RestreamSettings(_Section):
-    max_targets: int = Field(
-        5,
-        ge=0,
-        le=50,
-        description="Restream targets one channel may forward to (0: restreaming off)",
-    )
-    queue_bytes: int = Field(
-        8 * 1024 * 1024,
-        ge=65536,
-        description="Media waiting for one slow target, in bytes; beyond, its frames are dropped"
-        " until the next keyframe",
-    )
-    connect_timeout: float = Field(
-        10.0, gt=0, le=120, description="Seconds to connect to a target and start publishing"
-    )
-    retry_delay: float = Field(
-        1.0, gt=0, le=60, description="Seconds before reconnecting to a target; doubles each time"
-    )
-    max_retry_delay: float = Field(
-        30.0, gt=0, le=600, description="The reconnect delay stops doubling at this many seconds"
-    )
-    chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send targets with")
-
-
-MIN_WEBHOOK_SECRET = 16
-
-
-class WebhookSettings(_Section):
-    urls: list[str] = Field(
-        default_factory=list, description="Endpoints that receive event POSTs (empty: none)"
-    )
-    secret: SecretStr | None = Field(
-        None, description="Shared secret for the X-Periscope-Signature HMAC-SHA256 header"
-    )
-    max_attempts: int = Field(6, ge=1, le=20, description="Deliveries tried per event")
-    timeout: float = Field(5.0, gt=0, le=60, description="Seconds per delivery attempt")
-    queue_size: int = Field(1000, ge=10, description="Events waiting; beyond, the oldest drop")
-    retry_delay: float = Field(
-        1.0, gt=0, le=60, description="Seconds before the first retry; doubles each time"
-    )
-
-    @field_validator("urls")
-    @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL")
-        return urls
-
-    @model_validator(mode="after")
-    def _signed(self) -> WebhookSettings:
-        # Receivers trust a delivery because of its signature: signing with an empty or guessable
-        # key would let anyone who can reach them forge broadcast and account events.
-        secret = self.secret.get_secret_value() if self.secret is not None else ""
-        if self.urls and len(secret) < MIN_WEBHOOK_SECRET:
-            raise ValueError(
-                f"webhook urls need a secret of at least {MIN_WEBHOOK_SECRET} characters"
-                " (PERISCOPE_WEBHOOKS__SECRET) to sign deliveries with"
-            )
-        return self
+# The sections Settings is made of. A module that needs one section imports it from
+# config_sections; the few that still import it from here get the same class.
+from periscope_ingest.config_sections import (
+    AuthSettings,
+    DownloadSettings,
+    HlsSettings,
+    RecordingSettings,
+    RestreamSettings,
+    RtmpSettings,
+    Section,
+    SunsetSettings,
+    TlsSettings,
+    WebhookSettings,
+)
 
 
 class Settings(BaseSettings):
@@ -556,7 +202,7 @@ def setting_env_names() -> list[str]:
     for name, field in Settings.model_fields.items():
         names.append(f"{prefix}{name}".upper())
         section = field.annotation
-        if isinstance(section, type) and issubclass(section, _Section):
+        if isinstance(section, type) and issubclass(section, Section):
             names.extend(f"{prefix}{name}__{sub}".upper() for sub in section.model_fields)
     return names
 
@@ -606,7 +252,7 @@ def _fields_with_env_names() -> list[tuple[str, str, FieldInfo]]:
     top, nested = [], []
     for name, field in Settings.model_fields.items():
         section = field.annotation
-        if isinstance(section, type) and issubclass(section, _Section):
+        if isinstance(section, type) and issubclass(section, Section):
             for sub, subfield in section.model_fields.items():
                 nested.append((f"{name}.{sub}", f"{prefix}{name}__{sub}".upper(), subfield))
         else:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 
-from periscope_ingest.config import SunsetSettings
+from periscope_ingest.config_sections import SunsetSettings
 from periscope_ingest.storage.atomic import write_atomic
 
 

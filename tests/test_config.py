@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from periscope_ingest.config import (
-    HlsSettings,
-    Settings,
-    SettingsError,
-    load_settings,
-    setting_env_names,
-)
-from periscope_ingest.config_file import data_dir_setting
+from periscope_ingest.config import Settings, load_settings, setting_env_names
+from periscope_ingest.config_file import SettingsError, data_dir_setting
+from periscope_ingest.config_sections import HlsSettings
 
 
 def test_defaults() -> None:

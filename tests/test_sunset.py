@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from periscope_ingest.config import SunsetSettings
+from periscope_ingest.config_sections import SunsetSettings
 from periscope_ingest.sunset import Lifecycle, Phase
 
 

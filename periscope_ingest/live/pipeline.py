@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from periscope_ingest.config import HlsSettings
+from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.segment_commands import (
     BroadcastFiles,

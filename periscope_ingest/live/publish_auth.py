@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from periscope_ingest.config import AuthSettings
+from periscope_ingest.config_sections import AuthSettings
 from periscope_ingest.logs import log_event
 from periscope_ingest.storage.layout import is_channel_name
 

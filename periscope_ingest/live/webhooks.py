@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from periscope_ingest.config import WebhookSettings
+from periscope_ingest.config_sections import WebhookSettings
 from periscope_ingest.logs import log_event
 
 log = logging.getLogger(__name__)

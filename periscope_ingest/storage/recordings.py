@@ -42,3 +42,10 @@ def download_name(record: BroadcastRecord, suffix: str = "") -> str:
     """A readable file name: the channel and the local-independent start time."""
     started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
     return f"{record.channel}-{started:%Y-%m-%d_%H-%M-%S}{suffix}.mp4"
+
+
+def export_path(directory: Path, record: BroadcastRecord, *, with_id: bool = False) -> Path:
+    """Where ``export`` writes a broadcast in a directory the user named: its download name,
+    prefixed with its id for a whole channel (two broadcasts may start in the same second)."""
+    name = download_name(record)
+    return directory / (f"{record.id}-{name}" if with_id else name)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from periscope_ingest.config import DownloadSettings
+from periscope_ingest.config_sections import DownloadSettings
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import export_mp4

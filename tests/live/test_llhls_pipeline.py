@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config import HlsSettings
+from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.media.export import export_mp4

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config import HlsSettings
+from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.edge import MEMORY_SEGMENTS
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.rtmp import amf0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from periscope_ingest.config import RestreamSettings
+from periscope_ingest.config_sections import RestreamSettings
 from periscope_ingest.live.restream import ChannelRestream
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.rtmp.connection import (
