@@ -39,6 +39,8 @@ PURE_MEDIA = {
     "timeline",
     "segmenter",
     "playlist",
+    "master_playlist",
+    "llhls",
     "ingest",
     "packets",
     "errors",

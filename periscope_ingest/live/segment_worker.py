@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from periscope_ingest.logs import log_event
+from periscope_ingest.media.llhls import LowLatencyPlaylist, LowLatencySettings, Part
+from periscope_ingest.media.master_playlist import Variant, render_master, segment_bitrate
 from periscope_ingest.media.muxer import (
     Fmp4SegmentWriter,
     PacketRefused,
@@ -36,16 +38,7 @@ from periscope_ingest.media.muxer import (
     TsSegmentMuxer,
 )
 from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
-from periscope_ingest.media.playlist import (
-    LivePlaylist,
-    LowLatencyPlaylist,
-    LowLatencySettings,
-    Part,
-    Segment,
-    Variant,
-    render_master,
-    segment_bitrate,
-)
+from periscope_ingest.media.playlist import LivePlaylist, Segment
 from periscope_ingest.media.playlist_reader import render_vod
 from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.atomic import partial_path, publish_partial, write_atomic

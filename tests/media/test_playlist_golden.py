@@ -10,15 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from periscope_ingest.media.playlist import (
-    LivePlaylist,
-    LowLatencyPlaylist,
-    LowLatencySettings,
-    Part,
-    Segment,
-    Variant,
-    render_master,
-)
+from periscope_ingest.media.llhls import LowLatencyPlaylist, LowLatencySettings, Part
+from periscope_ingest.media.master_playlist import Variant, render_master
+from periscope_ingest.media.playlist import LivePlaylist, Segment
 
 T0 = datetime(2026, 11, 25, 19, 10, 46, 987654, tzinfo=UTC)
 
