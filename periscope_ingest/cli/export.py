@@ -44,16 +44,18 @@ class _Progress:
 def _export_one(layout, record, output: Path, start=None, end=None) -> int:
     from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
     from periscope_ingest.storage.atomic import partial_path, publish_partial
+    from periscope_ingest.storage.layout import init_segments
     from periscope_ingest.storage.recordings import recording_segments
 
     segments = recording_segments(layout, record)
     if not segments:
         raise CliError(f"broadcast {record.id} has no recorded media")
+    inits = init_segments(segments)
     temporary = partial_path(output)  # hidden until complete, then renamed into place
     try:
         if start is not None or end is not None:
             # A clip exact to a frame needs an edit list: a complete (faststart) MP4.
-            export_mp4(segments, temporary, start=start, end=end)
+            export_mp4(segments, temporary, start=start, end=end, inits=inits)
         else:
             progress = _Progress(
                 f"{record.id} {record.channel}", sum(p.stat().st_size for p in segments)
@@ -64,7 +66,7 @@ def _export_one(layout, record, output: Path, start=None, end=None) -> int:
                     f.write(data)
                     progress.add(len(data))
 
-                stream_mp4(segments, write)
+                stream_mp4(segments, write, inits=inits)
             progress.finish()
         publish_partial(output)
     except ExportError as exc:

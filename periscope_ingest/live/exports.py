@@ -19,7 +19,7 @@ from periscope_ingest.media.export import ExportError, export_mp4
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
-from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.layout import DataLayout, init_segments
 from periscope_ingest.storage.recordings import read_record, recording_segments, write_record
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Mp4Exports:
             return None
         temporary = partial_path(target)
         try:
-            export_mp4(segments, temporary)
+            export_mp4(segments, temporary, inits=init_segments(segments))
             os.replace(temporary, target)
         except ExportError:
             temporary.unlink(missing_ok=True)

@@ -42,8 +42,8 @@ from periscope_ingest.media.ingest import (
     video_codec,
     video_record,
 )
+from periscope_ingest.media.llhls import LowLatencySettings
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
-from periscope_ingest.media.playlist import LowLatencySettings
 from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso

@@ -20,15 +20,9 @@ from periscope_ingest.live.segment_commands import (
     PlaylistUpdate,
     UseTracks,
 )
-from periscope_ingest.media.playlist import (
-    LivePlaylist,
-    LowLatencyPlaylist,
-    LowLatencySettings,
-    Part,
-    Segment,
-    Variant,
-    render_master,
-)
+from periscope_ingest.media.llhls import LowLatencyPlaylist, LowLatencySettings, Part
+from periscope_ingest.media.master_playlist import Variant, render_master
+from periscope_ingest.media.playlist import LivePlaylist, Segment
 from periscope_ingest.media.playlist_reader import render_vod
 from periscope_ingest.storage.atomic import write_atomic
 

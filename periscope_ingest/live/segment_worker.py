@@ -39,9 +39,11 @@ from periscope_ingest.live.segment_commands import (
 )
 from periscope_ingest.live.segment_files import SegmentFiles
 from periscope_ingest.logs import log_event
+from periscope_ingest.media.llhls import LowLatencySettings
+from periscope_ingest.media.master_playlist import segment_bitrate
 from periscope_ingest.media.muxer import PacketRefused
 from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
-from periscope_ingest.media.playlist import LowLatencySettings, Segment, segment_bitrate
+from periscope_ingest.media.playlist import Segment
 from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 

@@ -22,9 +22,5 @@ class MediaPacket:
     duration: int  # 90 kHz ticks: exact for audio (from the sample count), estimated for video
 
 
-def ms_to_ticks(ms: int) -> int:
-    return ms * TICKS_PER_MS
-
-
 def ticks_to_ms(ticks: int) -> int:
     return round(ticks / TICKS_PER_MS)

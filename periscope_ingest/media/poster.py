@@ -6,7 +6,7 @@ keyframe is decoded on its own (the decoder is drained right after it), so the c
 whatever the segment's length or GOP structure.
 
 fMP4 segments (``.m4s``: moof+mdat only) are read with their init segment prepended in memory, as
-media/export.py does. Calls here block: run them in a worker thread, never on the event loop.
+media/export_read.py does. Calls here block: run them in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations

@@ -316,10 +316,6 @@ class PartCutter:
     def open(self) -> bool:
         return self._segment_start is not None
 
-    @property
-    def part_start_ms(self) -> int:
-        return self._part_start
-
     def open_segment(
         self, packet: MediaPacket, discontinuity: bool = False, limit_ms: int = _NEVER
     ) -> None:

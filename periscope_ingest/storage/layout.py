@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from bisect import bisect_right
+from collections.abc import Iterable
 from pathlib import Path
 
 # Channel names come from stream keys: keep them to what is safe in a path and a URL.
@@ -101,6 +103,29 @@ def init_segment_for(segment: Path) -> Path | None:
         if first <= sequence and (best is None or first > best[0]):
             best = (first, candidate)
     return best[1] if best else None
+
+
+def init_segments(segments: Iterable[Path]) -> dict[Path, Path]:
+    """The init segment of each fMP4 (.m4s) segment in ``segments`` that has one, as
+    `init_segment_for` finds it, but listing each directory once: an export of a long broadcast
+    names thousands of segments."""
+    listed: dict[Path, list[tuple[int, Path]]] = {}  # directory -> (first sequence, init)
+    found: dict[Path, Path] = {}
+    for segment in segments:
+        sequence = parse_segment_name(segment.name) if segment.suffix == ".m4s" else None
+        if sequence is None:
+            continue
+        inits = listed.get(segment.parent)
+        if inits is None:
+            inits = listed[segment.parent] = sorted(
+                (int(m.group(1)), candidate)
+                for candidate in segment.parent.glob("init-*.mp4")
+                if (m := INIT_NAME_PATTERN.fullmatch(candidate.name))
+            )
+        at = bisect_right(inits, sequence, key=lambda init: init[0])
+        if at:
+            found[segment] = inits[at - 1][1]
+    return found
 
 
 class DataDirError(Exception):

@@ -34,7 +34,7 @@ from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import export_mp4
 from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord
-from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.layout import DataLayout, init_segments
 from periscope_ingest.storage.recordings import recording_segments
 from periscope_ingest.web.write_timeout import StalledReader
 
@@ -136,7 +136,10 @@ class Downloads:
             temporary = self.layout.temporary_file(".mp4")
             try:
                 await loop.run_in_executor(
-                    self.clips, lambda: export_mp4(segments, temporary, start=start, end=end)
+                    self.clips,
+                    lambda: export_mp4(
+                        segments, temporary, start=start, end=end, inits=init_segments(segments)
+                    ),
                 )
             except BaseException:
                 temporary.unlink(missing_ok=True)
@@ -159,7 +162,7 @@ class Downloads:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(path)
         try:
-            export_mp4(segments, partial, start=start, end=end)
+            export_mp4(segments, partial, start=start, end=end, inits=init_segments(segments))
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from periscope_ingest.media.export import ExportError, stream_mp4
 from periscope_ingest.storage.catalog import BroadcastRecord
-from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
+from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segments, is_channel_name
 from periscope_ingest.storage.recordings import download_name, recording_segments
 from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
@@ -146,7 +146,7 @@ async def _whole_mp4(
         # Once the headers are out, an error can only cut the body short.
         await stream_from_thread(
             response,
-            lambda write: stream_mp4(segments, write),
+            lambda write: stream_mp4(segments, write, inits=init_segments(segments)),
             downloads.streams,
             request,
             downloads.write_timeout,
@@ -257,7 +257,7 @@ def _write_archive(layout: DataLayout, channel: str, records: list[BroadcastReco
                 continue
             # Size unknown until written: zip64 headers so it may pass 4 GiB.
             with archive.open(name, mode="w", force_zip64=True) as entry:
-                stream_mp4(segments, entry.write)
+                stream_mp4(segments, entry.write, inits=init_segments(segments))
 
 
 async def channel_archive(request: web.Request) -> web.StreamResponse:

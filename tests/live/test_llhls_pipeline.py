@@ -15,7 +15,7 @@ from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.media.export import export_mp4
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
-from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
+from periscope_ingest.storage.layout import DataLayout, init_segments, new_broadcast_id
 from periscope_ingest.storage.recordings import recording_segments
 from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
@@ -164,5 +164,5 @@ async def test_fmp4_recording_is_mapped_and_exports(tmp_path: Path, tags) -> Non
     record = Catalog(layout.catalog_path).get(pipeline.broadcast_id)
     segments = recording_segments(layout, record)
     assert segments and all(p.suffix == ".m4s" for p in segments)
-    info = export_mp4(segments, tmp_path / "out.mp4")
+    info = export_mp4(segments, tmp_path / "out.mp4", inits=init_segments(segments))
     assert info.video and info.audio and abs(info.duration - SECONDS) < 0.1

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
-from periscope_ingest.media import export
+from periscope_ingest.media import export_mux, export_read
 from periscope_ingest.media.export import ExportError, export_mp4, stream_mp4
 from tests.media.export_fixtures import FPS, SECONDS, encode_flv, frame_shade, write_segments
 
@@ -129,20 +129,20 @@ def test_stream_is_progressive_fragmented_and_indexed(
     segments: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[tuple[str, object]] = []
-    real_open = export._open_segment
+    real_open = export_read._open_segment
 
-    def recording_open(path: Path):
+    def recording_open(path: Path, init: Path | None = None):
         events.append(("open", path))
-        return real_open(path)
+        return real_open(path, init)
 
-    monkeypatch.setattr(export, "_open_segment", recording_open)
-    real_quick_open = export._quick_open
+    monkeypatch.setattr(export_read, "_open_segment", recording_open)
+    real_quick_open = export_read._quick_open
 
     def recording_quick_open(segment) -> None:
         events.append(("open", segment.path))
         real_quick_open(segment)
 
-    monkeypatch.setattr(export, "_quick_open", recording_quick_open)
+    monkeypatch.setattr(export_read, "_quick_open", recording_quick_open)
     chunks: list[bytes] = []
 
     def write(chunk: bytes) -> None:
@@ -201,13 +201,13 @@ def test_clip_reads_only_overlapping_segments(
     segments: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     copied: list[Path] = []
-    real_copy = export._Writer.copy
+    real_copy = export_mux.Writer.copy
 
     def recording_copy(self, segment, shift):
         copied.append(segment.path)
         return real_copy(self, segment, shift)
 
-    monkeypatch.setattr(export._Writer, "copy", recording_copy)
+    monkeypatch.setattr(export_mux.Writer, "copy", recording_copy)
     export_mp4(segments, tmp_path / "clip.mp4", start=5.2, end=10.7)
     assert copied == segments[2:6]  # 4-6 s (keyframe at 4 s) ... 10-12 s
 

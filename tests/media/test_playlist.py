@@ -11,16 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from periscope_ingest.media.master_playlist import Variant, render_master, segment_bitrate
 from periscope_ingest.media.playlist import (
     LivePlaylist,
     PlaylistStateError,
     Segment,
     SegmentOrderError,
     SegmentTooLongError,
-    Variant,
-    render_master,
-    segment_bitrate,
 )
+from tests.media.playlist_helpers import starting_at
 
 T0 = datetime(2026, 11, 25, 19, 10, 46, 123456, tzinfo=UTC)
 
@@ -228,7 +227,7 @@ def test_golden_event_playlist() -> None:
 
 
 def test_empty_playlist_renders_header_only() -> None:
-    playlist = LivePlaylist.starting_at(2, 6, media_sequence=41, discontinuity_sequence=0)
+    playlist = starting_at(LivePlaylist, 2, 6, media_sequence=41, discontinuity_sequence=0)
     assert playlist.render() == (
         "#EXTM3U\n"
         "#EXT-X-VERSION:3\n"
@@ -313,8 +312,8 @@ def test_append_rejects_naive_time_bad_uri_and_appending_after_end() -> None:
 
 
 def test_starting_at_resumes_numbering() -> None:
-    playlist = LivePlaylist.starting_at(
-        target_duration_s=2, window=3, media_sequence=1000, discontinuity_sequence=7
+    playlist = starting_at(
+        LivePlaylist, target_duration_s=2, window=3, media_sequence=1000, discontinuity_sequence=7
     )
     with pytest.raises(ValueError):
         playlist.append(seg(0, 2000))
@@ -330,7 +329,7 @@ def test_starting_at_resumes_numbering() -> None:
 
 
 def test_starting_at_first_segment_numbers() -> None:
-    playlist = LivePlaylist.starting_at(2, 3, media_sequence=5, discontinuity_sequence=2)
+    playlist = starting_at(LivePlaylist, 2, 3, media_sequence=5, discontinuity_sequence=2)
     playlist.append(seg(5, 2000, discontinuity=True))
     parsed = parse_media_playlist(playlist.render())
     assert (parsed.media_sequence, parsed.discontinuity_sequence) == (5, 2)
@@ -353,17 +352,18 @@ def test_window_zero_and_none_keep_everything() -> None:
         assert sum(s.duration_ms for s in parsed.segments) == total
 
 
-def test_hold_covers_segment_plus_longest_playlist() -> None:
+def test_window_stretches_to_keep_three_target_durations() -> None:
     playlist = LivePlaylist(target_duration_s=2, window=3)
     durations = [2000, 2000, 2000, 1000, 1000, 2000, 2000]
     removed_all: list[Segment] = []
+    listed_ms = []
     for i, d in enumerate(durations):
         removed_all += playlist.append(seg(i, d))
-    assert removed_all
+        listed_ms.append(playlist.duration_ms)
+    assert [s.sequence for s in removed_all] == [0, 1, 2]
     # Distributed windows: 0-2 (6 s), 0-3 (7 s: segment 0 stays to keep >= 3 x 2 s listed),
-    # then 1-4, 2-5, 3-6 (6 s each). The longest is 7 s.
-    assert playlist.longest_duration_ms == 7000
-    assert playlist.hold_ms(removed_all[0]) == 2000 + 7000
+    # then 1-4, 2-5, 3-6 (6 s each).
+    assert listed_ms == [2000, 4000, 6000, 7000, 6000, 6000, 6000]
 
 
 # --- long run against a reloading client ----------------------------------------------------
@@ -378,7 +378,7 @@ def simulate(
     start_sequence: int = 0,
     start_discontinuity: int = 0,
 ) -> None:
-    playlist = LivePlaylist.starting_at(target_s, window, start_sequence, start_discontinuity)
+    playlist = starting_at(LivePlaylist, target_s, window, start_sequence, start_discontinuity)
     max_ms = target_s * 1000 + 499  # the longest duration that still rounds to target_s
     min_listed_ms = 3 * target_s * 1000
 

@@ -11,7 +11,11 @@ from periscope_ingest.storage.layout import (
     BROADCAST_ID_PATTERN,
     DataLayout,
     InvalidName,
+    init_segment_for,
+    init_segment_name,
+    init_segments,
     new_broadcast_id,
+    segment_name,
 )
 
 
@@ -64,3 +68,22 @@ def test_partial_file_is_hidden_until_published(tmp_path: Path) -> None:
     assert not target.exists() and partial_path(target).name.startswith(".")
     publish_partial(target)
     assert target.read_bytes() == b"x" and not partial_path(target).exists()
+
+
+def test_init_segments_match_init_segment_for(tmp_path: Path) -> None:
+    for first in (0, 5):
+        (tmp_path / init_segment_name(first)).write_bytes(b"init")
+    (tmp_path / "init-junk.mp4").write_bytes(b"")
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / init_segment_name(3)).write_bytes(b"init")
+    segments = [tmp_path / segment_name(i, "fmp4") for i in range(8)]
+    segments += [late / segment_name(2, "fmp4"), late / segment_name(4, "fmp4")]
+    segments += [tmp_path / segment_name(6, "ts")]
+    expected = {
+        s: init_segment_for(s) for s in segments if s.suffix == ".m4s" and init_segment_for(s)
+    }
+    assert init_segments(segments) == expected
+    assert expected[tmp_path / "000004.m4s"] == tmp_path / "init-000000.mp4"
+    assert expected[tmp_path / "000007.m4s"] == tmp_path / "init-000005.mp4"
+    assert late / "000002.m4s" not in expected
