@@ -40,7 +40,6 @@ from periscope_ingest.media.ingest import (
     StreamAssembler,
     TracksReady,
     video_codec,
-    video_record,
 )
 from periscope_ingest.media.llhls import LowLatencySettings
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
@@ -269,7 +268,6 @@ class StreamPipeline:
 
     def _tracks(self, ready: TracksReady) -> None:
         self.info.video, self.info.audio = ready.video, ready.audio
-        codecs = tuple(c.codecs for c in (ready.video, ready.audio) if c is not None)
         codec = video_codec(ready.video) if ready.video is not None else "avc1"
         if codec == "av01" and self.segment_format == "ts":
             # HLS carries AV1 only in fMP4 (and FFmpeg's TS muxer writes it as private data).
@@ -284,27 +282,8 @@ class StreamPipeline:
                 reason="AV1 cannot be packaged in MPEG-TS (hls.segment_format=ts); this"
                 " broadcast is packaged as fMP4",
             )
-        self._worker.send(
-            UpdateRecord(
-                {
-                    "video_codec": ready.video.codecs if ready.video else None,
-                    "audio_codec": ready.audio.codecs if ready.audio else None,
-                    "width": ready.video.width if ready.video else None,
-                    "height": ready.video.height if ready.video else None,
-                    "frame_rate": ready.video.frame_rate if ready.video else None,
-                }
-            )
-        )
-        self._worker.send(
-            UseTracks(
-                avcc=video_record(ready.video) if ready.video else None,
-                asc=ready.audio.asc if ready.audio else None,
-                codecs=codecs,
-                resolution=(ready.video.width, ready.video.height) if ready.video else None,
-                frame_rate=ready.video.frame_rate if ready.video else None,
-                video_codec=codec,
-            )
-        )
+        self._worker.send(UpdateRecord.of_tracks(ready))
+        self._worker.send(UseTracks.of(ready))
         if self._segmenter is None:
             self._segmenter = Segmenter(
                 self._hls.segment_duration, ready.video is not None, self._hls.segment_cap

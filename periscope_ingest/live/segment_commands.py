@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from periscope_ingest.media.ingest import TracksReady, video_codec, video_record
 from periscope_ingest.media.packets import MediaPacket
 from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.layout import DataLayout
@@ -26,6 +27,18 @@ class UseTracks:
     resolution: tuple[int, int] | None
     frame_rate: float | None
     video_codec: str = "avc1"  # "avc1", "hvc1" or "av01"
+
+    @classmethod
+    def of(cls, ready: TracksReady) -> UseTracks:
+        video, audio = ready.video, ready.audio
+        return cls(
+            avcc=video_record(video) if video else None,
+            asc=audio.asc if audio else None,
+            codecs=tuple(c.codecs for c in (video, audio) if c is not None),
+            resolution=(video.width, video.height) if video else None,
+            frame_rate=video.frame_rate if video else None,
+            video_codec=video_codec(video) if video is not None else "avc1",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,19 @@ class UpdateRecord:
     """Facts the loop learned (title from metadata, codecs) for broadcast.json and the catalog."""
 
     changes: dict
+
+    @classmethod
+    def of_tracks(cls, ready: TracksReady) -> UpdateRecord:
+        video, audio = ready.video, ready.audio
+        return cls(
+            {
+                "video_codec": video.codecs if video else None,
+                "audio_codec": audio.codecs if audio else None,
+                "width": video.width if video else None,
+                "height": video.height if video else None,
+                "frame_rate": video.frame_rate if video else None,
+            }
+        )
 
 
 # -- reports: thread -> loop ----------------------------------------------------------------------
