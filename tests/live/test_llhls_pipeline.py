@@ -59,13 +59,13 @@ def feed(pipeline: StreamPipeline, tag) -> None:
 def record_updates(pipeline: StreamPipeline) -> list[PlaylistUpdate]:
     """Every playlist the worker publishes, in order (as the loop receives them)."""
     updates: list[PlaylistUpdate] = []
-    original = pipeline._playlist_changed
+    original = pipeline.edge.publish
 
     def spy(update: PlaylistUpdate) -> None:
         updates.append(update)
         original(update)
 
-    pipeline._playlist_changed = spy  # type: ignore[method-assign]
+    pipeline.edge.publish = spy  # type: ignore[method-assign]
     return updates
 
 
