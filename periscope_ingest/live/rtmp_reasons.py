@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["CloseReason", "ConnectionRefusal", "PublishRefusal", "Refusal"]
+__all__ = ["CloseReason", "ConnectionRefusal", "MetricLabel", "PublishRefusal", "Refusal"]
 
 
 class ConnectionRefusal(enum.StrEnum):
@@ -54,3 +54,7 @@ class PublishRefusal(enum.StrEnum):
     FULL = "full"  # max_publishers
     BUSY = "busy"  # the channel is live from another publisher
     OTHER = "other"
+
+
+# Any of the above: what a refusal or close is counted under.
+MetricLabel = ConnectionRefusal | CloseReason | PublishRefusal

@@ -68,6 +68,8 @@ def rtmp_limits(rtmp: RtmpSettings) -> RtmpLimits:
 
 
 class RtmpServer:
+    """The RTMP (and RTMPS) listener; one RtmpSession per connection it admits."""
+
     def __init__(
         self,
         settings: Settings,
@@ -85,7 +87,8 @@ class RtmpServer:
         self.limits = rtmp_limits(settings.rtmp)
         self.sessions: set[RtmpSession] = set()
         self._per_group: dict[str, int] = {}  # open connections per address group
-        # Bytes of messages in progress on all connections (RtmpSession._in_progress summed).
+        # Bytes of messages in progress on all connections (RtmpSession._in_progress summed,
+        # through charge()).
         self.bytes_in_progress = 0
         self._server: asyncio.Server | None = None
         self._tls_server: asyncio.Server | None = None
@@ -154,15 +157,12 @@ class RtmpServer:
             session.close_for_shutdown(reason)
         await self.registry.end_all(reason)
 
-    def connections_from(self, group: str) -> int:
-        return self._per_group.get(group, 0)
-
     def admit(self, session: RtmpSession) -> Refusal | None:
-        """Take a new connection in, or say why not. A full server makes
-        room by closing the oldest connection that has not published (see EVICTABLE_AFTER_S):
-        connections that only connect and ping cannot hold every slot against publishers."""
+        """Take a new connection in, or say why not. A full server makes room by closing the
+        oldest connection that has not published (see EVICTABLE_AFTER_S): connections that only
+        connect and ping cannot hold every slot against publishers."""
         limits = self.settings.rtmp
-        if self.connections_from(session.group) >= limits.max_connections_per_address:
+        if self._per_group.get(session.group, 0) >= limits.max_connections_per_address:
             return Refusal(
                 ConnectionRefusal.MAX_CONNECTIONS_PER_ADDRESS,
                 f"max_connections_per_address={limits.max_connections_per_address} reached",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.live.publish_decision import decide_publish, shown_app
 from periscope_ingest.live.registry import ChannelBusy, Publication
-from periscope_ingest.live.rtmp_reasons import CloseReason, PublishRefusal
+from periscope_ingest.live.rtmp_reasons import CloseReason, MetricLabel, PublishRefusal
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.aac import CodecConfigError as AacConfigError
 from periscope_ingest.media.avc import CodecConfigError as AvcConfigError
@@ -363,7 +363,7 @@ class RtmpSession(asyncio.Protocol):
         self._suspend()
 
     @staticmethod
-    def _warn(counter: Counter | None, label: str, event: str, **fields: object) -> None:
+    def _warn(counter: Counter | None, label: MetricLabel, event: str, **fields: object) -> None:
         """A refusal or close: its counter (if metrics are on) under its typed label, and one
         warning line with the fields in the order given (log readers match on that)."""
         if counter is not None:
