@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 
 from . import amf0
 from . import messages as msg
-from .chunk import ChunkReader, ChunkWriter, Message
+from .chunk import ChunkReader
+from .chunk_format import Message
+from .control import ProtocolControl
 from .errors import ProtocolError
 from .handshake import HANDSHAKE_BLOCK_SIZE, RTMP_VERSION
 
@@ -173,33 +175,29 @@ class ClientConnection:
         self._chunk_size = chunk_size
         # The server only sends small control messages and commands.
         self._reader = ChunkReader(max_message_size=max_message_size)
-        self._writer = ChunkWriter()
-        self._outgoing = bytearray()
+        # Sending, acknowledgements and pings: the same as the server's (control.py).
+        self._control = ProtocolControl()
         self._handshake = bytearray()
-        self._bytes_received = 0
-        self._ack_window: int | None = None
-        self._bytes_at_last_ack = 0
         self.stream_id = 0
         self.state = ClientState.HANDSHAKE
         c1 = bytes(8) + random_bytes(HANDSHAKE_BLOCK_SIZE - 8)
         if len(c1) != HANDSHAKE_BLOCK_SIZE:
             raise ValueError("random_bytes returned the wrong number of bytes")
-        self._outgoing += bytes((RTMP_VERSION,)) + c1
+        self._control.outgoing += bytes((RTMP_VERSION,)) + c1
 
     @property
     def publishing(self) -> bool:
         return self.state is ClientState.PUBLISHING
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._outgoing)
-        self._outgoing.clear()
-        return out
+        return self._control.data_to_send()
 
     # -- receiving ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[ClientEvent]:
         """Process bytes from the server; raises ProtocolError when they are not RTMP."""
-        self._bytes_received += len(data)
+        control = self._control
+        control.bytes_received += len(data)
         events: list[ClientEvent] = []
         if self.state is ClientState.HANDSHAKE:
             data = self._receive_handshake(data)
@@ -208,12 +206,7 @@ class ClientConnection:
         if data:
             for message in self._reader.feed(data):
                 self._handle(message, events)
-        window = self._ack_window
-        if window and self._bytes_received - self._bytes_at_last_ack >= window:
-            self._bytes_at_last_ack = self._bytes_received
-            self._send_control(
-                msg.ACKNOWLEDGEMENT, msg.encode_acknowledgement(self._bytes_received)
-            )
+        control.maybe_acknowledge()
         return events
 
     def _receive_handshake(self, data: bytes) -> bytes:
@@ -229,10 +222,10 @@ class ClientConnection:
         s1 = bytes(buffer[1 : 1 + HANDSHAKE_BLOCK_SIZE])
         rest = bytes(buffer[needed:])
         buffer.clear()
-        self._outgoing += s1  # C2 echoes S1; S2 (our C1 echoed) is not checked, as OBS does
-        self._send_control(msg.SET_CHUNK_SIZE, msg.encode_set_chunk_size(self._chunk_size))
-        self._writer.chunk_size = self._chunk_size
-        self._send_command(
+        self._control.outgoing += s1  # C2 echoes S1; S2 (our C1 echoed) is not checked, as OBS does
+        self._control.send_control(msg.SET_CHUNK_SIZE, msg.encode_set_chunk_size(self._chunk_size))
+        self._control.writer.chunk_size = self._chunk_size
+        self._control.send_command(
             0,
             msg.command(
                 "connect",
@@ -253,14 +246,9 @@ class ClientConnection:
         if type_id == msg.COMMAND_AMF0 or type_id == msg.COMMAND_AMF3:
             self._handle_command(msg.decode_command(message.payload, type_id), events)
         elif type_id == msg.WINDOW_ACK_SIZE:
-            self._ack_window = msg.decode_uint32(message.payload, "Window Acknowledgement Size")
+            self._control.on_window_ack_size(message.payload)
         elif type_id == msg.USER_CONTROL:
-            event_type, event_data = msg.decode_user_control(message.payload)
-            if event_type == msg.PING_REQUEST:
-                timestamp = msg.decode_uint32(event_data, "Ping Request")
-                self._send_control(
-                    msg.USER_CONTROL, msg.encode_user_control(msg.PING_RESPONSE, timestamp)
-                )
+            self._control.on_user_control(message.payload)
         # Everything else is ignored: Set Chunk Size and Abort are applied by the reader;
         # acknowledgements, peer bandwidth, stream begin and data concern no publisher.
 
@@ -268,13 +256,13 @@ class ClientConnection:
         name = cmd.name
         if name == "_result":
             if cmd.transaction_id == _CONNECT and self.state is ClientState.CONNECTING:
-                self._send_command(
+                self._control.send_command(
                     0, msg.command("releaseStream", _RELEASE_STREAM, None, self._stream_name)
                 )
-                self._send_command(
+                self._control.send_command(
                     0, msg.command("FCPublish", _FC_PUBLISH, None, self._stream_name)
                 )
-                self._send_command(0, msg.command("createStream", _CREATE_STREAM, None))
+                self._control.send_command(0, msg.command("createStream", _CREATE_STREAM, None))
                 self.state = ClientState.CREATING_STREAM
             elif cmd.transaction_id == _CREATE_STREAM and self.state is ClientState.CREATING_STREAM:
                 stream_id = cmd.args[0] if cmd.args else None
@@ -283,7 +271,7 @@ class ClientConnection:
                         f"createStream _result without a stream id: {cmd.args!r:.60}"
                     )
                 self.stream_id = int(stream_id)
-                self._send_command(
+                self._control.send_command(
                     self.stream_id, msg.command("publish", 0, None, self._stream_name, "live")
                 )
                 self.state = ClientState.PUBLISH_REQUESTED
@@ -326,25 +314,17 @@ class ClientConnection:
         """Say goodbye the way OBS does before closing: FCUnpublish, then deleteStream."""
         if self.state is not ClientState.PUBLISHING:
             return
-        self._send_command(0, msg.command("FCUnpublish", 0, None, self._stream_name))
-        self._send_command(0, msg.command("deleteStream", 0, None, float(self.stream_id)))
+        self._control.send_command(0, msg.command("FCUnpublish", 0, None, self._stream_name))
+        self._control.send_command(0, msg.command("deleteStream", 0, None, float(self.stream_id)))
         self.state = ClientState.REFUSED  # nothing more may be sent
 
     def _send_media(self, csid: int, type_id: int, timestamp: int, payload: bytes) -> None:
         if self.state is not ClientState.PUBLISHING:
             raise ValueError("media before NetStream.Publish.Start")
-        self._outgoing += self._writer.write(
+        control = self._control
+        control.outgoing += control.writer.write(
             Message(csid, type_id, self.stream_id, timestamp, payload)
         )
-
-    def _send_control(self, type_id: int, payload: bytes) -> None:
-        self._outgoing += self._writer.write(
-            Message(msg.CSID_PROTOCOL_CONTROL, type_id, 0, 0, payload)
-        )
-
-    def _send_command(self, stream_id: int, payload: bytes) -> None:
-        csid = msg.CSID_COMMAND if stream_id == 0 else msg.CSID_STREAM_COMMAND
-        self._outgoing += self._writer.write(Message(csid, msg.COMMAND_AMF0, stream_id, 0, payload))
 
 
 def _status_of(cmd: msg.Command) -> tuple[str, str]:

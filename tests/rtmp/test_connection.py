@@ -577,7 +577,7 @@ def test_ping_request_gets_ping_response():
 def test_acknowledgements_after_each_window():
     connection, output, client = publishing()
     exchange(connection, output, client.control(msg.WINDOW_ACK_SIZE, (10_000).to_bytes(4, "big")))
-    received = connection._bytes_received
+    received = connection._control.bytes_received
     acks = []
     for i in range(6):
         frame = client.media(msg.VIDEO, bytes(3000), stream_id=1, timestamp=i)
