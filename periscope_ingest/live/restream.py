@@ -37,8 +37,9 @@ from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.restream import RestreamStore, RestreamTarget
 
 if TYPE_CHECKING:
-    from periscope_ingest.live.pipeline import StreamInfo, StreamPipeline
+    from periscope_ingest.live.pipeline import StreamPipeline
     from periscope_ingest.live.registry import PublisherRegistry
+    from periscope_ingest.live.stream_info import StreamInfo
 
 
 def is_video_sequence_header(payload: bytes) -> bool:
