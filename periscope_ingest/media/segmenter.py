@@ -184,14 +184,17 @@ class Segmenter:
             return _DROP
         elif packet.pts > self._max_video_pts:  # a reference frame, not a B-frame
             step = packet.pts - self._max_video_pts
-            if step <= self._target:
-                self._step = step
             if (
                 packet.pts - self._end > self._target  # after a hole longer than a segment
                 # or the next reference frame would come after the cap: cut now
                 or packet.pts - self._start + max(self._step, packet.duration) > self._cap
             ):
                 decision = self._cut(packet.pts, forced=True)
+            # Learnt after the decision: the step to a frame that follows a hole is the hole,
+            # and taken as the B-frame distance it would hide that hole from _cut (which then
+            # listed the hole as media, past the segment's cap).
+            if step <= self._target and decision is _WRITE:
+                self._step = step
         self._max_video_pts = max(self._max_video_pts, packet.pts)
         self._video_end = max(self._video_end, packet.pts + packet.duration)
         self._end = max(self._end, self._video_end)

@@ -24,6 +24,23 @@ pytestmark = pytest.mark.e2e
 
 CALL = re.compile(r"^\d+\s+(fsync|rename)\((.*)\)\s+= 0$")
 PATH = re.compile(r'<([^>]*)>|"([^"]*)"')
+UNFINISHED = " <unfinished ...>"
+RESUMED = re.compile(r"^(\d+)\s+<\.\.\. \w+ resumed>(.*)$")
+
+
+def whole_calls(lines: list[str]) -> list[str]:
+    """strace's lines with each call whole: a call another thread interrupted is printed as
+    "PID call(args <unfinished ...>" and later "PID <... call resumed>rest"; joined here."""
+    pending: dict[str, str] = {}
+    calls = []
+    for line in lines:
+        if line.endswith(UNFINISHED):
+            pending[line.split()[0]] = line.removesuffix(UNFINISHED)
+        elif (resumed := RESUMED.match(line)) is not None and resumed.group(1) in pending:
+            calls.append(pending.pop(resumed.group(1)) + resumed.group(2))
+        else:
+            calls.append(line)
+    return calls
 
 
 def test_playlists_and_records_are_synced_before_they_are_published(tmp_path: Path) -> None:
@@ -56,7 +73,7 @@ def test_playlists_and_records_are_synced_before_they_are_published(tmp_path: Pa
     synced: set[str] = set()  # files fsynced so far
     awaiting_directory_sync: dict[str, str] = {}  # thread -> directory of its last publish
     published: dict[str, int] = {}
-    for line in trace.read_text().splitlines():
+    for line in whole_calls(trace.read_text().splitlines()):
         match = CALL.match(line)
         if match is None:
             continue
