@@ -4,10 +4,9 @@ Modelled on h11: ServerConnection never touches a socket or a clock. The caller 
 it read to receive_data(), acts on the returned events, and writes data_to_send() to the socket
 after every call (receive_data and the accept/reject/stop methods all queue bytes).
 
-What it answers on its own follows what OBS, FFmpeg and GStreamer wait for (see
-/work/shared/NOTES-rtmp-clients.md): every command that carries a transaction id gets a reply
-promptly, stream-level replies go on the message stream id the client used, and publishing is
-only confirmed once the application calls accept_publish().
+What it answers on its own follows what OBS, FFmpeg and GStreamer wait for: every command that
+carries a transaction id gets a reply promptly, stream-level replies go on the message stream id
+the client used, and publishing is only confirmed once the application calls accept_publish().
 
 This module routes messages: media (the bulk of the traffic, on a fast path), data (onMetaData)
 and protocol control here; commands to ServerCommands (server_commands.py), the acknowledgements

@@ -1,11 +1,13 @@
 """The server's side of the NetConnection and NetStream commands (AMF0/AMF3 command messages).
 
 ServerCommands answers connect, releaseStream, FCPublish, createStream, publish, the stop commands
-(FCUnpublish, deleteStream, closeStream) and the rest the way OBS, FFmpeg and GStreamer wait for
-(see /work/shared/NOTES-rtmp-clients.md): every command that carries a transaction id gets a reply
-promptly, and stream-level replies go on the message stream id the client used. It owns the
-message streams and their publish state; ServerConnection (connection.py) routes the command
-messages here, reads the publish state for media, and passes on the application's answers.
+(FCUnpublish, deleteStream, closeStream) and the rest the way OBS, FFmpeg and GStreamer wait for:
+every command that carries a transaction id gets a reply promptly (encoders have been seen to
+time out around releaseStream and FCPublish), and stream-level replies go on the message stream
+id the client used (GStreamer's rtmp2sink waits for ever on an onStatus sent on stream 0). It
+owns the message streams and their publish state; ServerConnection (connection.py) routes the
+command messages here, reads the publish state for media, and passes on the application's
+answers.
 """
 
 from __future__ import annotations

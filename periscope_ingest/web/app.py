@@ -1,8 +1,11 @@
 """HTTP: the app; live playlists and segments (live.py), the API and replays have their own modules.
 
-Files are served with aiohttp's FileResponse (sendfile, Range, HEAD, conditional requests), never
-read whole into memory. Every path is built by DataLayout from names checked against strict
-patterns, so no request reaches outside the data directory.
+Files are served with aiohttp's FileResponse (sendfile, Range, HEAD, conditional requests). The
+one exception is a live broadcast's newest segments and parts, at most a few MB per watched
+stream, held in memory by its LiveEdge (or read whole by the fast path, up to
+fast_answers.MAX_FILE_BYTES) because a thousand viewers fetch the same few files. Every path is
+built by DataLayout from names checked against strict patterns, so no request reaches outside
+the data directory.
 """
 
 from __future__ import annotations
