@@ -40,6 +40,7 @@ from periscope_ingest.config_file import (
 # config_sections; the few that still import it from here get the same class.
 from periscope_ingest.config_sections import (
     AuthSettings,
+    ClusterSettings,
     DownloadSettings,
     HlsSettings,
     RecordingSettings,
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
         " lookups (never shared with downloads)",
     )
     restream: RestreamSettings = RestreamSettings()
+    cluster: ClusterSettings = ClusterSettings()
     auth: AuthSettings = AuthSettings()
 
     trusted_proxies: list[str] = Field(

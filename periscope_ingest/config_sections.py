@@ -379,3 +379,40 @@ class WebhookSettings(Section):
                 " (PERISCOPE_WEBHOOKS__SECRET) to sign deliveries with"
             )
         return self
+
+
+class ClusterSettings(Section):
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://[user:password@]HOST:PORT[/DB] shared by the nodes: publisher leases,"
+        " the live edge (playlists, newest media, LL-HLS wake-ups), the live streams list."
+        " Unset: one node, everything in this process",
+    )
+    node_name: str = Field(
+        "",
+        description="How this node is named in leases, logs and `cluster status` (empty: the"
+        " host name and the HTTP port)",
+    )
+    lease: float = Field(
+        10.0,
+        ge=2,
+        le=300,
+        description="Seconds a channel's publisher lease lasts unless renewed; it is renewed while"
+        " media flows, so a crashed node's channels are free again after this long",
+    )
+    media_ttl: float = Field(
+        120.0,
+        ge=10,
+        le=3600,
+        description="Seconds the newest segments and parts stay in Redis for other nodes' viewers",
+    )
+    timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds any one Redis command may take before it fails"
+    )
+    max_pending: int = Field(
+        64,
+        ge=4,
+        le=10_000,
+        description="Edge updates per stream waiting to be written to Redis; beyond, the oldest"
+        " playlist-only updates are dropped (a slow Redis shows in /metrics, not in ingest)",
+    )

@@ -108,6 +108,19 @@ class Metrics:
             "periscope_restream_reconnects", "Reconnections to restream targets", ["channel"],
             registry=r,
         )  # fmt: skip
+        # A cluster (live/cluster.py): Redis is behind or failing; ingest does not wait on it.
+        self.cluster_errors = Counter(
+            "periscope_cluster_errors", "Redis commands of the cluster link that failed",
+            registry=r,
+        )  # fmt: skip
+        self.cluster_updates_merged = Counter(
+            "periscope_cluster_edge_updates_merged",
+            "Live edge updates merged into the next because Redis was behind",
+            registry=r,
+        )
+        self.cluster_remote_streams = Gauge(
+            "periscope_cluster_remote_streams", "Live streams other nodes take in", registry=r
+        )
 
     def count_request(self, route: str, status: int) -> None:
         counter = self._request_counters.get((route, status))

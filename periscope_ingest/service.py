@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from periscope_ingest.config import Settings
+from periscope_ingest.live.cluster import ClusterLink
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
@@ -82,6 +83,7 @@ class Service:
         self.http_site: FastPathSite | None = None
         self.https_site: FastPathSite | None = None  # https_port
         self.https_port = 0
+        self.cluster: ClusterLink | None = None  # cluster.redis_url
 
     async def start(self) -> None:
         # Loaded first: an unusable certificate stops the server before it does anything.
@@ -143,6 +145,15 @@ class Service:
                 },
             )
 
+        if self.settings.cluster.redis_url is not None:
+            # Before any publish is accepted: leases decide who may take a channel.
+            self.cluster = ClusterLink(self.settings.cluster, self.metrics)
+            await self.cluster.start()
+            self.cluster.renewable = self.registry.sending_media
+            self.registry.cluster = self.cluster
+            self.metrics.cluster_remote_streams.set_function(
+                lambda: len(self.cluster.remote.all()) if self.cluster else 0
+            )
         if self.settings.auth.publish_url is not None:
             self.publish_callback = PublishCallback(self.settings.auth)
         policy = PublishPolicy(
@@ -210,6 +221,12 @@ class Service:
         loop = asyncio.get_running_loop()
         self._retention = loop.create_task(self._retention_loop())
         self._phase_watch = loop.create_task(self._watch_phase())
+        if self.cluster is not None:
+            # What `cluster status` shows of this node (listening addresses, as configured).
+            self.cluster.addresses = {
+                "http": f"{self.settings.host}:{self.http_port}",
+                "rtmp": f"{self.settings.host}:{self.rtmp.port}",
+            }
         log_event(
             log,
             logging.INFO,
@@ -266,6 +283,8 @@ class Service:
             await self.rtmp.stop()
         if self.restreamer is not None:
             await self.restreamer.stop()  # the broadcasts ended: their targets are told
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the ends were mirrored: leases released
         if self._runner is not None:
             await self._runner.cleanup()
         if self.downloads is not None:

@@ -19,6 +19,8 @@ fi
 command -v strace >/dev/null || need+=(strace)
 # openssl: the TLS tests make their self-signed certificate with it.
 command -v openssl >/dev/null || need+=(openssl)
+# redis-server: the cluster tests run two nodes sharing one (tests/e2e/test_cluster.py).
+command -v redis-server >/dev/null || need+=(redis-server)
 # Caddy: the tested reverse-proxy example (config/Caddyfile) terminates TLS in front of us.
 command -v caddy >/dev/null || need+=(caddy)
 # nginx with nginx-rtmp: the peer the benchmark scripts (and their smoke test) measure against.

@@ -30,6 +30,7 @@ def fetch_hlsjs(dest: Path | None) -> int:
 
 def serve(settings: Settings) -> int:
     from periscope_ingest import service
+    from periscope_ingest.live.cluster import ClusterError
     from periscope_ingest.live.rtmp_server import TlsError
     from periscope_ingest.storage.layout import DataDirError
 
@@ -39,7 +40,7 @@ def serve(settings: Settings) -> int:
     except service.PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
-    except (DataDirError, TlsError) as exc:
+    except (DataDirError, TlsError, ClusterError) as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

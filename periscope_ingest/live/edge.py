@@ -13,7 +13,9 @@ The pipeline cuts and the segment worker writes; what they have published lands 
   ``restream_status``, ``poster_interval``).
 
 Everything here runs on the event loop; the worker's reports reach it through the pipeline's
-call_soon_threadsafe.
+call_soon_threadsafe. In a cluster (live/cluster.py) each update is also handed to the
+``listeners`` that mirror it into Redis, and other nodes answer their viewers from a RemoteEdge
+(live/remote_edge.py): the same interface, fed from there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.stream_info import StreamInfo
@@ -55,7 +58,7 @@ class LiveEdge:
         self.broadcast_id = info.broadcast_id
         self.low_latency = low_latency  # LL-HLS: blocking reloads and parts
         self.poster_interval = poster_interval  # how often its live poster is renewed
-        self._segment_duration_s = segment_duration_s
+        self.segment_duration_s = segment_duration_s
         self._keep_media = keep_media  # tells the worker to hand finished files back, or not
         self.restream_status = restream_status  # each restream target's state, for the API
         self.reconnecting = False  # the publisher dropped off and may come back (grace)
@@ -65,6 +68,29 @@ class LiveEdge:
         self._closed = False
         self._media: dict[str, tuple[int, bytes]] = {}  # file name -> (sequence, bytes)
         self._watched_until = 0.0
+        # Called with every update after it is published here (a cluster's mirror into Redis,
+        # which wants the newest media whether or not anyone watches on this node).
+        self.listeners: list[Callable[[LiveEdge, PlaylistUpdate], None]] = []
+        self.always_keep = False
+
+    def keep_always(self, listener: Callable[[LiveEdge, PlaylistUpdate], None]) -> None:
+        """Hand every update, with the newest media, to ``listener`` (a cluster's mirror)."""
+        self.listeners.append(listener)
+        self.always_keep = True
+        self._keep_media(True)
+
+    @property
+    def started_at(self) -> datetime:
+        return self.info.started_at
+
+    def describe(self) -> dict:
+        """What /api/streams says of the stream, before web/ adds its URLs and counts."""
+        return self.info.describe()
+
+    async def fetch_media(self, name: str) -> bytes | None:
+        """A listed file not held in memory, from elsewhere than this node's disk: a local
+        broadcast's files are on the disk, so None (a RemoteEdge fetches from Redis)."""
+        return None
 
     # -- from the pipeline ----------------------------------------------------------------------
 
@@ -73,6 +99,8 @@ class LiveEdge:
         self._keep(update)
         self.playlist = update
         self._notify_changed()
+        for listener in self.listeners:
+            listener(self, update)
 
     def close(self) -> None:
         """The broadcast is over and its last playlist published: held requests answer with
@@ -104,7 +132,7 @@ class LiveEdge:
             self._media.setdefault(name, (sequence, data))
 
     def _keep(self, update: PlaylistUpdate) -> None:
-        if time.monotonic() > self._watched_until:
+        if not self.always_keep and time.monotonic() > self._watched_until:
             self._keep_media(False)
             self._media.clear()
             return
@@ -132,7 +160,7 @@ class LiveEdge:
         if self.playlist is not None:
             target = self.playlist.target_duration_s
         else:
-            target = max(1, round(self._segment_duration_s))
+            target = max(1, round(self.segment_duration_s))
         return _HOLD_TARGET_DURATIONS * target
 
     async def wait_for(self, msn: int, part: int | None, timeout: float) -> bool:

@@ -4,6 +4,10 @@ One publisher per channel at a time. A broadcast outlives a dropped connection f
 (phones drop off networks): if the same key publishes again within it, the broadcast continues
 after a discontinuity; otherwise it ends when the window closes. An explicit unpublish (the
 broadcaster pressed "stop") ends it at once.
+
+In a cluster (live/cluster.py) "one publisher per channel" holds across nodes: a claim also
+takes the channel's lease, and viewers' lookups (``edge``, ``edges``) also find the streams
+other nodes take in.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from periscope_ingest.live.cluster import ClusterLink, LeaseUnavailable
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.logs import log_event
@@ -22,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class ChannelBusy(Exception):
-    """Another publisher is live on this channel and still sending media."""
+    """Another publisher is live on this channel and still sending media (or, in a cluster,
+    its lease cannot be checked: ``reason`` says so)."""
+
+    def __init__(self, channel: str, reason: str | None = None) -> None:
+        super().__init__(channel)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -40,6 +50,7 @@ class PublisherRegistry:
         self._takeover_after_s = takeover_after_s
         self._grace_s = reconnect_grace_s
         self._by_channel: dict[str, Publication] = {}
+        self.cluster: ClusterLink | None = None  # set by the service when there is one
 
     def live(self) -> list[StreamPipeline]:
         return [p.pipeline for p in self._by_channel.values() if p.ending is None]
@@ -52,10 +63,27 @@ class PublisherRegistry:
 
     def edge(self, channel: str) -> LiveEdge | None:
         publication = self._by_channel.get(channel)
-        return publication.pipeline.edge if publication and publication.ending is None else None
+        if publication is not None and publication.ending is None:
+            return publication.pipeline.edge
+        return self.cluster.remote.get(channel) if self.cluster is not None else None
 
     def edges(self) -> list[LiveEdge]:
-        return [p.pipeline.edge for p in self._by_channel.values() if p.ending is None]
+        local = [p.pipeline.edge for p in self._by_channel.values() if p.ending is None]
+        if self.cluster is None:
+            return local
+        here = {edge.channel for edge in local}
+        return local + [e for e in self.cluster.remote.all() if e.channel not in here]
+
+    def sending_media(self) -> set[str]:
+        """Channels whose publisher sent media lately: their cluster leases are renewed."""
+        now = time.monotonic()
+        return {
+            channel
+            for channel, p in self._by_channel.items()
+            if p.ending is None
+            and p.client is not None
+            and now - p.pipeline.last_media_at < self._takeover_after_s
+        }
 
     async def claim(self, channel: str) -> StreamPipeline | None:
         """Make ``channel`` available to a new publisher.
@@ -68,6 +96,12 @@ class PublisherRegistry:
         that stale connection and is disconnected (its broadcast is then continued), instead of
         refusing the reconnect until the old connection times out (OBS would loop on BadName).
         """
+        if self.cluster is not None:
+            try:
+                if not await self.cluster.acquire(channel):
+                    raise ChannelBusy(channel)
+            except LeaseUnavailable as exc:
+                raise ChannelBusy(channel, f"the cluster cannot be reached ({exc})") from None
         while (holder := self._by_channel.get(channel)) is not None:
             if holder.ending is not None:
                 await holder.done.wait()
@@ -95,6 +129,8 @@ class PublisherRegistry:
         if channel in self._by_channel:
             raise ChannelBusy(channel)
         self._by_channel[channel] = publication
+        if self.cluster is not None:
+            self.cluster.publish(publication.pipeline.edge)
 
     def suspend(self, channel: str, publication: Publication) -> None:
         """The publisher's connection is gone without an unpublish: wait for it to come back."""
@@ -134,6 +170,8 @@ class PublisherRegistry:
         finally:
             if self._by_channel.get(channel) is publication:
                 del self._by_channel[channel]
+                if self.cluster is not None:
+                    await self.cluster.release(channel)
             publication.done.set()
             log_event(
                 log,

@@ -245,8 +245,9 @@ class RtmpSession(asyncio.Protocol):
         if refusal is None and channel is not None:
             try:
                 pipeline = await self._server.registry.claim(channel)
-            except ChannelBusy:
-                refusal, label = "this stream key is already live", PublishRefusal.BUSY
+            except ChannelBusy as busy:
+                refusal = busy.reason or "this stream key is already live"
+                label = PublishRefusal.BUSY
         if refusal is not None or channel is None:
             if not self._closed:
                 self._refuse(request.stream_id, channel, refusal or "refused", label)

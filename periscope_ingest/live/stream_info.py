@@ -30,6 +30,28 @@ class StreamInfo:
     bitrate: int | None = None  # measured bits/s of the media payload
     frame_rate: float | None = None  # measured frames/s
 
+    def describe(self) -> dict:
+        """What /api/streams says of the stream (web/ adds its URLs and viewer counts); in a
+        cluster, what the other nodes are told of it."""
+        video = self.video
+        audio = self.audio
+        return {
+            "key": self.channel,
+            "channel": self.channel,
+            "broadcast_id": self.broadcast_id,
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "video_codec": video.codecs if video else None,
+            "audio_codec": audio.codecs if audio else None,
+            "resolution": f"{video.width}x{video.height}" if video else None,
+            "width": video.width if video else None,
+            "height": video.height if video else None,
+            "frame_rate": self.frame_rate or (video.frame_rate if video else None),
+            "audio_sample_rate": audio.sample_rate if audio else None,
+            "audio_channels": audio.channels if audio else None,
+            "bitrate": self.bitrate,
+            "segments": self.segments,
+        }
+
 
 @dataclass(slots=True)
 class _SegmentTally:

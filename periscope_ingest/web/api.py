@@ -63,25 +63,9 @@ async def find_broadcast(request: web.Request) -> BroadcastRecord:
 
 
 def stream_json(edge: LiveEdge, viewers: int) -> dict:
-    info = edge.info
-    video = info.video
-    audio = info.audio
     return {
-        "key": info.channel,
-        "channel": info.channel,
-        "broadcast_id": info.broadcast_id,
-        "started_at": info.started_at.isoformat().replace("+00:00", "Z"),
-        "video_codec": video.codecs if video else None,
-        "audio_codec": audio.codecs if audio else None,
-        "resolution": f"{video.width}x{video.height}" if video else None,
-        "width": video.width if video else None,
-        "height": video.height if video else None,
-        "frame_rate": info.frame_rate or (video.frame_rate if video else None),
-        "audio_sample_rate": audio.sample_rate if audio else None,
-        "audio_channels": audio.channels if audio else None,
-        "bitrate": info.bitrate,
-        "segments": info.segments,
-        "playlist": urls.live_playlist(info.channel),
+        **edge.describe(),
+        "playlist": urls.live_playlist(edge.channel),
         "reconnecting": edge.reconnecting,
         "viewers": viewers,
         "restream": edge.restream_status(),
@@ -89,7 +73,7 @@ def stream_json(edge: LiveEdge, viewers: int) -> dict:
 
 
 async def streams(request: web.Request) -> web.Response:
-    live = sorted(request.app[REGISTRY].edges(), key=lambda edge: edge.info.started_at)
+    live = sorted(request.app[REGISTRY].edges(), key=lambda edge: edge.started_at)
     viewers = request.app[VIEWERS]
     now = time.monotonic()
     streams = [stream_json(edge, viewers.count(edge.channel, now)) for edge in live]

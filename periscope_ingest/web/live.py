@@ -163,6 +163,9 @@ async def segment(request: web.Request) -> web.StreamResponse:
         await _wait_until_published(request, channel, broadcast, name)
         if live is not None and (response := _from_memory(request, live, name)) is not None:
             return response
+        if live is not None and (data := await live.fetch_media(name)) is not None:
+            # Another node's broadcast (a cluster): its newest files are in Redis, not here.
+            return web.Response(body=data, headers=segment_headers(name))
     return _file(path, segment_type(name), SEGMENT_CACHE)
 
 

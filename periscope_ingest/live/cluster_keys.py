@@ -1,0 +1,45 @@
+"""The names of what the nodes of a cluster share in Redis, in one place.
+
+periscope:node:<node>                 hash: this node's HTTP/RTMP addresses, start, version
+                                      (expires unless the node renews it: a node list)
+periscope:lease:<channel>             the node that may take media for the channel
+periscope:live:<channel>              hash: the live edge of the channel's broadcast (its
+                                      playlist text and delta, what it lists, /api/streams)
+periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
+periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
+"""
+
+from __future__ import annotations
+
+PREFIX = "periscope:"
+
+
+def node_key(node: str) -> str:
+    return f"{PREFIX}node:{node}"
+
+
+def lease_key(channel: str) -> str:
+    return f"{PREFIX}lease:{channel}"
+
+
+def live_key(channel: str) -> str:
+    return f"{PREFIX}live:{channel}"
+
+
+def media_key(channel: str, broadcast_id: str, name: str) -> str:
+    return f"{PREFIX}media:{channel}:{broadcast_id}:{name}"
+
+
+def changed_channel(channel: str) -> str:
+    return f"{PREFIX}changed:{channel}"
+
+
+NODES_PATTERN = f"{PREFIX}node:*"
+LIVE_PATTERN = f"{PREFIX}live:*"
+LEASES_PATTERN = f"{PREFIX}lease:*"
+CHANGED_PATTERN = f"{PREFIX}changed:*"
+
+
+def channel_of(key: str, kind: str) -> str:
+    """The channel in a live/lease/changed key (channel names hold no ':')."""
+    return key.removeprefix(f"{PREFIX}{kind}:")

@@ -1,0 +1,158 @@
+"""This node's live edges, mirrored into Redis for the other nodes' viewers.
+
+Every update a local LiveEdge publishes (a new part, a new segment, the end) is queued here and
+written by one task per stream: the newest media under their own expiring keys, then the edge's
+state (playlist text, delta, what it lists, the stream's description) in one hash, then a
+message on the channel's pub/sub channel, which wakes the other nodes' held LL-HLS requests.
+The order matters: a node that reads the state after the message finds every file it lists.
+
+Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
+behind, the oldest queued updates are merged into the next one (their media is kept, their
+playlist text is superseded anyway), and media beyond MAX_CARRIED_BYTES is dropped, counted in
+/metrics. Failures are logged once per outage, and the writes go on with the next update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import replace
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from periscope_ingest.config_sections import ClusterSettings
+from periscope_ingest.live.cluster_keys import changed_channel, live_key, media_key
+from periscope_ingest.live.edge import LiveEdge
+from periscope_ingest.live.segment_commands import PlaylistUpdate
+from periscope_ingest.logs import log_event
+from periscope_ingest.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Media carried over from merged updates while Redis is behind (about ten 3 Mb/s segments).
+MAX_CARRIED_BYTES = 8 << 20
+
+
+class EdgeMirror:
+    def __init__(
+        self, redis: Redis, node: str, settings: ClusterSettings, metrics: Metrics | None
+    ) -> None:
+        self._redis = redis
+        self._node = node
+        self._settings = settings
+        self._metrics = metrics
+        self._queues: dict[LiveEdge, deque[PlaylistUpdate]] = {}
+        self._wake: dict[LiveEdge, asyncio.Event] = {}
+        self._tasks: dict[LiveEdge, asyncio.Task] = {}
+        self._failing = False
+
+    def attach(self, edge: LiveEdge) -> None:
+        """Mirror ``edge`` from now on (once; a continued broadcast keeps its edge)."""
+        if edge in self._tasks:
+            return
+        self._queues[edge] = deque()
+        self._wake[edge] = asyncio.Event()
+        self._tasks[edge] = asyncio.get_running_loop().create_task(self._run(edge))
+        edge.keep_always(self._updated)
+        if edge.playlist is not None:
+            self._updated(edge, edge.playlist)
+
+    def _updated(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
+        queue = self._queues.get(edge)
+        if queue is None:
+            return
+        queue.append(update)
+        while len(queue) > self._settings.max_pending:
+            oldest = queue.popleft()
+            queue[0] = _merged(oldest, queue[0])
+            if self._metrics is not None:
+                self._metrics.cluster_updates_merged.inc()
+        self._wake[edge].set()
+
+    async def _run(self, edge: LiveEdge) -> None:
+        queue, wake = self._queues[edge], self._wake[edge]
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while queue:
+                    update = queue[0]
+                    try:
+                        await self._write(edge, update)
+                    except (RedisError, OSError, TimeoutError) as exc:
+                        self._failed(exc)
+                        await asyncio.sleep(min(1.0, self._settings.timeout))
+                        continue  # the same update again (merged with what came meanwhile)
+                    self._recovered()
+                    queue.popleft()
+                    if update.ended:
+                        return
+        finally:
+            self._queues.pop(edge, None)
+            self._wake.pop(edge, None)
+            self._tasks.pop(edge, None)
+
+    async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
+        ttl = max(1, round(self._settings.media_ttl))
+        channel, broadcast = edge.channel, edge.broadcast_id
+        pipe = self._redis.pipeline(transaction=False)
+        for name, data in update.media:
+            pipe.set(media_key(channel, broadcast, name), data, ex=ttl)
+        pipe.hset(
+            live_key(channel),
+            mapping={
+                "node": self._node,
+                "broadcast": broadcast,
+                "next_sequence": update.next_sequence,
+                "parts": update.parts,
+                "ended": "1" if update.ended else "0",
+                "target": update.target_duration_s,
+                "text": update.text,
+                "delta": update.delta or "",
+                "low_latency": "1" if edge.low_latency else "0",
+                "segment_duration": edge.segment_duration_s,
+                "poster_interval": edge.poster_interval,
+                "reconnecting": "1" if edge.reconnecting else "0",
+                "info": json.dumps(edge.describe()),
+                "updated": time.time(),
+            },
+        )
+        pipe.expire(live_key(channel), ttl)
+        message = {
+            "node": self._node,
+            "broadcast": broadcast,
+            "media": [n for n, _ in update.media],
+        }
+        pipe.publish(changed_channel(channel), json.dumps(message))
+        await asyncio.wait_for(pipe.execute(), self._settings.timeout)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.cluster_errors.inc()
+        if not self._failing:
+            self._failing = True
+            log_event(log, logging.WARNING, "cluster_mirror_failed", reason=type(exc).__name__)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log_event(log, logging.INFO, "cluster_mirror_recovered")
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _merged(older: PlaylistUpdate, newer: PlaylistUpdate) -> PlaylistUpdate:
+    """``newer`` carrying ``older``'s media too, as much as MAX_CARRIED_BYTES allows."""
+    media = [*older.media, *newer.media]
+    total = sum(len(data) for _, data in media)
+    while media and total > MAX_CARRIED_BYTES:
+        total -= len(media.pop(0)[1])
+    return replace(newer, media=tuple(media))
