@@ -1,5 +1,5 @@
 """Command line: ``periscope-ingest serve | status | health | config show | broadcasts list |
-export | accounts | restream | catalog rebuild | fetch-hlsjs``.
+export | accounts | restream | catalog rebuild | cluster status | fetch-hlsjs``.
 
 Everything but ``serve``, ``status`` and ``health`` works on the data directory directly, with or
 without a running server. This module dispatches; parser.py holds the grammar, and each command
@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             return channels.accounts(settings, args)
         if args.command == "restream":
             return channels.restream(settings, args)
+        if args.command == "cluster":
+            from periscope_ingest.cli.cluster import cluster_status
+
+            return cluster_status(settings, as_json=args.json)
     except CliError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1

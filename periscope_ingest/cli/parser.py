@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restream_remove.add_argument("handle")
     restream_remove.add_argument("target", help="the URL as added, or the id `list` shows")
+    cluster = commands.add_parser("cluster", help="the nodes sharing cluster.redis_url")
+    cluster_commands = cluster.add_subparsers(dest="action", required=True)
+    cluster_status = cluster_commands.add_parser(
+        "status",
+        help="nodes, their channel leases, live streams and the shared services' health",
+        parents=[common],
+    )
+    cluster_status.add_argument("--json", action="store_true", help="print JSON")
     catalog = commands.add_parser("catalog", help="the broadcast catalog")
     catalog_commands = catalog.add_subparsers(dest="action", required=True)
     catalog_commands.add_parser(

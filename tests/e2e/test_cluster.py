@@ -9,9 +9,12 @@ channel's lease, and accepted once A is killed and its lease has run out.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -131,6 +134,16 @@ def test_a_push_to_one_node_plays_from_the_other_byte_for_byte(tmp_path: Path, r
         assert on_b[0]["channel"] == "shared" and on_b[0]["video_codec"].startswith("avc1")
         assert on_b[0]["playlist"] == "/live/shared/index.m3u8"
 
+        # `cluster status` reads the same from Redis: both nodes, A's lease, the stream on A.
+        report = json.loads(cluster_status(redis.url, "--json").stdout)
+        assert {n["node"] for n in report["nodes"]} == {"a", "b"}
+        assert [(lease["channel"], lease["node"]) for lease in report["leases"]] == [
+            ("shared", "a")
+        ]
+        assert [(s["channel"], s["node"]) for s in report["streams"]] == [("shared", "a")]
+        text = cluster_status(redis.url).stdout
+        assert "leases: shared (" in text and "stream   shared: live on a" in text
+
         # One publisher per channel across the nodes: B refuses while A takes media.
         second = push(b, "shared", 3)
         assert second.wait(20) != 0
@@ -210,6 +223,17 @@ def test_a_killed_node_frees_its_channels_after_the_lease(tmp_path: Path, redis)
         b.stop()
 
 
+def cluster_status(url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PERISCOPE_CLUSTER__REDIS_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", "cluster", "status", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_an_unreachable_redis_stops_the_start_with_one_line(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     proc = ServerProcess(
@@ -223,3 +247,17 @@ def test_an_unreachable_redis_stops_the_start_with_one_line(tmp_path: Path) -> N
     message = str(failed.value)
     assert f"cannot reach Redis at 127.0.0.1:{port}/0" in message
     assert "secret-password" not in message and "Traceback" not in message
+
+
+def test_cluster_status_without_redis_says_so() -> None:
+    down = cluster_status(f"redis://127.0.0.1:{free_port()}/0")
+    assert down.returncode == 1 and "UNREACHABLE" in down.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERISCOPE_CLUSTER")}
+    unset = subprocess.run(
+        [sys.executable, "-m", "periscope_ingest", "cluster", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert unset.returncode == 2 and "PERISCOPE_CLUSTER__REDIS_URL" in unset.stderr
