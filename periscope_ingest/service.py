@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -150,6 +151,7 @@ class Service:
             self.cluster = ClusterLink(self.settings.cluster, self.metrics)
             await self.cluster.start()
             self.cluster.renewable = self.registry.sending_media
+            self.cluster.viewer_counts = self._viewer_counts
             self.registry.cluster = self.cluster
             self.metrics.cluster_remote_streams.set_function(
                 lambda: len(self.cluster.remote.all()) if self.cluster else 0
@@ -299,6 +301,12 @@ class Service:
         if self.accounts is not None:
             self.accounts.close()
         log_event(log, logging.INFO, "server_stopped")
+
+    def _viewer_counts(self) -> dict[str, int]:
+        now = time.monotonic()
+        return {
+            edge.channel: self.viewers.count(edge.channel, now) for edge in self.registry.edges()
+        }
 
     def _broadcast_ended(self, record: BroadcastRecord) -> None:
         assert self.exports is not None

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from periscope_ingest import __version__
 from periscope_ingest.config_sections import ClusterSettings
-from periscope_ingest.live.cluster_keys import lease_key, node_key
+from periscope_ingest.live.cluster_keys import lease_key, node_key, viewers_key
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.edge_mirror import EdgeMirror
 from periscope_ingest.live.remote_edges import RemoteEdges
@@ -40,7 +40,9 @@ from periscope_ingest.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Take the lease if free, keep it if ours; 1 if held by this node afterwards.
+# Take the lease if free, keep it if ours; 1 if held by this node afterwards. Also how a lease
+# is renewed: one that vanished (Redis restarted without persistence) is taken again by the
+# node still taking the channel's media, rather than left for another node to take.
 _ACQUIRE = """
 local holder = redis.call('get', KEYS[1])
 if holder == false or holder == ARGV[1] then
@@ -49,11 +51,10 @@ if holder == false or holder == ARGV[1] then
 end
 return 0
 """
-# Renew (1) or release (ARGV[2] empty) the lease only while it is ours.
-_RENEW = """
+# Release the lease only while it is ours.
+_RELEASE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then return redis.call('del', KEYS[1]) end
-return redis.call('pexpire', KEYS[1], ARGV[2])
+return redis.call('del', KEYS[1])
 """
 
 
@@ -86,13 +87,17 @@ class ClusterLink:
         self.mirror = EdgeMirror(self.redis, self.node, settings, metrics)
         self.remote = RemoteEdges(self.redis, self.node, settings)
         self._acquire = self.redis.register_script(_ACQUIRE)
-        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
         self._held: set[str] = set()  # channels whose lease this node holds
         self._heartbeat: asyncio.Task | None = None
         self.addresses: dict[str, str] = {}  # what `cluster status` shows of this node
         # Which channels' leases to renew now: set by the service (the registry's publishers
         # that sent media lately).
         self.renewable: Callable[[], set[str]] = set
+        # This node's viewers per live channel (set by the service), and the other nodes' as
+        # last read: /api/streams adds them up.
+        self.viewer_counts: Callable[[], dict[str, int]] = dict
+        self.other_viewers: dict[str, int] = {}
 
     async def start(self) -> None:
         try:
@@ -140,7 +145,7 @@ class ClusterLink:
         self.remote.local_channels.discard(channel)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(
-                self._renew(keys=[lease_key(channel)], args=[self.node, ""]), self.settings.timeout
+                self._release(keys=[lease_key(channel)], args=[self.node]), self.settings.timeout
             )
 
     @property
@@ -172,10 +177,21 @@ class ClusterLink:
             mapping={**self.addresses, "version": __version__, "seen": time.time()},
         )
         pipe.pexpire(node_key(self.node), ttl_ms)
-        await asyncio.wait_for(pipe.execute(), self.settings.timeout)
+        counts = self.viewer_counts()
+        for channel, count in counts.items():
+            pipe.hset(viewers_key(channel), self.node, count)
+            pipe.pexpire(viewers_key(channel), ttl_ms)
+        for channel in counts:
+            pipe.hgetall(viewers_key(channel))
+        results = await asyncio.wait_for(pipe.execute(), self.settings.timeout)
+        me = self.node.encode()
+        self.other_viewers = {
+            channel: sum(int(n) for node, n in per_node.items() if node != me)
+            for channel, per_node in zip(counts, results[len(results) - len(counts) :], strict=True)
+        }
         for channel in self.renewable() & self._held:
             renewed = await asyncio.wait_for(
-                self._renew(keys=[lease_key(channel)], args=[self.node, ttl_ms]),
+                self._acquire(keys=[lease_key(channel)], args=[self.node, ttl_ms]),
                 self.settings.timeout,
             )
             if not renewed:

@@ -7,6 +7,7 @@ periscope:live:<channel>              hash: the live edge of the channel's broad
                                       playlist text and delta, what it lists, /api/streams)
 periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
+periscope:viewers:<channel>           hash: each node's count of the channel's viewers
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def live_key(channel: str) -> str:
 
 def media_key(channel: str, broadcast_id: str, name: str) -> str:
     return f"{PREFIX}media:{channel}:{broadcast_id}:{name}"
+
+
+def viewers_key(channel: str) -> str:
+    return f"{PREFIX}viewers:{channel}"
 
 
 def changed_channel(channel: str) -> str:

@@ -76,7 +76,13 @@ async def streams(request: web.Request) -> web.Response:
     live = sorted(request.app[REGISTRY].edges(), key=lambda edge: edge.started_at)
     viewers = request.app[VIEWERS]
     now = time.monotonic()
-    streams = [stream_json(edge, viewers.count(edge.channel, now)) for edge in live]
+    registry = request.app[REGISTRY]
+    streams = [
+        stream_json(
+            edge, viewers.count(edge.channel, now) + registry.viewers_elsewhere(edge.channel)
+        )
+        for edge in live
+    ]
     return respond(StreamsOut, {"streams": streams})
 
 

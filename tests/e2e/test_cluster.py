@@ -36,6 +36,12 @@ class RedisServer:
     def __init__(self, directory: Path) -> None:
         require("redis-server")
         self.port = free_port()
+        self.directory = directory
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, after stop: the same port, nothing kept) and wait until it answers."""
+        directory = self.directory
         self.process = subprocess.Popen(
             [
                 *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
@@ -134,6 +140,13 @@ def test_a_push_to_one_node_plays_from_the_other_byte_for_byte(tmp_path: Path, r
         assert on_b[0]["channel"] == "shared" and on_b[0]["video_codec"].startswith("avc1")
         assert on_b[0]["playlist"] == "/live/shared/index.m3u8"
 
+        # Viewers add up across nodes: this client reloads the playlist on both.
+        a.wait_for(
+            lambda: a.get_json("/api/streams")["streams"][0]["viewers"] == 2,
+            10,
+            what="A counting B's viewer too",
+        )
+
         # `cluster status` reads the same from Redis: both nodes, A's lease, the stream on A.
         report = json.loads(cluster_status(redis.url, "--json").stdout)
         assert {n["node"] for n in report["nodes"]} == {"a", "b"}
@@ -194,6 +207,43 @@ def test_ll_hls_blocking_reload_on_another_node_wakes_with_the_part(tmp_path: Pa
     finally:
         pusher.kill()
         pusher.wait()
+        a.stop()
+        b.stop()
+
+
+def test_redis_away_for_a_while_loses_nothing_and_the_nodes_recover(tmp_path: Path, redis) -> None:
+    a = node(tmp_path, "fa", redis)
+    b = node(tmp_path, "fb", redis)
+    pusher = push(a, "steady", 24)
+    try:
+        b.wait_for(lambda: (p := listed(b, "steady")) and p[1].segments, 30, what="B lists it")
+        redis.stop()
+        down_at = listed(a, "steady")[1]
+        # Ingest does not wait on Redis: A's live playlist goes on.
+        a.wait_for(
+            lambda: (
+                (p := listed(a, "steady"))
+                and p[1].media_sequence + len(p[1].segments)
+                >= down_at.media_sequence + len(down_at.segments) + 2
+            ),
+            15,
+            what="A's playlist advancing without Redis",
+        )
+        redis.start()
+        # B finds the stream again once Redis is back, with A's newest playlist.
+        b.wait_for(
+            lambda: (p := same_playlist(a, b, "steady")) and p,
+            20,
+            what="B serving A's playlist again",
+        )
+        assert pusher.wait(30) == 0
+        a.wait_for(lambda: (p := listed(a, "steady")) and p[1].ended, 20, what="the end")
+        # Nothing recorded was lost: the replay covers the whole push.
+        broadcast = a.get_json("/api/broadcasts?channel=steady")["broadcasts"][0]
+        assert broadcast["duration"] >= 22, broadcast
+        assert broadcast["discontinuities"] == 0, broadcast
+    finally:
+        pusher.kill()
         a.stop()
         b.stop()
 
