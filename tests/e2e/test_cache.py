@@ -17,6 +17,7 @@ import json
 import math
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import aiohttp
@@ -147,14 +148,32 @@ def fetch(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
+def fetch_text(url: str) -> str:
+    status, body = fetch(url)
+    assert status == 200
+    return body.decode()
+
+
+def fetch_status(url: str) -> int:
+    try:
+        return fetch(url)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def check_not_cached_and_forwarded(server: ServerProcess, nginx: CachingNginx) -> None:
-    """/metrics and the API go to the origin every time, with the viewer's address."""
+    """/metrics and the API go to the origin every time, with the viewer's address; so does a
+    request answered with an error (no Cache-Control: a part missing now may exist soon)."""
     before = origin_requests(server)
+    missing_before = requests_by_route(fetch_text(server.http + "/metrics"), status="404")
     for _ in range(3):
         assert fetch(nginx.http + "/metrics")[0] == 200
+        assert fetch_status(nginx.http + "/live/tv/AAAAAAAAAAAA/000999.ts") == 404
     after = origin_requests(server)
-    # Three through nginx, and this test's own second read.
-    assert fetched_since(before, after, "/metrics") == 4
+    missing_after = requests_by_route(fetch_text(server.http + "/metrics"), status="404")
+    # Three through nginx, and the two reads of this test before the last.
+    assert fetched_since(before, after, "/metrics") == 3 + 2
+    assert fetched_since(missing_before, missing_after, SEGMENT) == 3
     connection = http.client.HTTPConnection(
         "127.0.0.1", nginx.port, timeout=10, source_address=("127.0.0.7", 0)
     )
