@@ -111,10 +111,10 @@ def test_many_viewers_cost_the_origin_one_fetch_per_segment(tmp_path) -> None:
             print(
                 f"\n{VIEWERS} viewers for {elapsed:.1f} s through the cache: {reloads} playlist"
                 f" reloads and as many fetches of {len(bodies)} segment(s) cost the origin"
-                f" {playlists} playlist and"
-                f" {segments} segment fetch(es)"
+                f" {playlists} playlist and {segments} segment fetch(es)"
             )
-            assert reloads >= VIEWERS * 10, "the viewers did not load the cache"
+            # Enough that without the cache the origin would count hundreds of each.
+            assert reloads >= VIEWERS * 5, "the viewers did not load the cache"
             # Each segment once: the first viewer's miss, with the others waiting on the lock.
             assert len(bodies) >= 2 and segments == len(bodies)
             # The playlist's max-age=1 is kept by nginx to the whole second: at most one origin
@@ -127,7 +127,8 @@ def test_many_viewers_cost_the_origin_one_fetch_per_segment(tmp_path) -> None:
 
             thread.join(30)
             assert "error" not in outcome, outcome.get("error")
-            # The ended playlist through the cache, within the TTL it was given, is the origin's.
+            # Once the TTL it was given has passed, the cache answers with the origin's ended
+            # playlist: a live playlist is not kept longer than its max-age=1 (to the second).
             ended = server.wait_for(
                 lambda: (
                     (r := server.get("/live/tv/index.m3u8"))[0] == 200
