@@ -192,6 +192,23 @@ def test_config_show_masks_secrets() -> None:
     assert 'admin_token = "**********"' in result.stdout
 
 
+def test_config_show_masks_the_database_password_but_shows_where_it_is() -> None:
+    url = "postgresql://periscope:pg-secret-value@db.example:5433/periscope"
+    result = cli("config", "show", PERISCOPE_CATALOG__URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "pg-secret-value" not in result.stdout
+    assert 'url = "postgresql://periscope:***@db.example:5433/periscope"' in result.stdout
+    assert 'url = "sqlite:"' in cli("config", "show").stdout
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "sqlite:///x.db", "postgresql:/h"])
+def test_a_catalog_url_of_another_kind_is_refused_without_its_password(url: str) -> None:
+    result = cli("config", "show", PERISCOPE_CATALOG__URL=url)
+    assert result.returncode == 2
+    assert "catalog.url" in result.stderr and "neither sqlite: nor a postgresql://" in result.stderr
+    assert ":p@" not in result.stderr
+
+
 def test_rtmp_limits_come_from_the_settings_alone() -> None:
     """The sans-IO connection's own defaults (for tests and tools) are the settings' defaults."""
     from periscope_ingest.live.rtmp_server import rtmp_limits
