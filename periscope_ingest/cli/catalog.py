@@ -19,10 +19,12 @@ def open_catalog(data_dir: Path, catalog: CatalogSettings | None = None):
     """The data directory's layout and catalog (catalog.url's PostgreSQL when set); a CliError
     if the data directory has no SQLite catalog (a wrong data directory, most often)."""
     from periscope_ingest.storage.layout import DataLayout
-    from periscope_ingest.storage.stores import open_catalog as open_store
 
     layout = DataLayout(data_dir)
     if catalog is not None and catalog.uses_postgres:
+        # Only then: storage.stores loads the settings models, which export does without.
+        from periscope_ingest.storage.stores import open_catalog as open_store
+
         return layout, open_store(catalog, layout)
     from periscope_ingest.storage.catalog import Catalog
 
