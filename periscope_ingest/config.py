@@ -40,6 +40,7 @@ from periscope_ingest.config_file import (
 # config_sections; the few that still import it from here get the same class.
 from periscope_ingest.config_sections import (
     AuthSettings,
+    CatalogSettings,
     ClusterSettings,
     DownloadSettings,
     HlsSettings,
@@ -50,6 +51,7 @@ from periscope_ingest.config_sections import (
     SunsetSettings,
     TlsSettings,
     WebhookSettings,
+    url_without_password,
 )
 
 
@@ -95,6 +97,7 @@ class Settings(BaseSettings):
     restream: RestreamSettings = RestreamSettings()
     cluster: ClusterSettings = ClusterSettings()
     auth: AuthSettings = AuthSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -286,7 +289,10 @@ def settings_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plain(value: object) -> object:
+def _plain(value: object, field: FieldInfo | None = None) -> object:
+    extra = field.json_schema_extra if field is not None else None
+    if isinstance(extra, dict) and extra.get("password_in_url") and isinstance(value, str):
+        return url_without_password(value)
     if isinstance(value, SecretStr):
         return "**********"
     if isinstance(value, Path | datetime):
@@ -298,10 +304,11 @@ def settings_in_effect(settings: Settings) -> str:
     """The settings as TOML, secrets masked (config show): what the server would run with."""
     values = settings.model_dump()
     top, sections = [], {}
-    for key, _env, _field in _fields_with_env_names():
+    for key, _env, field in _fields_with_env_names():
         section, _, name = key.rpartition(".")
         value = values[section][name] if section else values[name]
-        line = f"# {name} is unset" if value is None else f"{name} = {_toml_value(_plain(value))}"
+        shown = _toml_value(_plain(value, field))
+        line = f"# {name} is unset" if value is None else f"{name} = {shown}"
         if section:
             sections.setdefault(section, []).append(line)
         else:

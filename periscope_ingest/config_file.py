@@ -50,3 +50,23 @@ def data_dir_setting(config_file: Path | None = None) -> Path:
     if not isinstance(value, str):
         raise SettingsError("invalid settings: data_dir: must be a path")
     return Path(value)
+
+
+CATALOG_URL_ENV = "PERISCOPE_CATALOG__URL"
+
+
+def catalog_url_setting(config_file: Path | None = None) -> str:
+    """catalog.url read as data_dir_setting reads data_dir, for ``export`` to know whether its
+    catalog is PostgreSQL (then it loads the settings in full) without the settings models."""
+    for name, value in os.environ.items():
+        if name.upper() == CATALOG_URL_ENV:
+            return value
+    path = config_file_named(config_file)
+    if path is None:
+        return "sqlite:"
+    try:
+        section = tomllib.loads(path.read_text()).get("catalog", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read settings: {exc}") from None
+    value = section.get("url", "sqlite:") if isinstance(section, dict) else "sqlite:"
+    return value if isinstance(value, str) else "sqlite:"

@@ -1,5 +1,6 @@
 """The sections of the settings: one pydantic model per concern (RTMP limits, HLS output,
-recording, TLS, downloads, sunset, publish auth, restreaming, webhooks), each field with its
+recording, TLS, downloads, sunset, publish auth, restreaming, webhooks, the catalog's database),
+each field with its
 default, bounds and the description ``serve --help`` prints.
 
 config.Settings gathers them under their section names (``[hls]`` in TOML,
@@ -416,3 +417,50 @@ class ClusterSettings(Section):
         description="Edge updates per stream waiting to be written to Redis; beyond, the oldest"
         " playlist-only updates are dropped (a slow Redis shows in /metrics, not in ingest)",
     )
+
+
+CATALOG_URL_SCHEMES = ("sqlite:", "postgresql://", "postgres://")
+
+
+def url_without_password(url: str) -> str:
+    """A database URL fit to print or log: its password, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if at and ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{user}{at}{host}{slash}{tail}"
+
+
+class CatalogSettings(Section):
+    """Where the broadcast catalog, the accounts and the restream targets are kept."""
+
+    url: str = Field(
+        "sqlite:",
+        description="sqlite: (SQLite files in the data directory) or"
+        " postgresql://USER:PASSWORD@HOST:PORT/DATABASE (also postgres://): one PostgreSQL"
+        " database every node shares. The password is never shown or logged",
+        json_schema_extra={"password_in_url": True},
+    )
+    timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds a PostgreSQL connection attempt or query may take before it fails"
+        " (a hung database never holds a thread for longer)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url != "sqlite:" and not url.startswith(CATALOG_URL_SCHEMES[1:]):
+            raise ValueError(
+                f"{url_without_password(url)!r} is neither sqlite: nor a postgresql:// URL"
+            )
+        return url
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.url != "sqlite:"

@@ -11,6 +11,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -24,13 +25,12 @@ from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer, tls_con
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
-from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.atomic import write_private
-from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
+from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.recovery import recover_interrupted
-from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
+from periscope_ingest.storage.stores import open_accounts, open_catalog, open_restream_store
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web import hlsjs, urls
 from periscope_ingest.web.app import AppParts, build_app
@@ -57,12 +57,12 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.layout = DataLayout(settings.data_dir)
-        self.catalog: Catalog | None = None
+        self.catalog: Any = None  # storage.stores.open_catalog: SQLite or PostgreSQL
         self.registry = PublisherRegistry(
             settings.rtmp.publisher_takeover_after, settings.recording.reconnect_grace
         )
         self.exports: Mp4Exports | None = None
-        self.accounts: AccountStore | None = None
+        self.accounts: Any = None  # storage.stores.open_accounts; None: open publishing
         self.lifecycle = Lifecycle(settings.sunset, self.layout.phase_file)
         self.webhooks = Webhooks(settings.webhooks)
         self.metrics = Metrics()
@@ -109,11 +109,14 @@ class Service:
                 path=str(hlsjs.VENDOR_DIR / hlsjs.SCRIPT_NAME),
                 fix=hlsjs.FETCH_COMMAND,
             )
-        self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
+        # An unreachable PostgreSQL raises DatabaseUnavailable here, before any port is taken.
+        self.catalog = catalog = await asyncio.to_thread(
+            open_catalog, self.settings.catalog, self.layout
+        )
         await asyncio.to_thread(recover_interrupted, self.layout, catalog)
         if not self.settings.open_publish:
             self.accounts = await asyncio.to_thread(
-                AccountStore, self.layout.accounts_path, self.layout.server_secret_path
+                open_accounts, self.settings.catalog, self.layout
             )
             first = await asyncio.to_thread(self._first_channel)
             if first is not None:
@@ -130,7 +133,7 @@ class Service:
         for record in await asyncio.to_thread(catalog.all):
             if record.status in ("ended", "interrupted") and record.mp4_size is None:
                 self.exports.schedule(record)
-        store = await asyncio.to_thread(RestreamStore, self.layout.restream_path)
+        store = await asyncio.to_thread(open_restream_store, self.settings.catalog, self.layout)
         self.restreamer = restreamer = Restreamer(
             self.settings.restream, store, self.registry, self.metrics
         )

@@ -25,6 +25,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v caddy >/dev/null || need+=(caddy)
 # nginx with nginx-rtmp: the peer the benchmark scripts (and their smoke test) measure against.
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(nginx libnginx-mod-rtmp)
+# PostgreSQL: the catalog's second backend; its tests start their own cluster (initdb).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   # The packages must not start services (nginx would take port 80): the benchmarks and tests

@@ -13,6 +13,7 @@ one of those things fails, naming what it started.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 EXTERNAL_PROGRAMS = {
     "ffmpeg", "ffprobe", "ffplay", "gst-launch-1.0", "nginx", "caddy", "chromium", "chromedriver",
-    "strace",
+    "strace", "initdb", "postgres", "pg_ctl",
 }  # fmt: skip
 # The exit codes of a `serve` that refused to start (cli.main): a usage error, or a failed start.
 REFUSED_TO_START = {1, 2}
@@ -77,3 +78,28 @@ def _fast_tests_start_no_encoder_server_or_browser(request, monkeypatch):
                 f" `serve` refuse to start, exit 1 or 2): mark it e2e",
                 pytrace=False,
             )
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL for the session (tests/postgres_server.py); each test takes a database of
+    its own from it (postgres_url). Tests that use it are e2e: it is a real server process."""
+    from tests.postgres_server import PostgresServer, postgres_bin
+
+    if postgres_bin() is None:
+        reason = "PostgreSQL is not installed: run scripts/install-test-tools.sh"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """postgresql://... of a new, empty database."""
+    return postgres_server.create_database()

@@ -82,3 +82,36 @@ def test_ffmpeg_errors_are_told_in_words_not_numbers(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "Errno" not in message
     assert message.startswith(f"cannot read segment {broken}: ")
+
+
+def test_an_unreachable_database_stops_serve_with_one_line_naming_the_host(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    # Nothing listens on that port now: the connection is refused at once.
+    result = run(
+        "serve",
+        PERISCOPE_DATA_DIR=str(tmp_path / "data"),
+        PERISCOPE_CATALOG__URL=f"postgresql://periscope:hunter2-secret@127.0.0.1:{port}/catalog",
+        PERISCOPE_LOG_LEVEL="ERROR",
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        f"periscope-ingest: cannot reach the database at 127.0.0.1:{port}/catalog: "
+    )
+    assert "refused" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_database_stops_the_cli_commands_with_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    url = f"postgresql://periscope:hunter2-secret@127.0.0.1:{port}/catalog"
+    for command in (("accounts", "list"), ("broadcasts", "list"), ("export", "x", "-o", "y")):
+        result = run(
+            *command, PERISCOPE_DATA_DIR=str(tmp_path / "data"), PERISCOPE_CATALOG__URL=url
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert f"cannot reach the database at 127.0.0.1:{port}/catalog" in result.stderr
+        assert "hunter2" not in result.stderr

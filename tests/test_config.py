@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from periscope_ingest.config import Settings, load_settings, setting_env_names
-from periscope_ingest.config_file import SettingsError, data_dir_setting
+from periscope_ingest.config_file import SettingsError, catalog_url_setting, data_dir_setting
 from periscope_ingest.config_sections import HlsSettings
 
 
@@ -92,6 +92,28 @@ def test_the_exports_data_dir_agrees_with_the_settings(
             monkeypatch.setenv("PERISCOPE_CONFIG", str(config))
             config = None
     assert data_dir_setting(config) == load_settings(config).data_dir
+
+
+@pytest.mark.parametrize(
+    ("toml", "env"),
+    [
+        (None, None),
+        ("[catalog]\nurl = 'postgresql://u:p@db:5432/c'\n", None),
+        ("[catalog]\ntimeout = 2.0\n", None),
+        ("[catalog]\nurl = 'postgresql://u:p@db:5432/c'\n", "postgres://e@h/d"),
+    ],
+)
+def test_the_exports_catalog_url_is_the_one_the_settings_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str | None, env: str | None
+) -> None:
+    """export reads catalog.url without the settings models, to know if it needs them."""
+    config = None
+    if toml is not None:
+        config = tmp_path / "p.toml"
+        config.write_text(toml)
+    if env is not None:
+        monkeypatch.setenv("periscope_catalog__url", env)  # any case, as pydantic-settings
+    assert catalog_url_setting(config) == load_settings(config).catalog.url
 
 
 def test_the_exports_data_dir_refuses_what_the_settings_refuse(tmp_path: Path) -> None:
@@ -190,6 +212,23 @@ def test_config_show_masks_secrets() -> None:
     assert result.returncode == 0, result.stderr
     assert "secret-value" not in result.stdout
     assert 'admin_token = "**********"' in result.stdout
+
+
+def test_config_show_masks_the_database_password_but_shows_where_it_is() -> None:
+    url = "postgresql://periscope:pg-secret-value@db.example:5433/periscope"
+    result = cli("config", "show", PERISCOPE_CATALOG__URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "pg-secret-value" not in result.stdout
+    assert 'url = "postgresql://periscope:***@db.example:5433/periscope"' in result.stdout
+    assert 'url = "sqlite:"' in cli("config", "show").stdout
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "sqlite:///x.db", "postgresql:/h"])
+def test_a_catalog_url_of_another_kind_is_refused_without_its_password(url: str) -> None:
+    result = cli("config", "show", PERISCOPE_CATALOG__URL=url)
+    assert result.returncode == 2
+    assert "catalog.url" in result.stderr and "neither sqlite: nor a postgresql://" in result.stderr
+    assert ":p@" not in result.stderr
 
 
 def test_rtmp_limits_come_from_the_settings_alone() -> None:

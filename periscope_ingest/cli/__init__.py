@@ -16,7 +16,24 @@ from periscope_ingest.cli import catalog, channels, server
 from periscope_ingest.cli.errors import CliError, UsageError
 from periscope_ingest.cli.export import export
 from periscope_ingest.cli.parser import build_parser
-from periscope_ingest.config_file import SettingsError, data_dir_setting
+from periscope_ingest.config_file import SettingsError, catalog_url_setting, data_dir_setting
+
+
+def _export(args) -> int:
+    """The data directory only: the settings models would add ~12 MiB to an export. A
+    PostgreSQL catalog needs them (its URL and timeout, checked), and only then are they read."""
+    from periscope_ingest.storage.postgres import DatabaseUnavailable
+
+    catalog = None
+    if catalog_url_setting(args.config) != "sqlite:":
+        from periscope_ingest.config import load_settings
+
+        catalog = load_settings(args.config).catalog
+    try:
+        return export(data_dir_setting(args.config), args, catalog)
+    except DatabaseUnavailable as exc:
+        print(f"periscope-ingest: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return server.fetch_hlsjs(args.dest)
     try:
         if args.command == "export":
-            # The data directory only: the settings models would add ~12 MiB to an export.
-            return export(data_dir_setting(args.config), args)
+            return _export(args)
         from periscope_ingest.config import load_settings
 
         settings = load_settings(args.config)
@@ -47,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(settings_in_effect(settings), end="")
         return 0
+    from periscope_ingest.storage.postgres import DatabaseUnavailable
+
     try:
         if args.command == "broadcasts":
             return catalog.broadcasts_list(settings, args)
@@ -63,4 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
+    except DatabaseUnavailable as exc:
+        print(f"periscope-ingest: {exc}", file=sys.stderr)
+        return 2
     return 2

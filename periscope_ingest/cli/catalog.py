@@ -12,22 +12,29 @@ from periscope_ingest.cli.errors import CliError
 
 if TYPE_CHECKING:
     from periscope_ingest.config import Settings
+    from periscope_ingest.config_sections import CatalogSettings
 
 
-def open_catalog(data_dir: Path):
-    """The data directory's layout and catalog; a CliError if it has no catalog (a wrong
-    data directory, most often)."""
-    from periscope_ingest.storage.catalog import Catalog
+def open_catalog(data_dir: Path, catalog: CatalogSettings | None = None):
+    """The data directory's layout and catalog (catalog.url's PostgreSQL when set); a CliError
+    if the data directory has no SQLite catalog (a wrong data directory, most often)."""
     from periscope_ingest.storage.layout import DataLayout
 
     layout = DataLayout(data_dir)
+    if catalog is not None and catalog.uses_postgres:
+        # Only then: storage.stores loads the settings models, which export does without.
+        from periscope_ingest.storage.stores import open_catalog as open_store
+
+        return layout, open_store(catalog, layout)
+    from periscope_ingest.storage.catalog import Catalog
+
     if not layout.catalog_path.exists():
         raise CliError(f"no catalog in {layout.root} (is PERISCOPE_DATA_DIR right?)")
     return layout, Catalog(layout.catalog_path)
 
 
 def broadcasts_list(settings: Settings, args: argparse.Namespace) -> int:
-    _, catalog = open_catalog(settings.data_dir)
+    _, catalog = open_catalog(settings.data_dir, settings.catalog)
     records = [
         r
         for r in reversed(catalog.all())
@@ -48,14 +55,14 @@ def broadcasts_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def catalog_rebuild(settings: Settings) -> int:
-    from periscope_ingest.storage.catalog import Catalog
     from periscope_ingest.storage.layout import DataLayout
     from periscope_ingest.storage.recovery import rebuild_catalog
+    from periscope_ingest.storage.stores import open_catalog as open_store
 
     layout = DataLayout(settings.data_dir)
     if not layout.channels_dir.is_dir():
         raise CliError(f"no recordings in {layout.root} (is PERISCOPE_DATA_DIR right?)")
-    catalog = Catalog(layout.catalog_path)
+    catalog = open_store(settings.catalog, layout)
     count = rebuild_catalog(layout, catalog)
     catalog.close()
     print(f"catalog rebuilt: {count} broadcasts")

@@ -36,13 +36,14 @@ def _send_webhook(settings: Settings, event: str, data: dict) -> None:
 
 
 def accounts(settings: Settings, args: argparse.Namespace) -> int:
-    from periscope_ingest.storage.accounts import AccountError, AccountStore
+    from periscope_ingest.storage.accounts import AccountError
     from periscope_ingest.storage.layout import DataLayout
+    from periscope_ingest.storage.stores import open_accounts
     from periscope_ingest.sunset import Lifecycle
 
     layout = DataLayout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    store = AccountStore(layout.accounts_path, layout.server_secret_path)
+    store = open_accounts(settings.catalog, layout)
     try:
         if args.action == "create":
             refusal = Lifecycle(settings.sunset, layout.phase_file).registration_refusal()
@@ -81,20 +82,21 @@ def accounts(settings: Settings, args: argparse.Namespace) -> int:
 def restream(settings: Settings, args: argparse.Namespace) -> int:
     """Targets are read when a broadcast starts: a change here applies to the next broadcast
     (the API applies changes to a live one at once)."""
-    from periscope_ingest.storage.accounts import AccountStore
     from periscope_ingest.storage.layout import DataLayout
-    from periscope_ingest.storage.restream import RestreamError, RestreamStore
+    from periscope_ingest.storage.restream import RestreamError
+    from periscope_ingest.storage.stores import open_accounts, open_restream_store
 
     layout = DataLayout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    if not settings.open_publish and layout.accounts_path.exists():
-        accounts = AccountStore(layout.accounts_path, layout.server_secret_path)
+    has_accounts = settings.catalog.uses_postgres or layout.accounts_path.exists()
+    if not settings.open_publish and has_accounts:
+        accounts = open_accounts(settings.catalog, layout)
         try:
             if accounts.get(args.handle) is None:
                 raise CliError(f"no account {args.handle!r}")
         finally:
             accounts.close()
-    store = RestreamStore(layout.restream_path)
+    store = open_restream_store(settings.catalog, layout)
     try:
         if args.action == "add":
             target = store.add(args.handle, args.url, settings.restream.max_targets)

@@ -11,9 +11,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from periscope_ingest.cli.catalog import open_catalog
 from periscope_ingest.cli.errors import CliError, UsageError
+
+if TYPE_CHECKING:
+    from periscope_ingest.config_sections import CatalogSettings
 
 
 class _Progress:
@@ -76,13 +80,15 @@ def _export_one(layout, record, output: Path, start=None, end=None) -> int:
     return output.stat().st_size
 
 
-def export(data_dir: Path, args: argparse.Namespace) -> int:
+def export(
+    data_dir: Path, args: argparse.Namespace, catalog_settings: CatalogSettings | None = None
+) -> int:
     from periscope_ingest.storage.recordings import export_path
 
     target = args.output if args.channel is not None or not args.output.is_dir() else None
     if target is not None and not target.parent.is_dir():
         raise UsageError(f"cannot write {target}: directory {target.parent} does not exist")
-    layout, catalog = open_catalog(data_dir)
+    layout, catalog = open_catalog(data_dir, catalog_settings)
     if (args.broadcast is None) == (args.channel is None):
         raise CliError("name a broadcast id, or --channel NAME (not both)")
     if args.broadcast is not None:

@@ -33,6 +33,7 @@ def serve(settings: Settings) -> int:
     from periscope_ingest.live.cluster import ClusterError
     from periscope_ingest.live.rtmp_server import TlsError
     from periscope_ingest.storage.layout import DataDirError
+    from periscope_ingest.storage.postgres import DatabaseUnavailable
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -40,7 +41,7 @@ def serve(settings: Settings) -> int:
     except service.PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
-    except (DataDirError, TlsError, ClusterError) as exc:
+    except (DataDirError, TlsError, ClusterError, DatabaseUnavailable) as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -74,6 +74,11 @@ def _server_secret(path: Path) -> bytes:
         return secret
 
 
+def keyed_hash(server_secret: bytes, kind: str, secret: str) -> str:
+    """What is stored for a key or token (kind "key" or "token"): the same on every backend."""
+    return hmac.new(server_secret, f"{kind}:{secret}".encode(), hashlib.sha256).hexdigest()
+
+
 class AccountStore:
     def __init__(self, database: Path, secret_file: Path) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,7 @@ class AccountStore:
             self._db.close()
 
     def _hash(self, kind: str, secret: str) -> str:
-        return hmac.new(self._secret, f"{kind}:{secret}".encode(), hashlib.sha256).hexdigest()
+        return keyed_hash(self._secret, kind, secret)
 
     def count(self) -> int:
         with self._lock:

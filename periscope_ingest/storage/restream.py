@@ -122,6 +122,8 @@ class RestreamStore:
     def remove(self, channel: str, target: int | str) -> bool:
         """Remove a target by its id or its exact URL; False when the channel has no such one."""
         column = "id" if isinstance(target, int) else "url"
+        if isinstance(target, int) and not 0 < target < 2**63:
+            return False  # no id is out there; SQLite would raise OverflowError on the number
         with self._lock:
             changed = self._db.execute(
                 f"DELETE FROM restream_targets WHERE channel = ? AND {column} = ?",

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
-from periscope_ingest.storage.layout import DataLayout
-from periscope_ingest.storage.retention import delete_broadcast, select_expired
+from periscope_ingest.storage.catalog import BroadcastRecord
+from periscope_ingest.storage.retention import select_expired
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 
@@ -28,20 +26,3 @@ def test_size_limit_deletes_oldest_first_until_under() -> None:
     expired = select_expired(records, NOW, max_age_days=0, max_total_bytes=4000)
     assert [r.id for r in expired] == ["b00000000001", "b00000000002", "b00000000003"]
     assert select_expired(records, NOW, 0, 0) == []
-
-
-def test_delete_removes_files_and_row_together(tmp_path: Path) -> None:
-    layout = DataLayout(tmp_path)
-    layout.ensure()
-    catalog = Catalog(layout.catalog_path)
-    gone = record(1, 1, 10)
-    kept = record(2, 2, 10)
-    for r in (gone, kept):
-        catalog.put(r)
-        directory = layout.broadcast_dir(r.channel, r.id)
-        directory.mkdir(parents=True)
-        (directory / "000000.ts").write_bytes(b"x")
-    delete_broadcast(layout, catalog, gone)
-    assert catalog.get(gone.id) is None and catalog.get(kept.id) is not None
-    assert not layout.broadcast_dir("chan", gone.id).exists()
-    assert layout.broadcast_dir("chan", kept.id).exists()
