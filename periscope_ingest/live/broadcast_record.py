@@ -1,18 +1,31 @@
 """The record of one broadcast (broadcast.json beside its files, and its catalog row), kept by
-its worker thread: facts the loop learns, running totals per segment, the final status."""
+its worker thread: facts the loop learns, running totals per segment, the final status.
+
+broadcast.json is what recovery trusts; the catalog row is for listings. A catalog that cannot
+be written for a while (PostgreSQL restarting, catalog.url) costs listings that lag, never the
+recording: the failure is logged once, the row is written again at the next save, and the final
+one is retried for a few seconds before it is left to recovery at the next start.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from periscope_ingest.logs import log_event
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.recordings import write_record
 
+log = logging.getLogger(__name__)
+
 # How stale a live broadcast's duration/size in broadcast.json and the catalog may get.
 RECORD_SAVE_EVERY_S = 10.0
+# The final row (status ended) is tried this many times, this far apart, before giving up.
+FINAL_ATTEMPTS = 5
+FINAL_RETRY_S = 1.0
 
 
 class BroadcastRecordKeeper:
@@ -21,6 +34,7 @@ class BroadcastRecordKeeper:
         self._directory = directory
         self._catalog = catalog
         self._saved_at = 0.0
+        self._catalog_failing = False
 
     def update(self, changes: dict) -> None:
         self.record = replace(self.record, **changes)
@@ -43,7 +57,14 @@ class BroadcastRecordKeeper:
 
     def end(self, status: str) -> BroadcastRecord:
         self.record = replace(self.record, status=status, ended_at=iso(datetime.now(UTC)))
-        self.save()
+        try:
+            write_record(self._directory, self.record)
+        finally:
+            for attempt in range(FINAL_ATTEMPTS):
+                if self._put():
+                    break
+                if attempt + 1 < FINAL_ATTEMPTS:
+                    time.sleep(FINAL_RETRY_S)
         return self.record
 
     def save(self) -> None:
@@ -52,5 +73,24 @@ class BroadcastRecordKeeper:
         finally:
             # Also when the directory cannot be written: listings must not show a broadcast
             # that failed as live (the next start recovers the record from the files).
-            self._catalog.put(self.record)
+            self._put()
             self._saved_at = time.monotonic()
+
+    def _put(self) -> bool:
+        try:
+            self._catalog.put(self.record)
+        except Exception as exc:  # any backend's error: the database is away, not the disk
+            if not self._catalog_failing:
+                self._catalog_failing = True
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "catalog_write_failed",
+                    broadcast=self.record.id,
+                    reason=f"{type(exc).__name__}: the row is written again at the next save",
+                )
+            return False
+        if self._catalog_failing:
+            self._catalog_failing = False
+            log_event(log, logging.INFO, "catalog_write_recovered", broadcast=self.record.id)
+        return True

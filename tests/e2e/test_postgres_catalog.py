@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.pushers import push_pyav
+from tests.e2e.pushers import ffmpeg_command, push_pyav
 from tests.e2e.server import ServerProcess
+from tests.e2e.test_live_push import playlist
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +77,60 @@ def test_a_broadcast_pushed_to_one_node_is_listed_by_another(
     password = postgres_url.split(":")[2].split("@")[0]
     assert password not in node1.log() + node2.log()
     assert password not in cli(first, postgres_url, "config", "show").stdout
+
+
+def test_a_database_frozen_mid_broadcast_costs_the_recording_nothing(
+    tmp_path: Path, postgres_server, postgres_url: str
+) -> None:
+    """PostgreSQL stops answering for 8 s while a broadcast is taken in: the live playlist goes
+    on, the recording is whole, and the catalog row catches up once the database is back."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "server-postgres-frozen.log"
+    log.unlink(missing_ok=True)
+    server = ServerProcess(
+        tmp_path / "data", log, PERISCOPE_CATALOG__URL=postgres_url, PERISCOPE_CATALOG__TIMEOUT="1"
+    )
+    server.start()
+    pusher = subprocess.Popen(
+        ffmpeg_command(server.rtmp_url("steady"), 26),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    frozen: list[int] = []
+    try:
+        first = server.wait_for(lambda: playlist(server, "steady"), 20, what="a playlist")
+        frozen = postgres_server.backend_pids(postgres_url)
+        assert frozen, "the server holds connections to its database"
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.5)  # what the server writes from here on meets a database that is away
+        # The record is saved every 10 s: one save meets the frozen database, and fails alone.
+        server.wait_for(
+            lambda: "catalog_write_failed" in server.log(), 15, what="a catalog write failing"
+        )
+        # Ingest does not wait on the catalog: the live playlist went on meanwhile.
+        now = playlist(server, "steady")
+        assert (
+            now.media_sequence + len(now.segments) >= first.media_sequence + len(first.segments) + 3
+        ), (first, now)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        assert pusher.wait(40) == 0
+        done = server.wait_for(
+            lambda: [
+                b
+                for b in server.get_json("/api/broadcasts?channel=steady")["broadcasts"]
+                if b["status"] == "ended"
+            ],
+            30,
+            what="the ended broadcast in the catalog",
+        )
+        assert done[0]["duration"] >= 25 and done[0]["discontinuities"] == 0, done
+        text = server.log()
+        assert "catalog_write_recovered" in text and "segment_writer_failed" not in text
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        pusher.kill()
+        server.stop()
