@@ -95,23 +95,24 @@ class ServerCommands:
         self, stream_id: int, description: str, code: str = "NetStream.Publish.BadName"
     ) -> None:
         """Refuse a publish with onStatus level "error"; the caller should then close."""
-        if stream_id in self._abandoned_requests:
-            self._abandoned_requests.discard(stream_id)
-            return
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.publish_state is not None:
-            stream.publish_state = PublishState.STOPPED
-        self.send_on_status(stream_id, "error", code, description)
+        if self._stopped(stream_id):
+            self.send_on_status(stream_id, "error", code, description)
 
     def stop_publish(self, stream_id: int, description: str = "Stopped publishing.") -> None:
         """End a publish from the server side with onStatus NetStream.Unpublish.Success."""
+        if self._stopped(stream_id):
+            self.send_on_status(stream_id, "status", "NetStream.Unpublish.Success", description)
+
+    def _stopped(self, stream_id: int) -> bool:
+        """Mark the stream's publish stopped; False if the client already abandoned the request
+        (then nothing is sent: it is not waiting for an answer)."""
         if stream_id in self._abandoned_requests:
             self._abandoned_requests.discard(stream_id)
-            return
+            return False
         stream = self.streams.get(stream_id)
         if stream is not None and stream.publish_state is not None:
             stream.publish_state = PublishState.STOPPED
-        self.send_on_status(stream_id, "status", "NetStream.Unpublish.Success", description)
+        return True
 
     # -- the client's commands ---------------------------------------------------------------
 
