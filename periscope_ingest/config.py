@@ -46,6 +46,7 @@ from periscope_ingest.config_sections import (
     RestreamSettings,
     RtmpSettings,
     Section,
+    StorageSettings,
     SunsetSettings,
     TlsSettings,
     WebhookSettings,
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
         " tls.key_file (unset: no HTTPS; 0: any free port)",
     )
     tls: TlsSettings = TlsSettings()
+    storage: StorageSettings = StorageSettings()
     http_keepalive_timeout: float = Field(
         75.0,
         gt=0,

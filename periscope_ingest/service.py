@@ -19,6 +19,7 @@ from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer, tls_context
+from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
@@ -26,7 +27,9 @@ from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.atomic import write_private
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.objects import open_store
 from periscope_ingest.storage.recovery import recover_interrupted
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.storage.restream import RestreamStore
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.sunset import Lifecycle
@@ -82,6 +85,9 @@ class Service:
         self.http_site: FastPathSite | None = None
         self.https_site: FastPathSite | None = None  # https_port
         self.https_port = 0
+        # storage.url s3:// only: uploads of finished files, and fetches of missing ones.
+        self.uploader: Uploader | None = None
+        self.replay_cache: ReplayCache | None = None
 
     async def start(self) -> None:
         # Loaded first: an unusable certificate stops the server before it does anything.
@@ -106,6 +112,7 @@ class Service:
                 path=str(hlsjs.VENDOR_DIR / hlsjs.SCRIPT_NAME),
                 fix=hlsjs.FETCH_COMMAND,
             )
+        await asyncio.to_thread(self._open_store)
         self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
         await asyncio.to_thread(recover_interrupted, self.layout, catalog)
         if not self.settings.open_publish:
@@ -122,6 +129,7 @@ class Service:
             enabled=self.settings.recording.make_mp4,
             on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
             metrics=self.metrics,
+            on_file_complete=self._file_complete,
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all):
@@ -152,6 +160,7 @@ class Service:
             on_ended=self._broadcast_ended,
             metrics=self.metrics,
             publish_callback=self.publish_callback,
+            on_file_complete=self._file_complete,
         )
         self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy, tls=tls)
         try:
@@ -177,6 +186,8 @@ class Service:
                 restreamer=restreamer,
                 downloads=self.downloads,
                 proxies=self.proxies,
+                replay_cache=self.replay_cache,
+                uploader=self.uploader,
             )
         )
         keepalive = self.settings.http_keepalive_timeout
@@ -229,6 +240,24 @@ class Service:
             data_dir=self.layout.root,
         )
 
+    def _open_store(self) -> None:
+        """Blocking: with storage.url s3://, the uploader and the read-through cache."""
+        storage = self.settings.storage
+        store = open_store(
+            storage.url, self.layout.root, storage.s3_endpoint, storage.request_timeout
+        )
+        if not store.remote:
+            return  # file://: the data directory is all there is, exactly as without a store
+        self.uploader = Uploader(store, self.layout, storage, self.metrics)
+        self.replay_cache = ReplayCache(
+            store, self.layout, round(storage.cache_max_gb * 1e9), self.metrics.store_fetches.inc
+        )
+
+    @property
+    def _file_complete(self):
+        """The uploader's notice of a complete file, or None (file://: nothing to upload)."""
+        return self.uploader.file_complete if self.uploader is not None else None
+
     async def _start_https(self, answers: FastAnswers, tls: ssl.SSLContext | None) -> None:
         """The same HTTP side behind TLS, on https_port (its runner stops it with the other)."""
         assert self._runner is not None and self.rtmp is not None
@@ -274,6 +303,8 @@ class Service:
             await self.publish_callback.close()
         if self.exports is not None:
             await self.exports.stop()
+        if self.uploader is not None:  # after the broadcasts ended and their MP4s were made
+            await asyncio.to_thread(self.uploader.stop, self.settings.storage.upload_drain_timeout)
         await self.webhooks.stop()
         if self.catalog is not None:
             self.catalog.close()
