@@ -157,7 +157,7 @@ class Uploader:
                     queue.pending.popleft()
 
     def _upload(self, entry: _Pending) -> None:
-        delay = FIRST_RETRY_S
+        delay = min(FIRST_RETRY_S, self._retry_max)
         attempts = 0
         while not self._abandon.is_set():
             if not entry.path.is_file():
