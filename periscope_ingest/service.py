@@ -403,7 +403,7 @@ class Service:
             round(settings.max_total_gb * 1e9),
         )
         for record in expired:
-            delete_broadcast(self.layout, self.catalog, record)
+            delete_broadcast(self.layout, self.catalog, record, self.replay_cache)
             log_event(
                 log,
                 logging.INFO,

@@ -149,6 +149,16 @@ class ReplayCache:
         if not self.fetch(mp4):
             self.fetch_recording(channel, broadcast_id)
 
+    def forget(self, channel: str, broadcast_id: str) -> None:
+        """The broadcast is being deleted: its objects leave the store (and the cache's books;
+        the caller removes the directory)."""
+        for key in self._store.list(self._layout.broadcast_prefix(channel, broadcast_id)):
+            self._store.delete(key)
+        with self._lock:
+            entry = self._fetched.pop(self._layout.broadcast_dir(channel, broadcast_id), None)
+            if entry is not None:
+                self._total -= entry.bytes
+
     # -- the bound ------------------------------------------------------------------------------
 
     def _evict(self, keep: Path) -> None:

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.e2e
 
 BUCKET = "recordings"
 PREFIX = "node-files"
+ADMIN_TOKEN = "object-storage-admin-token"
 SERVER_ENV = {
+    "PERISCOPE_ADMIN_TOKEN": ADMIN_TOKEN,
     "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",  # init segments must be stored too
     # A paused store must fail fast here, so that its retries are seen within the test.
     "PERISCOPE_STORAGE__REQUEST_TIMEOUT": "1",
@@ -143,6 +146,17 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
         assert (fetched / "recording.mp4").read_bytes() == files["recording.mp4"]
         metrics = second.get("/metrics")[2].decode()
         assert re.search(r"^periscope_store_fetched_files_total [1-9]", metrics, re.M), metrics
+        # Deleting the broadcast deletes its objects too: nothing in the bucket outlives it.
+        request = urllib.request.Request(
+            f"{second.http}/api/broadcasts/{broadcast_id}",
+            method="DELETE",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 204
+        prefix = f"{PREFIX}/channels/stored/{broadcast_id}/"
+        assert moto.objects(BUCKET, prefix) == {}
+        assert not fetched.exists()
     finally:
         second.stop()
 
