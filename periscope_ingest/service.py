@@ -8,8 +8,10 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -114,7 +116,13 @@ class Service:
             )
         await asyncio.to_thread(self._open_store)
         self.catalog = catalog = await asyncio.to_thread(Catalog, self.layout.catalog_path)
-        await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        recovered = await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        if self.uploader is not None:
+            # Recovery rewrote their playlists and records, and the last run may have died
+            # with files of them waiting: the store gets them all again.
+            for record in recovered:
+                directory = self.layout.broadcast_dir(record.channel, record.id)
+                await asyncio.to_thread(self.uploader.upload_directory, directory)
         if not self.settings.open_publish:
             self.accounts = await asyncio.to_thread(
                 AccountStore, self.layout.accounts_path, self.layout.server_secret_path
@@ -254,7 +262,7 @@ class Service:
         )
 
     @property
-    def _file_complete(self):
+    def _file_complete(self) -> Callable[[Path], None] | None:
         """The uploader's notice of a complete file, or None (file://: nothing to upload)."""
         return self.uploader.file_complete if self.uploader is not None else None
 

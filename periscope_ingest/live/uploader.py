@@ -28,6 +28,7 @@ from periscope_ingest.config_sections import StorageSettings
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.layout import (
+    PART_NAME_PATTERN,
     RECORD_FILE,
     RECORDING_PLAYLIST,
     DataLayout,
@@ -104,6 +105,28 @@ class Uploader:
                     name=f"upload-{path.parent.name}",
                     daemon=True,
                 ).start()
+
+    def upload_directory(self, directory: Path) -> int:
+        """Blocking (lists a directory): queue every stored file of a broadcast directory,
+        segments first, for a broadcast finalised by crash recovery (its rewritten playlist and
+        record, and whatever was still waiting when the server died). Returns how many."""
+        names = [
+            p.name
+            for p in directory.iterdir()
+            if not p.name.startswith(".")
+            and p.is_file()
+            and PART_NAME_PATTERN.fullmatch(p.name) is None
+        ]
+        names.sort(key=lambda name: (name in REWRITTEN, name == RECORD_FILE, name))
+        queued = 0
+        for name in names:
+            try:
+                self._layout.key_for(directory / name)
+            except InvalidName:
+                continue  # not a stored file (a live playlist, a stray file)
+            self.file_complete(directory / name)
+            queued += 1
+        return queued
 
     @staticmethod
     def _drop_waiting(queue: _DirectoryQueue, key: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -201,4 +202,33 @@ def test_a_store_that_stops_answering_never_holds_up_ingest(moto: MotoS3, tmp_pa
         if push.poll() is None:
             push.kill()
             push.wait(10)
+        server.stop()
+
+
+def test_a_broadcast_recovered_after_a_crash_reaches_the_store_finished(
+    moto: MotoS3, tmp_path: Path
+) -> None:
+    require("ffmpeg")
+    server = start_server(moto, tmp_path / "data", "crash")
+    push = subprocess.Popen(ffmpeg_command(server.rtmp_url("crashed"), 30))
+    try:
+        server.wait_for(
+            lambda: (p := playlist(server, "crashed")) and len(p.segments) >= 2,
+            20,
+            what="two live segments",
+        )
+        server.stop(signal.SIGKILL)
+    finally:
+        push.kill()
+        push.wait(10)
+    server.start()
+    try:
+        record = the_broadcast(server, "crashed")
+        assert record["status"] == "interrupted"
+        directory = tmp_path / "data" / "channels" / "crashed" / record["id"]
+        # Recovery rewrote the playlist (now VOD) and the record: the store has those too.
+        files = wait_uploaded(moto, server, directory)
+        assert "#EXT-X-ENDLIST" in files["recording.m3u8"].decode()
+        assert b'"interrupted"' in files["broadcast.json"]
+    finally:
         server.stop()

@@ -88,3 +88,21 @@ def test_files_outside_a_broadcast_are_not_queued(tmp_path: Path) -> None:
     uploader.file_complete(tmp_path / "catalog.sqlite3")
     uploader.file_complete(tmp_path / "channels" / "chan" / "index.m3u8")
     assert uploader.queued() == 0
+
+
+def test_a_recovered_directory_is_uploaded_whole_but_parts_and_temporaries(
+    tmp_path: Path,
+) -> None:
+    layout = DataLayout(tmp_path / "data")
+    directory = layout.broadcast_dir("chan", "abcdefghijkl")
+    directory.mkdir(parents=True)
+    stored_names = ["000000.m4s", "000001.m4s", "init-000000.mp4", "recording.m3u8"]
+    for name in [*stored_names, "broadcast.json", "000001.2.m4s", ".000002.m4s.part", "notes"]:
+        (directory / name).write_bytes(name.encode())
+    elsewhere = tmp_path / "store"
+    uploader = Uploader(LocalStore(elsewhere), layout, StorageSettings())
+    assert uploader.upload_directory(directory) == 5
+    wait_until(lambda: uploader.queued() == 0)
+    stored = elsewhere / "channels" / "chan" / "abcdefghijkl"
+    assert sorted(p.name for p in stored.iterdir()) == sorted([*stored_names, "broadcast.json"])
+    assert uploader.stop(1.0) == 0
