@@ -14,7 +14,6 @@ the environment; they are never logged.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store as ObstoreS3
 
 # Files larger than this go up in parts of this size (multipart): memory per upload is one part.
@@ -37,6 +36,16 @@ class StorageUrlError(ValueError):
 
 class ObjectMissing(LookupError):
     """The store has no object under that key."""
+
+
+class StoreUnavailable(OSError):
+    """The store did not answer, or refused: the message says which call and why."""
+
+
+def _unavailable(call: str, key: str, exc: BaseException) -> StoreUnavailable:
+    # obstore's messages name the URL and the cause, never the credentials; first line only.
+    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return StoreUnavailable(f"object store {call} {key!r}: {reason}")
 
 
 class ObjectStore(ABC):
@@ -156,13 +165,18 @@ class S3Store(ObjectStore):
 
     def put_file(self, key: str, path: Path) -> None:
         with open(path, "rb") as f:
-            obstore.put(self._store, key, f, chunk_size=UPLOAD_PART_BYTES, max_concurrency=2)
+            try:
+                obstore.put(self._store, key, f, chunk_size=UPLOAD_PART_BYTES, max_concurrency=2)
+            except BaseError as exc:
+                raise _unavailable("PUT", key, exc) from None
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         try:
             return bytes(obstore.get_range(self._store, key, start=start, end=end))
         except (NotFoundError, FileNotFoundError):
             raise ObjectMissing(key) from None
+        except BaseError as exc:
+            raise _unavailable("GET", key, exc) from None
 
     def download(self, key: str, path: Path) -> int:
         temporary = _temporary_beside(path)
@@ -177,6 +191,8 @@ class S3Store(ObjectStore):
             return size
         except (NotFoundError, FileNotFoundError):
             raise ObjectMissing(key) from None
+        except BaseError as exc:
+            raise _unavailable("GET", key, exc) from None
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -185,17 +201,26 @@ class S3Store(ObjectStore):
             return obstore.head(self._store, key)["size"]
         except (NotFoundError, FileNotFoundError):
             return None
+        except BaseError as exc:
+            raise _unavailable("HEAD", key, exc) from None
 
     def list(self, prefix: str) -> dict[str, int]:
         found: dict[str, int] = {}
-        for batch in obstore.list(self._store, prefix):
-            for meta in batch:
-                found[meta["path"]] = meta["size"]
+        try:
+            for batch in obstore.list(self._store, prefix):
+                for meta in batch:
+                    found[meta["path"]] = meta["size"]
+        except BaseError as exc:
+            raise _unavailable("LIST", prefix, exc) from None
         return found
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(NotFoundError, FileNotFoundError):
+        try:
             obstore.delete(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            pass
+        except BaseError as exc:
+            raise _unavailable("DELETE", key, exc) from None
 
 
 def open_store(url: str, root: Path, endpoint: str | None, timeout_s: float) -> ObjectStore:

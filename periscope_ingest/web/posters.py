@@ -45,6 +45,7 @@ from periscope_ingest.media.poster import PosterError, make_poster
 from periscope_ingest.storage.atomic import write_atomic
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segment_for
+from periscope_ingest.storage.objects import StoreUnavailable
 from periscope_ingest.storage.recordings import recording_segments
 from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.web.api import find_broadcast
@@ -223,7 +224,12 @@ class Posters:
                 cache.fetch_inits(record.channel, record.id)
             return cache.fetch(path)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fetch)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fetch)
+        except StoreUnavailable as exc:  # no poster this time; the next request tries again
+            log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id,
+                      reason=str(exc))  # fmt: skip
+            return False
 
 
 def _poster_of(segment: Path) -> bytes:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, stream_mp4
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segments, is_channel_name
+from periscope_ingest.storage.objects import StoreUnavailable
 from periscope_ingest.storage.recordings import download_name, recording_segments
 from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
@@ -31,6 +34,8 @@ from periscope_ingest.web.context import (
 from periscope_ingest.web.downloads import Sending
 from periscope_ingest.web.streaming import stream_from_thread
 from periscope_ingest.web.write_timeout import within_write_timeout
+
+log = logging.getLogger(__name__)
 
 MP4_TYPE = "video/mp4"
 # A finished recording's playlist never changes, but the broadcast may be deleted.
@@ -56,7 +61,16 @@ async def from_store(
     cache = request.app[REPLAY_CACHE]
     if cache is None or record.status == "live":
         return
-    await asyncio.get_running_loop().run_in_executor(request.app[DOWNLOADS].streams, fetch, cache)
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            request.app[DOWNLOADS].streams, fetch, cache
+        )
+    except StoreUnavailable as exc:
+        log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id, reason=str(exc))
+        raise web.HTTPServiceUnavailable(
+            text="the recording is in the object store, which does not answer; try again\n",
+            headers={"Retry-After": "10"},
+        ) from None
 
 
 def _attachment(name: str) -> str:

@@ -137,6 +137,13 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
     second = start_server(moto, second_dir, "b")
     try:
         assert not (second_dir / "channels" / "stored").exists()
+        # A store that does not answer: a clear 503 (within storage.request_timeout), no 500.
+        moto.pause()
+        try:
+            status, headers, _ = second.get(f"/replays/{broadcast_id}/index.m3u8")
+            assert status == 503 and headers.get("Retry-After") == "10"
+        finally:
+            moto.resume()
         for path, (_, _, body) in answers.items():
             status, _, got = second.get(path)
             assert status == 200, (path, status, got[:200])
