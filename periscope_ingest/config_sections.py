@@ -431,4 +431,9 @@ class StorageSettings(Section):
             url.startswith("s3://") and len(url) > len("s3://")
         ):
             raise ValueError("expected file:// or s3://BUCKET/PREFIX")
+        if url.startswith("s3://") and "@" in url[len("s3://") :].split("/")[0]:
+            # Kept out of the URL so that they never show in `config show` or a log line.
+            raise ValueError(
+                "credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL"
+            )
         return url
