@@ -8,12 +8,14 @@ catalog is per node here; a shared PostgreSQL catalog is another piece of issue 
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import signal
 import subprocess
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.e2e.moto_s3 import MotoS3, require_moto
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.server import ServerProcess
 from tests.e2e.test_live_push import playlist
+from tests.e2e.test_recordings import probe_mp4
 
 pytestmark = pytest.mark.e2e
 
@@ -154,6 +157,17 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
         assert (fetched / "recording.mp4").read_bytes() == files["recording.mp4"]
         metrics = second.get("/metrics")[2].decode()
         assert re.search(r"^periscope_store_fetched_files_total [1-9]", metrics, re.M), metrics
+        # The local disk wiped: a clip is made from the segments, fetched from the bucket
+        # again; the archive holds the same MP4.
+        shutil.rmtree(fetched)
+        status, _, clip = second.get(f"/replays/{broadcast_id}.mp4?start=1&end=3")
+        assert status == 200
+        assert 1.5 <= probe_mp4(clip)["duration"] <= 2.5
+        status, _, archive = second.get("/api/channels/stored/archive.zip")
+        assert status == 200
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            mp4s = [n for n in opened.namelist() if n.endswith(".mp4")]
+            assert len(mp4s) == 1 and opened.read(mp4s[0]) == files["recording.mp4"]
         # Deleting the broadcast deletes its objects too: nothing in the bucket outlives it.
         request = urllib.request.Request(
             f"{second.http}/api/broadcasts/{broadcast_id}",
