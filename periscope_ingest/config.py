@@ -48,6 +48,7 @@ from periscope_ingest.config_sections import (
     RestreamSettings,
     RtmpSettings,
     Section,
+    StorageSettings,
     SunsetSettings,
     TlsSettings,
     WebhookSettings,
@@ -119,6 +120,7 @@ class Settings(BaseSettings):
         " tls.key_file (unset: no HTTPS; 0: any free port)",
     )
     tls: TlsSettings = TlsSettings()
+    storage: StorageSettings = StorageSettings()
     http_keepalive_timeout: float = Field(
         75.0,
         gt=0,

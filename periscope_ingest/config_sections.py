@@ -464,3 +464,61 @@ class CatalogSettings(Section):
     @property
     def uses_postgres(self) -> bool:
         return self.url != "sqlite:"
+
+
+class StorageSettings(Section):
+    url: str = Field(
+        "file://",
+        description="Where finished files are kept beyond this node: file:// (the data"
+        " directory only) or s3://BUCKET/PREFIX (any S3-compatible store; credentials from"
+        " AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION)",
+    )
+    s3_endpoint: str | None = Field(
+        None,
+        description="The S3 API's base URL for a store that is not AWS (MinIO, Garage, Ceph...),"
+        " e.g. http://minio:9000 (unset: AWS)",
+    )
+    request_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds per request to the object store"
+    )
+    upload_queue: int = Field(
+        256,
+        ge=4,
+        le=100_000,
+        description="Files waiting for upload per broadcast; past it, the rewrites of a playlist"
+        " or record are merged and segments still queue (counted as overflow, never dropped)",
+    )
+    upload_retry_max: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait in seconds between retries of a failed upload (the wait"
+        " starts at 0.5 s and doubles); uploads are retried until they succeed",
+    )
+    upload_drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a stopping server waits for queued uploads; what is left stays"
+        " on the local disk only (logged as uploads_left)",
+    )
+    cache_max_gb: float = Field(
+        10.0,
+        gt=0,
+        description="GB of files fetched from the object store (replays of broadcasts recorded"
+        " elsewhere) kept in the data directory; past it, the least recently used go",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url.rstrip("/") not in ("file:", "file://") and not (
+            url.startswith("s3://") and len(url) > len("s3://")
+        ):
+            raise ValueError("expected file:// or s3://BUCKET/PREFIX")
+        if url.startswith("s3://") and "@" in url[len("s3://") :].split("/")[0]:
+            # Kept out of the URL so that they never show in `config show` or a log line.
+            raise ValueError(
+                "credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL"
+            )
+        return url

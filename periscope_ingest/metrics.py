@@ -122,6 +122,33 @@ class Metrics:
             "periscope_cluster_remote_streams", "Live streams other nodes take in", registry=r
         )
 
+        # Object storage (storage.url s3://): the uploads of live/uploader.py.
+        self.upload_queued = Gauge(
+            "periscope_upload_queued_files", "Files waiting for upload to the object store",
+            registry=r,
+        )  # fmt: skip
+        self.upload_seconds_behind = Gauge(
+            "periscope_upload_seconds_behind",
+            "Age of the oldest file waiting for upload (0: none waiting)",
+            registry=r,
+        )
+        self.uploaded_files = Counter(
+            "periscope_uploaded_files", "Files uploaded to the object store", registry=r
+        )
+        self.upload_errors = Counter(
+            "periscope_upload_errors", "Failed upload attempts (each is retried)", registry=r
+        )
+        self.upload_overflow = Counter(
+            "periscope_upload_overflow",
+            "Segments queued past storage.upload_queue (kept, never dropped)",
+            registry=r,
+        )
+        self.store_fetches = Counter(
+            "periscope_store_fetched_files",
+            "Files of finished broadcasts fetched from the object store",
+            registry=r,
+        )
+
     def count_request(self, route: str, status: int) -> None:
         counter = self._request_counters.get((route, status))
         if counter is None:

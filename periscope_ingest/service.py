@@ -9,8 +9,10 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -22,13 +24,16 @@ from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
 from periscope_ingest.live.rtmp_server import PublishPolicy, RtmpServer, tls_context
+from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.atomic import write_private
 from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.objects import open_store
 from periscope_ingest.storage.recovery import recover_interrupted
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.storage.retention import delete_broadcast, select_expired
 from periscope_ingest.storage.stores import open_accounts, open_catalog, open_restream_store
 from periscope_ingest.sunset import Lifecycle
@@ -85,6 +90,9 @@ class Service:
         self.https_site: FastPathSite | None = None  # https_port
         self.https_port = 0
         self.cluster: ClusterLink | None = None  # cluster.redis_url
+        # storage.url s3:// only: uploads of finished files, and fetches of missing ones.
+        self.uploader: Uploader | None = None
+        self.replay_cache: ReplayCache | None = None
 
     async def start(self) -> None:
         # Loaded first: an unusable certificate stops the server before it does anything.
@@ -109,11 +117,18 @@ class Service:
                 path=str(hlsjs.VENDOR_DIR / hlsjs.SCRIPT_NAME),
                 fix=hlsjs.FETCH_COMMAND,
             )
+        await asyncio.to_thread(self._open_store)
         # An unreachable PostgreSQL raises DatabaseUnavailable here, before any port is taken.
         self.catalog = catalog = await asyncio.to_thread(
             open_catalog, self.settings.catalog, self.layout
         )
-        await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        recovered = await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        if self.uploader is not None:
+            # Recovery rewrote their playlists and records, and the last run may have died
+            # with files of them waiting: the store gets them all again.
+            for record in recovered:
+                directory = self.layout.broadcast_dir(record.channel, record.id)
+                await asyncio.to_thread(self.uploader.upload_directory, directory)
         if not self.settings.open_publish:
             self.accounts = await asyncio.to_thread(
                 open_accounts, self.settings.catalog, self.layout
@@ -128,6 +143,7 @@ class Service:
             enabled=self.settings.recording.make_mp4,
             on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
             metrics=self.metrics,
+            on_file_complete=self._file_complete,
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all):
@@ -168,6 +184,7 @@ class Service:
             on_ended=self._broadcast_ended,
             metrics=self.metrics,
             publish_callback=self.publish_callback,
+            on_file_complete=self._file_complete,
         )
         self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy, tls=tls)
         try:
@@ -193,6 +210,8 @@ class Service:
                 restreamer=restreamer,
                 downloads=self.downloads,
                 proxies=self.proxies,
+                replay_cache=self.replay_cache,
+                uploader=self.uploader,
             )
         )
         keepalive = self.settings.http_keepalive_timeout
@@ -251,6 +270,24 @@ class Service:
             data_dir=self.layout.root,
         )
 
+    def _open_store(self) -> None:
+        """Blocking: with storage.url s3://, the uploader and the read-through cache."""
+        storage = self.settings.storage
+        store = open_store(
+            storage.url, self.layout.root, storage.s3_endpoint, storage.request_timeout
+        )
+        if not store.remote:
+            return  # file://: the data directory is all there is, exactly as without a store
+        self.uploader = Uploader(store, self.layout, storage, self.metrics)
+        self.replay_cache = ReplayCache(
+            store, self.layout, round(storage.cache_max_gb * 1e9), self.metrics.store_fetches.inc
+        )
+
+    @property
+    def _file_complete(self) -> Callable[[Path], None] | None:
+        """The uploader's notice of a complete file, or None (file://: nothing to upload)."""
+        return self.uploader.file_complete if self.uploader is not None else None
+
     async def _start_https(self, answers: FastAnswers, tls: ssl.SSLContext | None) -> None:
         """The same HTTP side behind TLS, on https_port (its runner stops it with the other)."""
         assert self._runner is not None and self.rtmp is not None
@@ -298,6 +335,8 @@ class Service:
             await self.publish_callback.close()
         if self.exports is not None:
             await self.exports.stop()
+        if self.uploader is not None:  # after the broadcasts ended and their MP4s were made
+            await asyncio.to_thread(self.uploader.stop, self.settings.storage.upload_drain_timeout)
         await self.webhooks.stop()
         if self.catalog is not None:
             self.catalog.close()
@@ -402,7 +441,7 @@ class Service:
             round(settings.max_total_gb * 1e9),
         )
         for record in expired:
-            delete_broadcast(self.layout, self.catalog, record)
+            delete_broadcast(self.layout, self.catalog, record, self.replay_cache)
             log_event(
                 log,
                 logging.INFO,

@@ -237,3 +237,20 @@ def test_rtmp_limits_come_from_the_settings_alone() -> None:
     from periscope_ingest.rtmp.connection import RtmpLimits
 
     assert rtmp_limits(load_settings().rtmp) == RtmpLimits()
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("gs://bucket", "expected file:// or s3://BUCKET/PREFIX"),
+        ("s3://", "expected file:// or s3://BUCKET/PREFIX"),
+        ("s3://KEY:hunter2@bucket/prefix", "credentials go in AWS_ACCESS_KEY_ID"),
+    ],
+)
+def test_storage_url_is_file_or_s3_without_credentials(
+    monkeypatch: pytest.MonkeyPatch, url: str, needle: str
+) -> None:
+    monkeypatch.setenv("PERISCOPE_STORAGE__URL", url)
+    with pytest.raises(SettingsError, match=needle) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)  # the error never repeats the secret

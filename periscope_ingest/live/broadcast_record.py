@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
+from periscope_ingest.storage.layout import RECORD_FILE
 from periscope_ingest.storage.recordings import write_record
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,15 @@ FINAL_RETRY_S = 1.0
 
 
 class BroadcastRecordKeeper:
-    def __init__(self, record: BroadcastRecord, directory: Path, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        record: BroadcastRecord,
+        directory: Path,
+        catalog: Catalog,
+        on_file_complete: Callable[[Path], None] | None = None,
+    ) -> None:
         self.record = record
+        self._on_file_complete = on_file_complete
         self._directory = directory
         self._catalog = catalog
         self._saved_at = 0.0
@@ -70,6 +79,8 @@ class BroadcastRecordKeeper:
     def save(self) -> None:
         try:
             write_record(self._directory, self.record)
+            if self._on_file_complete is not None:
+                self._on_file_complete(self._directory / RECORD_FILE)
         finally:
             # Also when the directory cannot be written: listings must not show a broadcast
             # that failed as live (the next start recovers the record from the files).

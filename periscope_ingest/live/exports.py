@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, export_mp4
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
-from periscope_ingest.storage.layout import DataLayout, init_segments
+from periscope_ingest.storage.layout import RECORD_FILE, DataLayout, init_segments
 from periscope_ingest.storage.recordings import read_record, recording_segments, write_record
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,10 @@ class Mp4Exports:
         enabled: bool = True,
         on_ready: Callable[[BroadcastRecord], None] | None = None,
         metrics: Metrics | None = None,
+        on_file_complete: Callable[[Path], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        self._on_file_complete = on_file_complete  # storage.url s3://: the uploader
         self._layout = layout
         self._on_ready = on_ready
         self._catalog = catalog
@@ -111,6 +114,9 @@ class Mp4Exports:
         current = replace(current, mp4_size=size)
         write_record(directory, current)
         self._catalog.put(current)
+        if self._on_file_complete is not None:
+            self._on_file_complete(target)
+            self._on_file_complete(directory / RECORD_FILE)
         return current
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from periscope_ingest.config_sections import HlsSettings
@@ -69,6 +70,7 @@ class StreamPipeline:
         catalog: Catalog,
         on_ended: Callable[[BroadcastRecord], None] | None = None,
         metrics: Metrics | None = None,
+        on_file_complete: Callable[[Path], None] | None = None,
     ) -> None:
         self.channel = channel
         self.broadcast_id = broadcast_id
@@ -122,6 +124,7 @@ class StreamPipeline:
             low_latency=low_latency,
             on_playlist=self._playlist_from_thread,
             on_failed=self._failed_from_thread,
+            on_file_complete=on_file_complete,
         )
         # What viewers are answered from (web/ reads only this).
         self.edge = LiveEdge(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from periscope_ingest.config_sections import RtmpSettings
 from periscope_ingest.live.pipeline import StreamPipeline
@@ -41,6 +42,8 @@ class PublishPolicy:
     on_ended: Callable[[BroadcastRecord], None] | None = None
     metrics: Metrics | None = None
     publish_callback: PublishCallback | None = None  # auth.publish_url, after the checks above
+    # storage.url s3://: the uploader's notice of a complete file (live/uploader.py).
+    on_file_complete: Callable[[Path], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,7 @@ class RtmpServer:
             self.catalog,
             self.policy.on_ended,
             self.policy.metrics,
+            self.policy.on_file_complete,
         )
 
     def release(self, session: RtmpSession) -> None:

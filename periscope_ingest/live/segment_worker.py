@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from periscope_ingest.live.broadcast_record import BroadcastRecordKeeper
 from periscope_ingest.live.playlist_publisher import PlaylistPublisher
@@ -70,10 +71,15 @@ class SegmentWorker:
         low_latency: LowLatencySettings | None = None,
         on_playlist: Callable[[PlaylistUpdate], None] | None = None,
         on_failed: Callable[[BaseException], None] | None = None,
+        on_file_complete: Callable[[Path], None] | None = None,
     ) -> None:
         self._broadcast_id = record.id
         self._directory = files.directory
-        self._record = BroadcastRecordKeeper(record, files.directory, catalog)
+        self._files = files
+        # storage.url s3://: told (from this thread) of each file of the recording once it is
+        # complete on disk, to be uploaded (live/uploader.py). None with file://.
+        self._on_file_complete = on_file_complete
+        self._record = BroadcastRecordKeeper(record, files.directory, catalog, on_file_complete)
         self._segments = SegmentFiles(files)
         self._playlists = PlaylistPublisher(files, window, low_latency, on_playlist)
         self._on_published = on_published
@@ -218,6 +224,8 @@ class SegmentWorker:
         segments = self._segments
         if segments.open_segment(command) and segments.map_uri is not None:
             self._playlists.map_changed(segments.map_uri)
+            if self._on_file_complete is not None and command.init_path is not None:
+                self._on_file_complete(command.init_path)
         self._playlists.segment_opened(command, segments.part_uri(0))
 
     def _cut_part(self, cut: PartCut) -> None:
@@ -270,6 +278,10 @@ class SegmentWorker:
             (opened.path.name, segments.map_name if fmp4 else None),
             media,
         )
+        if self._on_file_complete is not None:
+            # The segment before the playlist that lists it (the uploader keeps this order).
+            self._on_file_complete(opened.path)
+            self._on_file_complete(self._files.recording_playlist)
         self._playlists.update_master(segments.tracks, segment_bitrate(size, duration_ms))
         self._record.segment_added(duration_ms, size, opened.discontinuity)
         return SegmentPublished(opened.sequence, duration_ms, size)
@@ -277,6 +289,8 @@ class SegmentWorker:
     def _end(self, status: str) -> None:
         try:
             self._playlists.end()
+            if self._on_file_complete is not None:
+                self._on_file_complete(self._files.recording_playlist)  # now VOD
         finally:
             # Even if the files could not be written: the broadcast is over either way.
             try:

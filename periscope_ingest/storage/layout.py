@@ -47,6 +47,8 @@ RECORDING_PLAYLIST = "recording.m3u8"
 RECORD_FILE = "broadcast.json"
 RECORDING_MP4 = "recording.mp4"
 POSTER_FILE = "poster.jpg"
+# The files of a broadcast directory other than segments that go to the object store.
+STORED_FILES = frozenset({RECORDING_PLAYLIST, RECORD_FILE, RECORDING_MP4, POSTER_FILE})
 
 
 class InvalidName(ValueError):
@@ -260,6 +262,34 @@ class DataLayout:
     def init_segment_uri(broadcast_id: str, first_sequence: int) -> str:
         """The init segment's URI relative to the channel's playlists."""
         return f"{broadcast_id}/{init_segment_name(first_sequence)}"
+
+    # -- object store keys (storage/objects.py): the same names, relative to the data dir -----
+
+    def key_for(self, path: Path) -> str:
+        """The object key of a broadcast's file: its path under the data directory, with '/'
+        (``channels/<channel>/<broadcast>/<file>``). InvalidName for anything else."""
+        try:
+            key = path.relative_to(self.root).as_posix()
+        except ValueError:
+            raise InvalidName(f"{path} is not in the data directory") from None
+        self.path_for(key)  # the same checks both ways
+        return key
+
+    def path_for(self, key: str) -> Path:
+        """The local path of an object key; InvalidName unless it names a broadcast's file."""
+        parts = key.split("/")
+        if len(parts) != 4 or parts[0] != self.channels_dir.name:
+            raise InvalidName(f"invalid object key {key!r}")
+        _, channel, broadcast_id, name = parts
+        if name not in STORED_FILES and SEGMENT_NAME_PATTERN.fullmatch(name) is None:
+            raise InvalidName(f"invalid object key {key!r}")
+        return self.broadcast_dir(channel, broadcast_id) / name
+
+    def broadcast_prefix(self, channel: str, broadcast_id: str) -> str:
+        """The key prefix of every stored file of a broadcast (ends with '/')."""
+        return self.key_for(self.broadcast_dir(channel, broadcast_id) / RECORD_FILE)[
+            : -len(RECORD_FILE)
+        ]
 
     def find_segment(self, channel: str, broadcast_id: str, name: str) -> Path:
         """Map a requested segment name to its path; InvalidName for anything malformed."""

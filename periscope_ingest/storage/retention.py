@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.replay_cache import ReplayCache
 
 
 def _parse(moment: str) -> datetime:
@@ -41,9 +42,15 @@ def select_expired(
     return list(chosen.values())
 
 
-def delete_broadcast(layout: DataLayout, catalog: Catalog, record: BroadcastRecord) -> None:
+def delete_broadcast(
+    layout: DataLayout, catalog: Catalog, record: BroadcastRecord, cache: ReplayCache | None = None
+) -> None:
     """Remove the broadcast's files, then its catalog row: a crash in between leaves a row whose
-    files are gone, which a catalog rebuild drops, never files that nothing lists."""
+    files are gone, which a catalog rebuild drops, never files that nothing lists. With an
+    object store (``cache``, storage.url s3://) its objects go first; a store that cannot be
+    reached raises, and nothing is deleted."""
+    if cache is not None:
+        cache.forget(record.channel, record.id)
     shutil.rmtree(layout.broadcast_dir(record.channel, record.id), ignore_errors=True)
     for clip in layout.cached_clips_of(record.id):
         clip.unlink(missing_ok=True)

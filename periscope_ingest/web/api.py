@@ -24,6 +24,7 @@ from periscope_ingest.web.context import (
     LAYOUT,
     METRICS,
     REGISTRY,
+    REPLAY_CACHE,
     RESTREAMER,
     VIEWERS,
     parse_count,
@@ -165,7 +166,13 @@ async def delete_broadcast_route(request: web.Request) -> web.Response:
     await require_owner_or_admin(request, record.channel)
     if record.status == "live":
         raise web.HTTPConflict(text="the broadcast is live; it can be deleted once it ends\n")
-    await asyncio.to_thread(delete_broadcast, request.app[LAYOUT], request.app[CATALOG], record)
+    await asyncio.to_thread(
+        delete_broadcast,
+        request.app[LAYOUT],
+        request.app[CATALOG],
+        record,
+        request.app[REPLAY_CACHE],
+    )
     return web.Response(status=204)
 
 

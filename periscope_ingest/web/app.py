@@ -20,11 +20,13 @@ from pydantic import SecretStr
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
+from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.api import add_api_routes
 from periscope_ingest.web.context import (
@@ -41,7 +43,9 @@ from periscope_ingest.web.context import (
     PHASE_CHANGED,
     PROXIES,
     REGISTRY,
+    REPLAY_CACHE,
     RESTREAMER,
+    UPLOADER,
     VIEWERS,
     WEBHOOKS,
 )
@@ -137,6 +141,8 @@ class AppParts:
     accounts: AccountStore | None = None  # None: open publishing, no accounts
     admin_token: SecretStr | None = None
     restreamer: Restreamer | None = None
+    replay_cache: ReplayCache | None = None  # storage.url s3:// only
+    uploader: Uploader | None = None  # storage.url s3:// only
 
 
 def build_app(parts: AppParts) -> web.Application:
@@ -156,6 +162,8 @@ def build_app(parts: AppParts) -> web.Application:
     app[METRICS] = parts.metrics
     app[VIEWERS] = parts.viewers
     app[RESTREAMER] = parts.restreamer
+    app[REPLAY_CACHE] = parts.replay_cache
+    app[UPLOADER] = parts.uploader
     # What live viewers are answered, decided once for these routes and the fast path.
     app[LIVE_ANSWERS] = LiveAnswers(parts.registry, parts.viewers, parts.lifecycle)
     add_api_routes(app)

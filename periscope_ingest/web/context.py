@@ -11,11 +11,13 @@ from pydantic import SecretStr
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.restream import Restreamer
+from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web.downloads import Downloads
 from periscope_ingest.web.forwarded import TrustedProxies
@@ -36,6 +38,10 @@ VIEWERS = web.AppKey("viewers", ViewerCounter)
 RESTREAMER = web.AppKey("restreamer", Restreamer | None)
 DOWNLOADS = web.AppKey("downloads", Downloads)
 PROXIES = web.AppKey("proxies", TrustedProxies)
+# storage.url s3://: finished broadcasts' files fetched on demand, and files made here uploaded.
+# None with file:// (the data directory is all there is).
+REPLAY_CACHE = web.AppKey("replay_cache", ReplayCache | None)
+UPLOADER = web.AppKey("uploader", Uploader | None)
 LIVE_ANSWERS = web.AppKey["LiveAnswers"]("live_answers")
 PHASE_CHANGED = web.AppKey("phase_changed", asyncio.Event)  # wakes the service's phase watcher
 

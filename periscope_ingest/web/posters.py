@@ -38,15 +38,25 @@ from pathlib import Path
 from aiohttp import web
 
 from periscope_ingest.live.edge import LiveEdge
+from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.playlist_reader import PlaylistReadError, read_media_playlist
 from periscope_ingest.media.poster import PosterError, make_poster
 from periscope_ingest.storage.atomic import write_atomic
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segment_for
+from periscope_ingest.storage.objects import StoreUnavailable
 from periscope_ingest.storage.recordings import recording_segments
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.web.api import find_broadcast
-from periscope_ingest.web.context import CATALOG, DOWNLOADS, LAYOUT, REGISTRY
+from periscope_ingest.web.context import (
+    CATALOG,
+    DOWNLOADS,
+    LAYOUT,
+    REGISTRY,
+    REPLAY_CACHE,
+    UPLOADER,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +92,18 @@ class _KeyLock:
 class Posters:
     """The posters of one app: caches, locks, the decode limit, and a count of decodes."""
 
-    def __init__(self, pool: Executor, decodes_at_once: int = DECODES_AT_ONCE) -> None:
+    def __init__(
+        self,
+        pool: Executor,
+        decodes_at_once: int = DECODES_AT_ONCE,
+        cache: ReplayCache | None = None,
+        uploader: Uploader | None = None,
+    ) -> None:
         self._pool = pool
+        # storage.url s3://: a finished broadcast's poster (or the segment it is made from) is
+        # fetched from the object store when missing here, and a poster made here is uploaded.
+        self._cache = cache
+        self._uploader = uploader
         self._decoding = asyncio.Semaphore(decodes_at_once)
         # By broadcast id; an entry lives only while requests use it, so the dict stays small.
         self._locks: dict[str, _KeyLock] = {}
@@ -157,6 +177,8 @@ class Posters:
         path = layout.poster_path(record.channel, record.id)
         if path.is_file():
             return path
+        if self._cache is not None and await self._fetch(record, path):
+            return path
         if record.id in self._without or (record.video_codec is None and record.audio_codec):
             return None  # audio only
         async with self._exclusive(record.id):
@@ -164,10 +186,13 @@ class Posters:
                 return path
             if record.id in self._without:
                 return None
+            if self._cache is not None:
+                await self._fetch(record, layout.recording_playlist(record.channel, record.id))
             segments = await asyncio.to_thread(recording_segments, layout, record)
             if not segments:
                 return None
             segment = segments[len(segments) // 3]
+            await self._fetch(record, segment)
             try:
                 data = await self._make(segment, record.channel, record.id)
             except PosterError as exc:
@@ -183,7 +208,28 @@ class Posters:
                 log_event(log, logging.WARNING, "poster_not_saved", broadcast=record.id,
                           reason=repr(exc))  # fmt: skip
                 return None
+            if self._uploader is not None:
+                self._uploader.file_complete(path)
             return path
+
+    async def _fetch(self, record: BroadcastRecord, path: Path) -> bool:
+        """storage.url s3://: ``path`` (the poster, or a segment and the init segments) from the
+        object store if it is not here; False if neither has it."""
+        cache = self._cache
+        if cache is None:
+            return path.is_file()
+
+        def fetch() -> bool:
+            if path.suffix == ".m4s":
+                cache.fetch_inits(record.channel, record.id)
+            return cache.fetch(path)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fetch)
+        except StoreUnavailable as exc:  # no poster this time; the next request tries again
+            log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id,
+                      reason=str(exc))  # fmt: skip
+            return False
 
 
 def _poster_of(segment: Path) -> bytes:
@@ -279,6 +325,6 @@ POSTERS = web.AppKey("posters", Posters)
 
 def add_poster_routes(app: web.Application) -> None:
     """Register before the replay routes: /replays/{id}/{segment} would take poster.jpg."""
-    app[POSTERS] = Posters(app[DOWNLOADS].clips)
+    app[POSTERS] = Posters(app[DOWNLOADS].clips, cache=app[REPLAY_CACHE], uploader=app[UPLOADER])
     app.router.add_get("/live/{channel}/poster.jpg", live_poster)
     app.router.add_get("/replays/{id}/poster.jpg", replay_poster)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, stream_mp4
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segments, is_channel_name
+from periscope_ingest.storage.objects import StoreUnavailable
 from periscope_ingest.storage.recordings import download_name, recording_segments
+from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
 from periscope_ingest.web.context import (
@@ -22,12 +27,15 @@ from periscope_ingest.web.context import (
     LAYOUT,
     LIVE_PLAYLIST_CACHE,
     PLAYLIST_TYPE,
+    REPLAY_CACHE,
     SEGMENT_CACHE,
     SEGMENT_TYPE,
 )
 from periscope_ingest.web.downloads import Sending
 from periscope_ingest.web.streaming import stream_from_thread
 from periscope_ingest.web.write_timeout import within_write_timeout
+
+log = logging.getLogger(__name__)
 
 MP4_TYPE = "video/mp4"
 # A finished recording's playlist never changes, but the broadcast may be deleted.
@@ -44,6 +52,27 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
     )
 
 
+async def from_store(
+    request: web.Request, record: BroadcastRecord, fetch: Callable[[ReplayCache], object]
+) -> None:
+    """storage.url s3://: bring what a finished broadcast's answer reads from the object store
+    into the data directory when it is not there (recorded by another node, or the disk was
+    wiped), on a download thread; the answer is then made from the files as always."""
+    cache = request.app[REPLAY_CACHE]
+    if cache is None or record.status == "live":
+        return
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            request.app[DOWNLOADS].streams, fetch, cache
+        )
+    except StoreUnavailable as exc:
+        log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id, reason=str(exc))
+        raise web.HTTPServiceUnavailable(
+            text="the recording is in the object store, which does not answer; try again\n",
+            headers={"Retry-After": "10"},
+        ) from None
+
+
 def _attachment(name: str) -> str:
     return f'attachment; filename="{name}"'
 
@@ -51,6 +80,7 @@ def _attachment(name: str) -> str:
 async def replay_playlist(request: web.Request) -> web.StreamResponse:
     record = await find_broadcast(request)
     path = request.app[LAYOUT].recording_playlist(record.channel, record.id)
+    await from_store(request, record, lambda cache: cache.fetch(path))
     cache = LIVE_PLAYLIST_CACHE if record.status == "live" else VOD_PLAYLIST_CACHE
     return _file(path, PLAYLIST_TYPE, cache)
 
@@ -63,6 +93,7 @@ async def replay_segment(request: web.Request) -> web.StreamResponse:
         )
     except InvalidName:
         raise web.HTTPNotFound(text="not found\n") from None
+    await from_store(request, record, lambda cache: cache.fetch(path))
     # fMP4 broadcasts have .m4s segments and an init-*.mp4; TS ones .ts.
     return _file(path, SEGMENT_TYPE if path.suffix == ".ts" else MP4_TYPE, SEGMENT_CACHE)
 
@@ -111,6 +142,7 @@ async def _whole_mp4(
 ) -> web.StreamResponse:
     layout = request.app[LAYOUT]
     ready = layout.recording_mp4(record.channel, record.id)
+    await from_store(request, record, lambda cache: cache.fetch_mp4(record.channel, record.id))
     if record.status != "live" and ready.is_file():
         # The finished file: sendfile, Range (206), HEAD and Content-Length by aiohttp.
         return await _SentFile.send(
@@ -165,6 +197,9 @@ async def _clip(
     """A clip exact to a frame needs an edit list, which only a complete (non-fragmented) MP4
     carries reliably: it is made into a file (kept for the next request of the same clip of a
     finished broadcast, see web/downloads.py), then sent with Range."""
+    await from_store(
+        request, record, lambda cache: cache.fetch_recording(record.channel, record.id)
+    )
     try:
         path, temporary = await request.app[DOWNLOADS].clip_file(record, start, end)
     except ExportError as exc:
@@ -232,8 +267,15 @@ def _archive_name(record: BroadcastRecord) -> str:
     return f"{record.id}-{download_name(record)}"
 
 
-def _write_archive(layout: DataLayout, channel: str, records: list[BroadcastRecord], write) -> None:
-    """Blocking: the zip, entry by entry, straight into ``write`` (no temporary file)."""
+def _write_archive(
+    layout: DataLayout,
+    channel: str,
+    records: list[BroadcastRecord],
+    write,
+    cache: ReplayCache | None = None,
+) -> None:
+    """Blocking: the zip, entry by entry, straight into ``write`` (no temporary file); with
+    ``cache`` (storage.url s3://) each broadcast's files are fetched first if missing."""
 
     class Sink:
         def write(self, data: bytes) -> int:
@@ -248,6 +290,8 @@ def _write_archive(layout: DataLayout, channel: str, records: list[BroadcastReco
         archive.writestr(f"{channel}/broadcasts.json", json.dumps(metadata, indent=1) + "\n")
         for record in records:
             name = f"{channel}/{_archive_name(record)}"
+            if cache is not None:
+                cache.fetch_mp4(record.channel, record.id)
             ready = layout.recording_mp4(record.channel, record.id)
             if ready.is_file():
                 archive.write(ready, name)
@@ -300,10 +344,10 @@ async def _send_archive(
     await response.prepare(request)
     downloads = request.app[DOWNLOADS]
     if request.method != "HEAD":
-        layout = request.app[LAYOUT]
+        layout, cache = request.app[LAYOUT], request.app[REPLAY_CACHE]
         await stream_from_thread(
             response,
-            lambda write: _write_archive(layout, channel, records, write),
+            lambda write: _write_archive(layout, channel, records, write, cache),
             downloads.streams,
             request,
             downloads.write_timeout,

@@ -1,0 +1,241 @@
+"""Where finished files are kept beyond this node: the data directory (file://, the default) or
+an S3-compatible object store (s3://BUCKET/PREFIX).
+
+Object keys are the files' paths relative to the data directory, as storage/layout.py names them
+(``DataLayout.key_for`` / ``path_for``): ``channels/<channel>/<broadcast>/<file>``. The calls
+block (they are made from worker threads, never the event loop) and every network call has a
+timeout.
+
+The S3 client is obstore (the Rust ``object_store`` crate's Python bindings): ranged GETs,
+streamed downloads and multipart uploads from a file, without a Python HTTP stack to maintain.
+It reads the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION`` from
+the environment; they are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from abc import ABC, abstractmethod
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import S3Store as ObstoreS3
+
+# Files larger than this go up in parts of this size (multipart): memory per upload is one part.
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+
+
+class StorageUrlError(ValueError):
+    """storage.url cannot be used; the message says what is expected."""
+
+
+class ObjectMissing(LookupError):
+    """The store has no object under that key."""
+
+
+class StoreUnavailable(OSError):
+    """The store did not answer, or refused: the message says which call and why."""
+
+
+def _unavailable(call: str, key: str, exc: BaseException) -> StoreUnavailable:
+    # obstore's messages name the URL and the cause, never the credentials; first line only.
+    reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return StoreUnavailable(f"object store {call} {key!r}: {reason}")
+
+
+class ObjectStore(ABC):
+    """Put a file, get (part of) one, its size, list a prefix, delete."""
+
+    #: False for the data directory itself: nothing needs to go anywhere.
+    remote: bool = True
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key`` (read from disk now, in parts)."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object; ObjectMissing if there is none."""
+
+    @abstractmethod
+    def download(self, key: str, path: Path) -> int:
+        """Write the object to ``path`` whole or not at all (a hidden temporary file renamed);
+        its size. ObjectMissing if there is none."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size, or None if there is none."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> dict[str, int]:
+        """key -> size of every object under ``prefix``."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object (no error if there is none)."""
+
+
+def _temporary_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.fetch")
+
+
+class LocalStore(ObjectStore):
+    """The data directory is the store (file://): the files already are where the keys say."""
+
+    remote = False
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        return self._root / key
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        if target.resolve() != path.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(start)
+                return f.read(max(0, end - start))
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
+
+    def download(self, key: str, path: Path) -> int:
+        source = self._path(key)
+        if not source.is_file():
+            raise ObjectMissing(key)
+        if source.resolve() != path.resolve():
+            shutil.copyfile(source, path)
+        return path.stat().st_size
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> dict[str, int]:
+        directory = self._path(prefix)
+        if not directory.is_dir():
+            return {}
+        return {
+            f"{prefix.rstrip('/')}/{p.name}": p.stat().st_size
+            for p in directory.iterdir()
+            if p.is_file() and not p.name.startswith(".")
+        }
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store(ObjectStore):
+    """Any S3-compatible store (AWS, MinIO, Garage, Ceph, moto...)."""
+
+    def __init__(
+        self, bucket: str, prefix: str, endpoint: str | None, timeout_s: float, region: str | None
+    ) -> None:
+        self.bucket = bucket
+        config: dict = {}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if region:
+            config["region"] = region
+        self._store = ObstoreS3(
+            bucket,
+            prefix=prefix or None,
+            config=config,
+            client_options={
+                "timeout": timedelta(seconds=timeout_s),
+                "connect_timeout": timedelta(seconds=min(timeout_s, 5.0)),
+                # A local store (MinIO on the same host, a test) may be plain HTTP.
+                "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            },
+            # Retries are ours (live/uploader.py, with backoff and metrics): one try per call.
+            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=timeout_s)},
+        )
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as f:
+            try:
+                obstore.put(self._store, key, f, chunk_size=UPLOAD_PART_BYTES, max_concurrency=2)
+            except BaseError as exc:
+                raise _unavailable("PUT", key, exc) from None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            return bytes(obstore.get_range(self._store, key, start=start, end=end))
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectMissing(key) from None
+        except BaseError as exc:
+            raise _unavailable("GET", key, exc) from None
+
+    def download(self, key: str, path: Path) -> int:
+        temporary = _temporary_beside(path)
+        try:
+            result = obstore.get(self._store, key)
+            size = 0
+            with open(temporary, "wb") as f:
+                for chunk in result.stream(min_chunk_size=UPLOAD_PART_BYTES):
+                    f.write(chunk)
+                    size += len(chunk)
+            os.replace(temporary, path)
+            return size
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectMissing(key) from None
+        except BaseError as exc:
+            raise _unavailable("GET", key, exc) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return obstore.head(self._store, key)["size"]
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except BaseError as exc:
+            raise _unavailable("HEAD", key, exc) from None
+
+    def list(self, prefix: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        try:
+            for batch in obstore.list(self._store, prefix):
+                for meta in batch:
+                    found[meta["path"]] = meta["size"]
+        except BaseError as exc:
+            raise _unavailable("LIST", prefix, exc) from None
+        return found
+
+    def delete(self, key: str) -> None:
+        try:
+            obstore.delete(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            pass
+        except BaseError as exc:
+            raise _unavailable("DELETE", key, exc) from None
+
+
+def open_store(url: str, root: Path, endpoint: str | None, timeout_s: float) -> ObjectStore:
+    """The store storage.url names: ``file://`` (the data directory) or ``s3://BUCKET/PREFIX``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file" and not parts.netloc and parts.path in ("", "/"):
+        return LocalStore(root)
+    if parts.scheme == "s3" and parts.netloc:
+        return S3Store(
+            parts.netloc,
+            parts.path.strip("/"),
+            endpoint,
+            timeout_s,
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+    raise StorageUrlError(
+        f"storage.url {url!r}: expected file:// (the data directory) or s3://BUCKET/PREFIX"
+    )

@@ -1,0 +1,179 @@
+"""Finished broadcasts' files fetched from the object store into the data directory on demand.
+
+A node serves a replay, poster or MP4 from its data directory as it always has; when a finished
+broadcast's file is not there (another node recorded it, or the local disk was wiped) it is first
+fetched from the store (storage/objects.py) to its usual path, whole or not at all (a hidden
+temporary file renamed), and then served exactly like a local file. Blocking: called from worker
+threads.
+
+What was fetched is listed in a hidden ``.fetched`` file per broadcast directory (one name a
+line), so that only fetched files are ever evicted, never a recording made here. Past
+``storage.cache_max_gb`` the least recently used broadcasts' fetched files are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from periscope_ingest.logs import log_event
+from periscope_ingest.media.playlist_reader import PlaylistReadError, read_media_playlist
+from periscope_ingest.storage.layout import (
+    INIT_NAME_PATTERN,
+    DataLayout,
+    InvalidName,
+)
+from periscope_ingest.storage.objects import ObjectMissing, ObjectStore
+
+log = logging.getLogger(__name__)
+
+FETCHED_LIST = ".fetched"
+
+
+class _Fetched:
+    """The fetched files of one broadcast directory."""
+
+    __slots__ = ("bytes", "names", "used")
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.bytes = 0
+        self.used = time.monotonic()
+
+
+class ReplayCache:
+    def __init__(
+        self,
+        store: ObjectStore,
+        layout: DataLayout,
+        max_bytes: int,
+        on_fetched: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._layout = layout
+        self._max_bytes = max_bytes
+        self._on_fetched = on_fetched  # a metric
+        self._lock = threading.Lock()
+        self._fetched: dict[Path, _Fetched] = {}
+        self._total = 0
+        self._load()
+
+    def _load(self) -> None:
+        """What earlier runs fetched (their lists), oldest use first by the lists' times."""
+        lists = sorted(
+            self._layout.channels_dir.glob(f"*/*/{FETCHED_LIST}"), key=lambda p: p.stat().st_mtime
+        )
+        for listing in lists:
+            entry = _Fetched()
+            for name in listing.read_text().split():
+                path = listing.parent / name
+                if path.is_file():
+                    entry.names.add(name)
+                    entry.bytes += path.stat().st_size
+            self._fetched[listing.parent] = entry
+            self._total += entry.bytes
+
+    # -- fetching -------------------------------------------------------------------------------
+
+    def fetch(self, path: Path) -> bool:
+        """Make a finished broadcast's file present at ``path``; False if neither the disk nor
+        the store has it."""
+        directory = path.parent
+        if path.is_file():
+            with self._lock:
+                if (entry := self._fetched.get(directory)) is not None:
+                    entry.used = time.monotonic()
+            return True
+        try:
+            key = self._layout.key_for(path)
+        except InvalidName:
+            return False
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            size = self._store.download(key, path)
+        except ObjectMissing:
+            return False
+        if self._on_fetched is not None:
+            self._on_fetched()
+        log_event(log, logging.DEBUG, "fetched_from_store", key=key, size=size)
+        with self._lock:
+            entry = self._fetched.get(directory)
+            if entry is None:
+                entry = self._fetched[directory] = _Fetched()
+            entry.used = time.monotonic()
+            if path.name not in entry.names:
+                entry.names.add(path.name)
+                entry.bytes += size
+                self._total += size
+                with open(directory / FETCHED_LIST, "a") as listing:
+                    listing.write(path.name + "\n")
+            self._evict(keep=directory)
+        return True
+
+    def fetch_recording(self, channel: str, broadcast_id: str) -> None:
+        """Everything an MP4 export or clip of a finished broadcast reads: its recording
+        playlist, every segment it lists and their init segments."""
+        layout = self._layout
+        playlist = layout.recording_playlist(channel, broadcast_id)
+        if not self.fetch(playlist):
+            return
+        try:
+            names = [s.uri for s in read_media_playlist(playlist.read_text()).segments]
+            missing = [
+                path
+                for path in layout.segment_paths(channel, broadcast_id, names)
+                if not path.is_file()
+            ]
+        except (OSError, PlaylistReadError, InvalidName):
+            return
+        if missing:  # a recording made here has them all: no request to the store
+            self.fetch_inits(channel, broadcast_id)
+        for path in missing:
+            self.fetch(path)
+
+    def fetch_inits(self, channel: str, broadcast_id: str) -> None:
+        """The fMP4 init segments of a broadcast (small; which segment needs which is decided
+        by listing the directory, see DataLayout.init_segments)."""
+        layout = self._layout
+        for key in self._store.list(layout.broadcast_prefix(channel, broadcast_id)):
+            name = key.rsplit("/", 1)[1]
+            if INIT_NAME_PATTERN.fullmatch(name):
+                self.fetch(layout.find_segment(channel, broadcast_id, name))
+
+    def fetch_mp4(self, channel: str, broadcast_id: str) -> None:
+        """The finished MP4 if the store has one, else what making it on the fly needs."""
+        mp4 = self._layout.recording_mp4(channel, broadcast_id)
+        if not self.fetch(mp4):
+            self.fetch_recording(channel, broadcast_id)
+
+    def forget(self, channel: str, broadcast_id: str) -> None:
+        """The broadcast is being deleted: its objects leave the store (and the cache's books;
+        the caller removes the directory)."""
+        for key in self._store.list(self._layout.broadcast_prefix(channel, broadcast_id)):
+            self._store.delete(key)
+        with self._lock:
+            entry = self._fetched.pop(self._layout.broadcast_dir(channel, broadcast_id), None)
+            if entry is not None:
+                self._total -= entry.bytes
+
+    # -- the bound ------------------------------------------------------------------------------
+
+    def _evict(self, keep: Path) -> None:
+        """Remove least recently used broadcasts' fetched files until under the bound (lock
+        held); never those of ``keep``, the broadcast being served."""
+        if self._total <= self._max_bytes:
+            return
+        for directory, entry in sorted(self._fetched.items(), key=lambda item: item[1].used):
+            if self._total <= self._max_bytes:
+                break
+            if directory == keep:
+                continue
+            for name in entry.names:
+                (directory / name).unlink(missing_ok=True)
+            (directory / FETCHED_LIST).unlink(missing_ok=True)
+            self._total -= entry.bytes
+            del self._fetched[directory]
+            log_event(log, logging.INFO, "fetched_evicted", directory=directory, size=entry.bytes)

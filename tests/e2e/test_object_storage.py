@@ -1,0 +1,255 @@
+"""Object storage (storage.url s3://) against a real S3 endpoint (moto's server): every finished
+file reaches the bucket with the bytes on disk, a node with an empty data directory serves the
+replay and its MP4 from the bucket, and a store that stops answering never holds up ingest.
+
+A second node gets the broadcast's catalog row by a copy of the first node's catalog file (the
+catalog is per node here; a shared PostgreSQL catalog is another piece of issue #15).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, require
+from tests.e2e.hls_check import parse_media_playlist
+from tests.e2e.moto_s3 import MotoS3, require_moto
+from tests.e2e.pushers import ffmpeg_command
+from tests.e2e.server import ServerProcess
+from tests.e2e.test_live_push import playlist
+from tests.e2e.test_recordings import probe_mp4
+
+pytestmark = pytest.mark.e2e
+
+BUCKET = "recordings"
+PREFIX = "node-files"
+ADMIN_TOKEN = "object-storage-admin-token"
+SERVER_ENV = {
+    "PERISCOPE_ADMIN_TOKEN": ADMIN_TOKEN,
+    "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",  # init segments must be stored too
+    # A paused store must fail fast here, so that its retries are seen within the test.
+    "PERISCOPE_STORAGE__REQUEST_TIMEOUT": "1",
+    "PERISCOPE_STORAGE__UPLOAD_RETRY_MAX": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def moto():
+    require_moto()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "moto-test_object_storage.log"
+    log_path.unlink(missing_ok=True)
+    store = MotoS3(log_path)
+    store.start()
+    store.create_bucket(BUCKET)
+    yield store
+    store.stop()
+
+
+def start_server(moto: MotoS3, data_dir: Path, name: str) -> ServerProcess:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"server-test_object_storage-{name}.log"
+    log_path.unlink(missing_ok=True)
+    server = ServerProcess(data_dir, log_path, **SERVER_ENV, **moto.env(BUCKET, PREFIX))
+    server.start()
+    return server
+
+
+def the_broadcast(server: ServerProcess, channel: str) -> dict:
+    broadcasts = server.get_json(f"/api/broadcasts?channel={channel}")["broadcasts"]
+    assert len(broadcasts) == 1, broadcasts
+    return broadcasts[0]
+
+
+def recorded_files(directory: Path) -> dict[str, bytes]:
+    """What must be in the store: the segments the recording lists, the init segments, the
+    recording playlist, the record and the MP4 (not the live-only LL-HLS parts, no temp files)."""
+    listed = [
+        s.uri for s in parse_media_playlist((directory / "recording.m3u8").read_text()).segments
+    ]
+    names = {*listed, "recording.m3u8", "broadcast.json"}
+    names |= {p.name for p in directory.glob("init-*.mp4")}
+    names |= {p.name for p in directory.glob("recording.mp4")}
+    names |= {p.name for p in directory.glob("poster.jpg")}
+    return {name: (directory / name).read_bytes() for name in names}
+
+
+def wait_uploaded(moto: MotoS3, server: ServerProcess, directory: Path, timeout: float = 30):
+    """Until the bucket holds every recorded file of ``directory`` with the same bytes."""
+    channel, broadcast_id = directory.parent.name, directory.name
+    prefix = f"{PREFIX}/channels/{channel}/{broadcast_id}/"
+
+    def same() -> dict[str, bytes] | None:
+        local = recorded_files(directory)
+        stored = moto.objects(BUCKET, prefix)
+        return local if all(stored.get(name) == data for name, data in local.items()) else None
+
+    return server.wait_for(same, timeout, interval=0.5, what="every file in the bucket")
+
+
+def test_recording_goes_to_the_bucket_and_another_node_serves_it(
+    moto: MotoS3, tmp_path: Path
+) -> None:
+    require("ffmpeg")
+    first = start_server(moto, tmp_path / "node-a", "a")
+    try:
+        subprocess.run(ffmpeg_command(first.rtmp_url("stored"), 6), check=True, timeout=60)
+        record = first.wait_for(
+            lambda: (b := the_broadcast(first, "stored"))["mp4_ready"] and b,
+            30,
+            interval=0.2,
+            what="the broadcast ended with its MP4",
+        )
+        broadcast_id = record["id"]
+        status, _, poster = first.get(f"/replays/{broadcast_id}/poster.jpg")
+        assert status == 200 and poster.startswith(b"\xff\xd8")
+        directory = tmp_path / "node-a" / "channels" / "stored" / broadcast_id
+        # (a) every finished file is in the bucket with the bytes on disk, the VOD playlist too.
+        files = wait_uploaded(moto, first, directory)
+        assert "#EXT-X-ENDLIST" in files["recording.m3u8"].decode()
+        segments = [n for n in files if re.fullmatch(r"\d{6}\.m4s", n)]
+        assert len(segments) >= 2 and any(n.startswith("init-") for n in files)
+        assert {"recording.mp4", "poster.jpg", "broadcast.json"} <= files.keys()
+        answers = {
+            path: first.get(path)
+            for path in [
+                f"/replays/{broadcast_id}/index.m3u8",
+                f"/replays/{broadcast_id}.mp4",
+                *(f"/replays/{broadcast_id}/{name}" for name in files if name.endswith("4s")),
+                *(f"/replays/{broadcast_id}/{n}" for n in files if n.startswith("init-")),
+            ]
+        }
+        assert all(status == 200 for status, _, _ in answers.values())
+    finally:
+        first.stop()
+
+    # (b) a second node with an empty data directory (the catalog file copied: see the module
+    # docstring) answers the same bytes, fetched from the bucket.
+    second_dir = tmp_path / "node-b"
+    second_dir.mkdir()
+    shutil.copy(tmp_path / "node-a" / "catalog.sqlite3", second_dir / "catalog.sqlite3")
+    second = start_server(moto, second_dir, "b")
+    try:
+        assert not (second_dir / "channels" / "stored").exists()
+        # A store that does not answer: a clear 503 (within storage.request_timeout), no 500.
+        moto.pause()
+        try:
+            status, headers, _ = second.get(f"/replays/{broadcast_id}/index.m3u8")
+            assert status == 503 and headers.get("Retry-After") == "10"
+        finally:
+            moto.resume()
+        for path, (_, _, body) in answers.items():
+            status, _, got = second.get(path)
+            assert status == 200, (path, status, got[:200])
+            assert got == body, path
+        status, _, got = second.get(f"/replays/{broadcast_id}/poster.jpg")
+        assert status == 200 and got == poster
+        fetched = second_dir / "channels" / "stored" / broadcast_id
+        assert (fetched / "recording.mp4").read_bytes() == files["recording.mp4"]
+        metrics = second.get("/metrics")[2].decode()
+        assert re.search(r"^periscope_store_fetched_files_total [1-9]", metrics, re.M), metrics
+        # The local disk wiped: a clip is made from the segments, fetched from the bucket
+        # again; the archive holds the same MP4.
+        shutil.rmtree(fetched)
+        status, _, clip = second.get(f"/replays/{broadcast_id}.mp4?start=1&end=3")
+        assert status == 200
+        assert 1.5 <= probe_mp4(clip)["duration"] <= 2.5
+        status, _, archive = second.get("/api/channels/stored/archive.zip")
+        assert status == 200
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            mp4s = [n for n in opened.namelist() if n.endswith(".mp4")]
+            assert len(mp4s) == 1 and opened.read(mp4s[0]) == files["recording.mp4"]
+        # Deleting the broadcast deletes its objects too: nothing in the bucket outlives it.
+        request = urllib.request.Request(
+            f"{second.http}/api/broadcasts/{broadcast_id}",
+            method="DELETE",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 204
+        prefix = f"{PREFIX}/channels/stored/{broadcast_id}/"
+        assert moto.objects(BUCKET, prefix) == {}
+        assert not fetched.exists()
+    finally:
+        second.stop()
+
+
+def test_a_store_that_stops_answering_never_holds_up_ingest(moto: MotoS3, tmp_path: Path) -> None:
+    require("ffmpeg")
+    server = start_server(moto, tmp_path / "data", "outage")
+    push = subprocess.Popen(ffmpeg_command(server.rtmp_url("outage"), 16))
+    try:
+        server.wait_for(
+            lambda: (p := playlist(server, "outage")) and len(p.segments) >= 2,
+            20,
+            what="two live segments",
+        )
+        moto.pause()
+        try:
+            before = playlist(server, "outage")
+            newest_before = before.media_sequence + len(before.segments)
+            time.sleep(5)
+            after = playlist(server, "outage")
+            # Ingest went on while every upload timed out: ~2 more segments were listed.
+            assert after.media_sequence + len(after.segments) >= newest_before + 2
+            metrics = server.get("/metrics")[2].decode()
+            queued = re.search(r"^periscope_upload_queued_files (\S+)", metrics, re.M)
+            assert queued is not None and float(queued.group(1)) >= 1, metrics
+        finally:
+            moto.resume()
+        assert push.wait(40) == 0
+        broadcast_id = server.wait_for(
+            lambda: (b := the_broadcast(server, "outage"))["status"] == "ended" and b["id"],
+            20,
+            what="the broadcast ended",
+        )
+        directory = tmp_path / "data" / "channels" / "outage" / broadcast_id
+        # Once the store answers again, the retries bring every segment in.
+        files = wait_uploaded(moto, server, directory, timeout=40)
+        assert len([n for n in files if n.endswith(".m4s")]) >= 6
+        metrics = server.get("/metrics")[2].decode()
+        errors = re.search(r"^periscope_upload_errors_total (\S+)", metrics, re.M)
+        assert errors is not None and float(errors.group(1)) >= 1, metrics
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait(10)
+        server.stop()
+
+
+def test_a_broadcast_recovered_after_a_crash_reaches_the_store_finished(
+    moto: MotoS3, tmp_path: Path
+) -> None:
+    require("ffmpeg")
+    server = start_server(moto, tmp_path / "data", "crash")
+    push = subprocess.Popen(ffmpeg_command(server.rtmp_url("crashed"), 30))
+    try:
+        server.wait_for(
+            lambda: (p := playlist(server, "crashed")) and len(p.segments) >= 2,
+            20,
+            what="two live segments",
+        )
+        server.stop(signal.SIGKILL)
+    finally:
+        push.kill()
+        push.wait(10)
+    server.start()
+    try:
+        record = the_broadcast(server, "crashed")
+        assert record["status"] == "interrupted"
+        directory = tmp_path / "data" / "channels" / "crashed" / record["id"]
+        # Recovery rewrote the playlist (now VOD) and the record: the store has those too.
+        files = wait_uploaded(moto, server, directory)
+        assert "#EXT-X-ENDLIST" in files["recording.m3u8"].decode()
+        assert b'"interrupted"' in files["broadcast.json"]
+    finally:
+        server.stop()
