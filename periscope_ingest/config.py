@@ -40,18 +40,20 @@ from periscope_ingest.config_file import (
 # config_sections; the few that still import it from here get the same class.
 from periscope_ingest.config_sections import (
     AuthSettings,
-    CatalogSettings,
-    ClusterSettings,
     DownloadSettings,
     HlsSettings,
     RecordingSettings,
     RestreamSettings,
     RtmpSettings,
     Section,
-    StorageSettings,
     SunsetSettings,
     TlsSettings,
     WebhookSettings,
+)
+from periscope_ingest.config_services import (
+    CatalogSettings,
+    ClusterSettings,
+    StorageSettings,
     url_without_password,
 )
 

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from periscope_ingest.config import Settings
+from periscope_ingest.first_start import first_channel
 from periscope_ingest.live.cluster import ClusterLink
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.publish_auth import PublishCallback
@@ -28,7 +28,6 @@ from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
-from periscope_ingest.storage.atomic import write_private
 from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.objects import open_store
@@ -358,48 +357,8 @@ class Service:
         self.viewers.forget(record.channel)
 
     def _first_channel(self) -> str | None:
-        """A first start with accounts and none yet: make one, so that publishing works at once.
-
-        Its secrets go to the terminal once (like `accounts create`), never to the log.
-        """
         assert self.accounts is not None
-        if self.accounts.count() > 0 or self.lifecycle.registration_refusal() is not None:
-            return None
-        credentials = self.accounts.create(self.settings.first_channel)
-        host = "HOST" if self.settings.host in ("0.0.0.0", "::") else self.settings.host
-        banner = "\n".join(
-            [
-                "",
-                "First start: created the channel "
-                f"{credentials.handle!r}. These secrets are shown only now:",
-                f"  RTMP server (OBS 'Server'):   rtmp://{host}:{self.settings.rtmp_port}"
-                f"/{self.settings.rtmp.app}",
-                f"  Stream key:                   {credentials.stream_key}",
-                f"  API token:                    {credentials.token}",
-                f"  Watch:                        http://{host}:{self.settings.http_port}"
-                + urls.live_playlist(credentials.handle),
-                "More channels: periscope-ingest accounts create HANDLE",
-                "",
-            ]
-        )
-        if sys.stdout.isatty():
-            print(banner, flush=True)
-        else:
-            # Not a terminal: stdout is a log (systemd's journal, docker logs, a file), which
-            # keeps what it gets and shows it to whoever reads logs. The secrets go to a file
-            # only the server's user can read, and the log says where.
-            path = self.layout.first_start_secrets_path
-            write_private(path, (banner.strip() + "\n").encode())
-            log_event(
-                log,
-                logging.WARNING,
-                "first_channel_created",
-                channel=credentials.handle,
-                secrets_file=str(path),
-                note="the stream key and API token are in this file (mode 0600); delete it once"
-                " read",
-            )
-        return credentials.handle
+        return first_channel(self.settings, self.accounts, self.lifecycle, self.layout)
 
     async def _watch_phase(self) -> None:
         """End live broadcasts the moment broadcasts close (by date or by the admin API)."""

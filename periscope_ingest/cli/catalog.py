@@ -12,7 +12,7 @@ from periscope_ingest.cli.errors import CliError
 
 if TYPE_CHECKING:
     from periscope_ingest.config import Settings
-    from periscope_ingest.config_sections import CatalogSettings
+    from periscope_ingest.config_services import CatalogSettings
 
 
 def open_catalog(data_dir: Path, catalog: CatalogSettings | None = None):

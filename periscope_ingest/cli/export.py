@@ -17,7 +17,7 @@ from periscope_ingest.cli.catalog import open_catalog
 from periscope_ingest.cli.errors import CliError, UsageError
 
 if TYPE_CHECKING:
-    from periscope_ingest.config_sections import CatalogSettings
+    from periscope_ingest.config_services import CatalogSettings
 
 
 class _Progress:

@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from periscope_ingest import __version__
-from periscope_ingest.config_sections import ClusterSettings
+from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_keys import lease_key, node_key, viewers_key
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.edge_mirror import EdgeMirror

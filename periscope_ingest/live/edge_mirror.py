@@ -24,7 +24,7 @@ from dataclasses import replace
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from periscope_ingest.config_sections import ClusterSettings
+from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_keys import changed_channel, live_key, media_key
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.segment_commands import PlaylistUpdate

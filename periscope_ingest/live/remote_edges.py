@@ -22,7 +22,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from periscope_ingest.config_sections import ClusterSettings
+from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_keys import (
     CHANGED_PATTERN,
     LIVE_PATTERN,

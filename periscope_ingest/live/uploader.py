@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from periscope_ingest.config_sections import StorageSettings
+from periscope_ingest.config_services import StorageSettings
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.layout import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from periscope_ingest.config_sections import CatalogSettings
+from periscope_ingest.config_services import CatalogSettings
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from periscope_ingest.config_sections import StorageSettings
+from periscope_ingest.config_services import StorageSettings
 from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.layout import DataLayout

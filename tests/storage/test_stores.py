@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config_sections import CatalogSettings
+from periscope_ingest.config_services import CatalogSettings
 from periscope_ingest.storage.accounts import AccountError
 from periscope_ingest.storage.catalog import BroadcastRecord, InvalidCursor
 from periscope_ingest.storage.layout import DataLayout
