@@ -33,7 +33,7 @@ from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.objects import open_store
 from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.replay_cache import ReplayCache
-from periscope_ingest.storage.retention import delete_broadcast, select_expired
+from periscope_ingest.storage.retention import apply_retention
 from periscope_ingest.storage.stores import open_accounts, open_catalog, open_restream_store
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web import hlsjs, urls
@@ -58,8 +58,13 @@ class PortInUse(Exception):
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: int | None = None, workers: int = 1) -> None:
+        """``worker`` of ``workers``: one of the processes of `serve --workers` (cli/workers.py),
+        which share the ports (SO_REUSEPORT) and the data directory; the first of them also
+        does what is done once per data directory (first channel, pending exports, retention)."""
         self.settings = settings
+        self.primary = worker in (None, 0)
+        self.reuse_port = workers > 1
         self.layout = DataLayout(settings.data_dir)
         self.catalog: Any = None  # storage.stores.open_catalog: SQLite or PostgreSQL
         self.registry = PublisherRegistry(
@@ -121,7 +126,12 @@ class Service:
         self.catalog = catalog = await asyncio.to_thread(
             open_catalog, self.settings.catalog, self.layout
         )
-        recovered = await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        if self.settings.cluster.redis_url is not None:
+            # Before any publish is accepted: leases decide who may take a channel.
+            self.cluster = ClusterLink(self.settings.cluster, self.metrics)
+            await self.cluster.start()
+            self.cluster.broadcast_ids = self.registry.broadcast_ids
+        recovered = await self._recover(catalog)
         if self.uploader is not None:
             # Recovery rewrote their playlists and records, and the last run may have died
             # with files of them waiting: the store gets them all again.
@@ -132,7 +142,7 @@ class Service:
             self.accounts = await asyncio.to_thread(
                 open_accounts, self.settings.catalog, self.layout
             )
-            first = await asyncio.to_thread(self._first_channel)
+            first = await asyncio.to_thread(self._first_channel) if self.primary else None
             if first is not None:
                 self.webhooks.emit("account.created", {"handle": first})  # sent once started
         await self.webhooks.start()
@@ -145,7 +155,7 @@ class Service:
             on_file_complete=self._file_complete,
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
-        for record in await asyncio.to_thread(catalog.all):
+        for record in await asyncio.to_thread(catalog.all) if self.primary else recovered:
             if record.status in ("ended", "interrupted") and record.mp4_size is None:
                 self.exports.schedule(record)
         store = await asyncio.to_thread(open_restream_store, self.settings.catalog, self.layout)
@@ -164,10 +174,7 @@ class Service:
                 },
             )
 
-        if self.settings.cluster.redis_url is not None:
-            # Before any publish is accepted: leases decide who may take a channel.
-            self.cluster = ClusterLink(self.settings.cluster, self.metrics)
-            await self.cluster.start()
+        if self.cluster is not None:
             self.cluster.renewable = self.registry.sending_media
             self.cluster.viewer_counts = self._viewer_counts
             self.registry.cluster = self.cluster
@@ -185,7 +192,15 @@ class Service:
             publish_callback=self.publish_callback,
             on_file_complete=self._file_complete,
         )
-        self.rtmp = RtmpServer(self.settings, self.layout, self.registry, catalog, policy, tls=tls)
+        self.rtmp = RtmpServer(
+            self.settings,
+            self.layout,
+            self.registry,
+            catalog,
+            policy,
+            tls=tls,
+            reuse_port=self.reuse_port,
+        )
         try:
             await self.rtmp.start()
         except OSError as exc:
@@ -227,6 +242,7 @@ class Service:
             keepalive,
             self.settings.http_write_timeout,
             self.proxies,
+            reuse_port=self.reuse_port,
         )
         try:
             await site.start()
@@ -242,7 +258,8 @@ class Service:
         if self.settings.https_port is not None:
             await self._start_https(answers, tls)
         loop = asyncio.get_running_loop()
-        self._retention = loop.create_task(self._retention_loop())
+        if self.primary:
+            self._retention = loop.create_task(self._retention_loop())
         self._phase_watch = loop.create_task(self._watch_phase())
         if self.cluster is not None:
             # What `cluster status` shows of this node (listening addresses, as configured).
@@ -300,6 +317,7 @@ class Service:
             self.proxies,
             tls=tls,
             handshake_timeout=self.settings.tls.handshake_timeout,
+            reuse_port=self.reuse_port,
         )
         try:
             await site.start()
@@ -356,6 +374,18 @@ class Service:
         self.metrics.forget_channel(record.channel)
         self.viewers.forget(record.channel)
 
+    async def _recover(self, catalog) -> list[BroadcastRecord]:
+        """Finalise the broadcasts a crash left live. In a cluster one node at a time does it,
+        and leaves alone those another running node holds (processes of `serve --workers`
+        share this data directory)."""
+        if self.cluster is None:
+            return await asyncio.to_thread(recover_interrupted, self.layout, catalog)
+        async with self.cluster.recovering():
+            held = await self.cluster.broadcasts_elsewhere()
+            return await asyncio.to_thread(
+                recover_interrupted, self.layout, catalog, lambda record: record.id in held
+            )
+
     def _first_channel(self) -> str | None:
         assert self.accounts is not None
         return first_channel(self.settings, self.accounts, self.lifecycle, self.layout)
@@ -392,29 +422,14 @@ class Service:
     def apply_retention(self) -> int:
         """Blocking: delete what the retention settings say; returns how many were deleted."""
         assert self.catalog is not None
-        settings = self.settings.recording
-        expired = select_expired(
-            self.catalog.all(),
-            datetime.now(UTC),
-            settings.max_age_days,
-            round(settings.max_total_gb * 1e9),
+        return apply_retention(
+            self.layout, self.catalog, self.settings.recording, self.replay_cache
         )
-        for record in expired:
-            delete_broadcast(self.layout, self.catalog, record, self.replay_cache)
-            log_event(
-                log,
-                logging.INFO,
-                "broadcast_deleted",
-                channel=record.channel,
-                broadcast=record.id,
-                reason="retention",
-            )
-        return len(expired)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly."""
-    service = Service(settings)
+    service = Service(settings, worker, workers)
     await service.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     if args.command == "serve":
-        return server.serve(settings)
+        if args.workers > 1 and args.worker is None:
+            from periscope_ingest.cli.workers import serve_workers
+
+            return serve_workers(settings, args.workers, getattr(args, "config", None))
+        return server.serve(settings, args.worker, args.workers)
     if args.command == "status":
         return server.status(settings, args.url)
     if args.command == "health":

@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "-h", "--help", action=_SettingsHelp, help="show this help and every setting, then exit"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N server processes on the same ports (SO_REUSEPORT), one per core; needs"
+        " cluster.redis_url, through which any of them serves any viewer (default: 1)",
+    )
+    # One process of `serve --workers` (cli/workers.py starts them): its index.
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     fetch = commands.add_parser(
         "fetch-hlsjs",
         help="download the pinned hls.js (checked against its hash) for the web pages",

@@ -28,7 +28,7 @@ def fetch_hlsjs(dest: Path | None) -> int:
     return 0
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> int:
     from periscope_ingest import service
     from periscope_ingest.live.cluster import ClusterError
     from periscope_ingest.live.rtmp_server import TlsError
@@ -37,7 +37,7 @@ def serve(settings: Settings) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(service.serve(settings))
+        asyncio.run(service.serve(settings, worker, workers))
     except service.PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1

@@ -31,7 +31,13 @@ from redis.exceptions import RedisError
 
 from periscope_ingest import __version__
 from periscope_ingest.config_services import ClusterSettings
-from periscope_ingest.live.cluster_keys import lease_key, node_key, viewers_key
+from periscope_ingest.live.cluster_keys import (
+    NODES_PATTERN,
+    RECOVERY_KEY,
+    lease_key,
+    node_key,
+    viewers_key,
+)
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.edge_mirror import EdgeMirror
 from periscope_ingest.live.remote_edges import RemoteEdges
@@ -88,6 +94,7 @@ class ClusterLink:
         self.remote = RemoteEdges(self.redis, self.node, settings)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
+        self._release_recovery = self._release  # the same compare-and-delete
         self._held: set[str] = set()  # channels whose lease this node holds
         self._heartbeat: asyncio.Task | None = None
         self.addresses: dict[str, str] = {}  # what `cluster status` shows of this node
@@ -98,6 +105,9 @@ class ClusterLink:
         # last read: /api/streams adds them up.
         self.viewer_counts: Callable[[], dict[str, int]] = dict
         self.other_viewers: dict[str, int] = {}
+        # The broadcasts this node holds (live or waiting for their publisher): the node entry
+        # lists them, so that recovery elsewhere never finalises one of them.
+        self.broadcast_ids: Callable[[], list[str]] = list
 
     async def start(self) -> None:
         try:
@@ -152,6 +162,38 @@ class ClusterLink:
     def _lease_ms(self) -> int:
         return round(self.settings.lease * 1000)
 
+    # -- recovery of crashed broadcasts ------------------------------------------------------
+
+    async def broadcasts_elsewhere(self) -> set[str]:
+        """The broadcasts the other running nodes hold (their entries expire with them)."""
+        held: set[str] = set()
+        own = node_key(self.node).encode()
+        async for key in self.redis.scan_iter(match=NODES_PATTERN):
+            if key == own:
+                continue
+            listed = await asyncio.wait_for(
+                self.redis.hget(key, "broadcasts"), self.settings.timeout
+            )
+            if listed:
+                held.update(listed.decode().split(","))
+        return held
+
+    @contextlib.asynccontextmanager
+    async def recovering(self, wait: float = 60.0):
+        """One node at a time finalises crashed broadcasts (nodes sharing a data directory,
+        `serve --workers`, start together): never twice."""
+        deadline = asyncio.get_running_loop().time() + wait
+        hold_ms = round(wait * 1000)
+        while not await self.redis.set(RECOVERY_KEY, self.node, nx=True, px=hold_ms):
+            if asyncio.get_running_loop().time() > deadline:
+                raise ClusterError(f"another node held the recovery lock for over {wait:g} s")
+            await asyncio.sleep(0.1)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._release_recovery(keys=[RECOVERY_KEY], args=[self.node])
+
     # -- the local edges ----------------------------------------------------------------------
 
     def publish(self, edge: LiveEdge) -> None:
@@ -174,7 +216,13 @@ class ClusterLink:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(
             node_key(self.node),
-            mapping={**self.addresses, "version": __version__, "seen": time.time()},
+            mapping={
+                **self.addresses,
+                "version": __version__,
+                "pid": os.getpid(),
+                "seen": time.time(),
+                "broadcasts": ",".join(self.broadcast_ids()),
+            },
         )
         pipe.pexpire(node_key(self.node), ttl_ms)
         counts = self.viewer_counts()

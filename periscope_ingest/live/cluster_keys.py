@@ -8,6 +8,7 @@ periscope:live:<channel>              hash: the live edge of the channel's broad
 periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
 periscope:viewers:<channel>           hash: each node's count of the channel's viewers
+periscope:recovery                    held by the node finalising crashed broadcasts (one at a time)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def changed_channel(channel: str) -> str:
     return f"{PREFIX}changed:{channel}"
 
 
+RECOVERY_KEY = f"{PREFIX}recovery"
 NODES_PATTERN = f"{PREFIX}node:*"
 LIVE_PATTERN = f"{PREFIX}live:*"
 LEASES_PATTERN = f"{PREFIX}lease:*"

@@ -74,6 +74,10 @@ class PublisherRegistry:
         here = {edge.channel for edge in local}
         return local + [e for e in self.cluster.remote.all() if e.channel not in here]
 
+    def broadcast_ids(self) -> list[str]:
+        """Every broadcast held here, live or waiting for its publisher to come back."""
+        return [p.pipeline.broadcast_id for p in self._by_channel.values()]
+
     def viewers_elsewhere(self, channel: str) -> int:
         """The channel's viewers on the cluster's other nodes, as last counted (0 alone)."""
         return self.cluster.other_viewers.get(channel, 0) if self.cluster is not None else 0

@@ -79,8 +79,10 @@ class RtmpServer:
         catalog: Catalog,
         policy: PublishPolicy,
         tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        self._reuse_port = reuse_port  # `serve --workers`: the processes share the port
         self.layout = layout
         self.registry = registry
         self.catalog = catalog
@@ -115,7 +117,10 @@ class RtmpServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: RtmpSession(self), self.settings.host, self.settings.rtmp_port
+            lambda: RtmpSession(self),
+            self.settings.host,
+            self.settings.rtmp_port,
+            reuse_port=self._reuse_port or None,
         )
         if self.settings.rtmps_port is not None:
             # RTMPS: the same sessions behind TLS. The TLS handshake has the RTMP handshake's
@@ -126,6 +131,7 @@ class RtmpServer:
                 self.settings.rtmps_port,
                 ssl=self._tls,
                 ssl_handshake_timeout=self.settings.rtmp.handshake_timeout,
+                reuse_port=self._reuse_port or None,
             )
 
     @property

@@ -86,6 +86,7 @@ class AccountStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         with self._lock:
+            self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and other workers share it
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(
                 """

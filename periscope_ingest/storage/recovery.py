@@ -9,6 +9,7 @@ live is finalised from that playlist: at most the segment in progress is lost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -67,15 +68,28 @@ def _end_live_playlist(layout: DataLayout, record: BroadcastRecord) -> None:
         write_atomic(path, (text.rstrip("\n") + "\n#EXT-X-ENDLIST\n").encode())
 
 
-def recover_interrupted(layout: DataLayout, catalog: Catalog) -> list[BroadcastRecord]:
-    """At start-up: every broadcast still marked live was cut off by a crash. Finalise it."""
+def recover_interrupted(
+    layout: DataLayout,
+    catalog: Catalog,
+    alive_elsewhere: Callable[[BroadcastRecord], bool] | None = None,
+) -> list[BroadcastRecord]:
+    """At start-up: every broadcast still marked live was cut off by a crash. Finalise it.
+
+    With other processes on the same data directory (``serve --workers``), a broadcast that
+    ``alive_elsewhere`` says another one is taking in is theirs, and their MP4 exports in
+    progress are left alone: only the broadcasts being recovered are cleaned up."""
     recovered = []
     for directory in layout.broadcast_dirs():
-        # An MP4 export cut short by the last exit; it is made again.
-        partial_path(directory / RECORDING_MP4).unlink(missing_ok=True)
+        if alive_elsewhere is None:
+            # An MP4 export cut short by the last exit; it is made again.
+            partial_path(directory / RECORDING_MP4).unlink(missing_ok=True)
         record = read_record(directory)
         if record is None or record.status != "live":
             continue
+        if alive_elsewhere is not None:
+            if alive_elsewhere(record):
+                continue
+            partial_path(directory / RECORDING_MP4).unlink(missing_ok=True)
         record = _finalise(layout, directory, record)
         catalog.put(record)
         recovered.append(record)

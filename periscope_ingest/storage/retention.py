@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from periscope_ingest.config_sections import RecordingSettings
+from periscope_ingest.logs import log_event
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.replay_cache import ReplayCache
+
+log = logging.getLogger(__name__)
 
 
 def _parse(moment: str) -> datetime:
@@ -55,3 +60,30 @@ def delete_broadcast(
     for clip in layout.cached_clips_of(record.id):
         clip.unlink(missing_ok=True)
     catalog.remove(record.id)
+
+
+def apply_retention(
+    layout: DataLayout,
+    catalog: Catalog,
+    settings: RecordingSettings,
+    cache: ReplayCache | None = None,
+) -> int:
+    """Delete what the retention settings say (recording.max_age_days, max_total_gb); returns
+    how many broadcasts were deleted. Blocking."""
+    expired = select_expired(
+        catalog.all(),
+        datetime.now(UTC),
+        settings.max_age_days,
+        round(settings.max_total_gb * 1e9),
+    )
+    for record in expired:
+        delete_broadcast(layout, catalog, record, cache)
+        log_event(
+            log,
+            logging.INFO,
+            "broadcast_deleted",
+            channel=record.channel,
+            broadcast=record.id,
+            reason="retention",
+        )
+    return len(expired)

@@ -250,6 +250,7 @@ class FastPathSite(web.BaseSite):
         proxies: TrustedProxies,
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float | None = None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, ssl_context=tls)
         self.answers = answers
@@ -268,6 +269,7 @@ class FastPathSite(web.BaseSite):
         self._host = host
         self._port = port
         self._sweeper: asyncio.Task | None = None
+        self._reuse_port = reuse_port  # `serve --workers`: the processes share the port
 
     @property
     def name(self) -> str:
@@ -300,6 +302,7 @@ class FastPathSite(web.BaseSite):
             self._host,
             self._port,
             backlog=self._backlog,
+            reuse_port=self._reuse_port or None,
             **tls_options,
         )
         self._sweeper = loop.create_task(self._close_idle())

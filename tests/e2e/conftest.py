@@ -25,3 +25,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def redis(tmp_path: Path):
+    """Debian's redis-server on a free port for one test (tests/e2e/redis_server.py)."""
+    from tests.e2e.redis_server import RedisServer
+
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

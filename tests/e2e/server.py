@@ -62,6 +62,7 @@ class ServerProcess:
             **env,
         }
         self.process: subprocess.Popen | None = None
+        self.serve_args: list[str] = []  # after `serve`, e.g. ["--workers", "2"]
 
     @property
     def http(self) -> str:
@@ -94,7 +95,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         log_start = self._log.tell()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "periscope_ingest", "serve"],
+            [sys.executable, "-m", "periscope_ingest", "serve", *self.serve_args],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

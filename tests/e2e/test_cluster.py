@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,60 +21,15 @@ from pathlib import Path
 import pytest
 
 from periscope_ingest.storage.layout import part_name
-from tests.e2e.conftest import ARTIFACTS, require
+from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.pushers import ffmpeg_command
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
 LEASE_S = 2
-
-
-class RedisServer:
-    def __init__(self, directory: Path) -> None:
-        require("redis-server")
-        self.port = free_port()
-        self.directory = directory
-        self.start()
-
-    def start(self) -> None:
-        """Start (again, after stop: the same port, nothing kept) and wait until it answers."""
-        directory = self.directory
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(10)
-
-
-@pytest.fixture
-def redis(tmp_path: Path):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 def node(tmp_path: Path, name: str, redis: RedisServer, **env: str) -> ServerProcess:
