@@ -2,8 +2,10 @@
 
 Nodes (each renews its entry while it runs, so a node listed is alive), which channel each
 holds the publisher lease of and for how much longer, the live streams and which node takes
-each in, and Redis itself (address, version, round trip). Exit 0 when Redis answers, 1 when it
-does not, 2 without cluster.redis_url.
+each in, and the shared services' health: Redis (address, version, round trip), the catalog's
+PostgreSQL (catalog.url) and the object store (storage.url), each asked one cheap question with
+its timeout. Exit 0 when every configured service answers, 1 when one does not, 2 without
+cluster.redis_url.
 """
 
 from __future__ import annotations
@@ -26,11 +28,55 @@ def cluster_status(settings: Settings, as_json: bool = False) -> int:
         )
         return 2
     report = asyncio.run(_read(settings))
+    report["database"] = _database(settings)
+    report["store"] = _store(settings)
     if as_json:
         print(json.dumps(report, indent=1))
     else:
         print(_text(report), end="")
-    return 0 if report["redis"]["reachable"] else 1
+    services = (report["redis"], report["database"], report["store"])
+    return 0 if all(service["reachable"] for service in services) else 1
+
+
+def _database(settings: Settings) -> dict:
+    catalog = settings.catalog
+    if not catalog.uses_postgres:
+        return {"address": "sqlite: (each node's data directory)", "reachable": True}
+    import psycopg
+
+    from periscope_ingest.storage.postgres import database_address
+
+    report: dict = {"address": database_address(catalog.url), "reachable": False}
+    started = time.perf_counter()
+    try:
+        with psycopg.connect(catalog.url, connect_timeout=max(1, round(catalog.timeout))) as db:
+            db.execute("SELECT 1")
+        report.update(reachable=True, round_trip_ms=_ms_since(started))
+    except psycopg.Error as exc:
+        # psycopg's messages name host and port, never the password.
+        report["error"] = " ".join(str(exc).split()) or type(exc).__name__
+    return report
+
+
+def _store(settings: Settings) -> dict:
+    storage = settings.storage
+    if not storage.url.startswith("s3://"):
+        return {"address": "file:// (each node's data directory)", "reachable": True}
+    from periscope_ingest.storage.objects import StoreUnavailable, open_store
+
+    report: dict = {"address": storage.url, "reachable": False}
+    store = open_store(storage.url, settings.data_dir, storage.s3_endpoint, storage.request_timeout)
+    started = time.perf_counter()
+    try:
+        store.size("cluster-status-probe")  # a HEAD: answered (missing) by a store that works
+        report.update(reachable=True, round_trip_ms=_ms_since(started))
+    except StoreUnavailable as exc:
+        report["error"] = str(exc)
+    return report
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 async def _read(settings: Settings) -> dict:
@@ -98,11 +144,13 @@ def _strings(fields: dict[bytes, bytes]) -> dict[str, str]:
 def _text(report: dict) -> str:
     redis = report["redis"]
     if not redis["reachable"]:
-        return f"redis    {redis['address']}: UNREACHABLE ({redis.get('error', '?')})\n"
-    lines = [
-        f"redis    {redis['address']}: ok, version {redis['version']},"
-        f" {redis['round_trip_ms']} ms round trip"
-    ]
+        lines = [f"redis    {redis['address']}: UNREACHABLE ({redis.get('error', '?')})"]
+        report = {**report, "leases": [], "nodes": [], "streams": []}
+    else:
+        lines = [
+            f"redis    {redis['address']}: ok, version {redis['version']},"
+            f" {redis['round_trip_ms']} ms round trip"
+        ]
     leases: dict[str, list[str]] = {}
     for lease in report["leases"]:
         leases.setdefault(lease["node"], []).append(
@@ -123,4 +171,13 @@ def _text(report: dict) -> str:
         )
     if not report["nodes"]:
         lines.append("node     none running")
+    for kind in ("database", "store"):
+        service = report[kind]
+        if not service["reachable"]:
+            state = f"UNREACHABLE ({service.get('error', '?')})"
+        elif "round_trip_ms" in service:
+            state = f"ok, {service['round_trip_ms']} ms round trip"
+        else:
+            state = "ok"
+        lines.append(f"{kind:<8} {service['address']}: {state}")
     return "\n".join(lines) + "\n"

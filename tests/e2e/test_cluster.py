@@ -227,8 +227,8 @@ def test_a_killed_node_frees_its_channels_after_the_lease(tmp_path: Path, redis)
         b.stop()
 
 
-def cluster_status(url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PERISCOPE_CLUSTER__REDIS_URL": url}
+def cluster_status(url: str, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PERISCOPE_CLUSTER__REDIS_URL": url, **settings}
     return subprocess.run(
         [sys.executable, "-m", "periscope_ingest", "cluster", "status", *args],
         env=env,
@@ -265,3 +265,15 @@ def test_cluster_status_without_redis_says_so() -> None:
         timeout=30,
     )
     assert unset.returncode == 2 and "PERISCOPE_CLUSTER__REDIS_URL" in unset.stderr
+
+
+def test_cluster_status_asks_the_database_too(redis, postgres_url: str) -> None:
+    up = cluster_status(redis.url, "--json", PERISCOPE_CATALOG__URL=postgres_url)
+    assert up.returncode == 0, up.stderr
+    database = json.loads(up.stdout)["database"]
+    assert database["reachable"] and database["address"].startswith("127.0.0.1:")
+    password = postgres_url.split(":")[2].split("@")[0]
+    wrong = postgres_url.replace(f":{password}@", ":not-the-password@")
+    down = cluster_status(redis.url, PERISCOPE_CATALOG__URL=wrong)
+    assert down.returncode == 1 and "database" in down.stdout and "UNREACHABLE" in down.stdout
+    assert "not-the-password" not in down.stdout + down.stderr

@@ -9,10 +9,13 @@ catalog is per node here; a shared PostgreSQL catalog is another piece of issue 
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 import zipfile
@@ -24,7 +27,7 @@ from tests.e2e.conftest import ARTIFACTS, require
 from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.moto_s3 import MotoS3, require_moto
 from tests.e2e.pushers import ffmpeg_command
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, free_port
 from tests.e2e.test_live_push import playlist
 from tests.e2e.test_recordings import probe_mp4
 
@@ -253,3 +256,25 @@ def test_a_broadcast_recovered_after_a_crash_reaches_the_store_finished(
         assert b'"interrupted"' in files["broadcast.json"]
     finally:
         server.stop()
+
+
+def test_cluster_status_asks_the_store_too(moto: MotoS3, redis) -> None:
+    """`cluster status` reports the object store (storage.url) beside Redis."""
+
+    def status(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "periscope_ingest", "cluster", "status", "--json"],
+            env={**os.environ, "PERISCOPE_CLUSTER__REDIS_URL": redis.url, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    up = status(**moto.env(BUCKET, PREFIX), PERISCOPE_STORAGE__REQUEST_TIMEOUT="2")
+    assert up.returncode == 0, up.stderr
+    store = json.loads(up.stdout)["store"]
+    assert store["reachable"] and store["address"] == f"s3://{BUCKET}/{PREFIX}"
+    nowhere = {**moto.env(BUCKET, PREFIX), "PERISCOPE_STORAGE__REQUEST_TIMEOUT": "2"}
+    nowhere["PERISCOPE_STORAGE__S3_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    down = status(**nowhere)
+    assert down.returncode == 1 and not json.loads(down.stdout)["store"]["reachable"]
