@@ -110,6 +110,7 @@ class StreamAssembler:
         self._noticed: set[str] = set()
         self._last_video_dts_ms: int | None = None
         self._video_frame_ms = _DEFAULT_FRAME_MS
+        self._last_video_delta_ms = 0
         self._audio_anchor = 0  # ticks of the sample clock's origin
         self._audio_samples = 0  # samples since the anchor
         self._audio_clock_running = False
@@ -246,8 +247,14 @@ class StreamAssembler:
         dts, discontinuity = self._place("video", timestamp)
         if self._last_video_dts_ms is not None and not discontinuity:
             delta = dts - self._last_video_dts_ms
-            if 0 < delta < 1000:
+            # A frame lasts until the next one, but a step after a hole (dropped frames, a
+            # clock that stepped ahead) is not its duration: counted as one, it listed the
+            # hole a second time at the end of the stream. A new cadence is taken once it
+            # repeats (a frame rate that really changed).
+            repeated = abs(delta - self._last_video_delta_ms) <= max(2, delta // 10)
+            if 0 < delta < 1000 and (delta <= 2 * self._video_frame_ms or repeated):
                 self._video_frame_ms = delta
+            self._last_video_delta_ms = delta
         self._last_video_dts_ms = dts
         pts = rebase_pts(dts, frame.composition_offset)
         self._latest_ms = max(self._latest_ms, pts + self._video_frame_ms)
