@@ -119,6 +119,31 @@ MODES = {
         "hls_config": LL_CONFIG,
         "describe": "ours, fMP4 2 s + LL-HLS 0.5 s parts, 2 s GOP",
     },
+    # Shorter parts: PART-HOLD-BACK is three part targets, so 1 s instead of 1.5 s (#17).
+    "llhls-p033": {
+        "server": "periscope",
+        "env": {
+            "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",
+            "PERISCOPE_HLS__LOW_LATENCY": "true",
+            "PERISCOPE_HLS__PART_DURATION": "0.334",
+            "PERISCOPE_HLS__SEGMENT_DURATION": "2",
+        },
+        "gop": 1.0,
+        "hls_config": LL_CONFIG,
+        "describe": "ours, fMP4 2 s + LL-HLS 0.33 s parts, 1 s GOP",
+    },
+    "llhls-p033-gop2": {
+        "server": "periscope",
+        "env": {
+            "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",
+            "PERISCOPE_HLS__LOW_LATENCY": "true",
+            "PERISCOPE_HLS__PART_DURATION": "0.334",
+            "PERISCOPE_HLS__SEGMENT_DURATION": "2",
+        },
+        "gop": 2.0,
+        "hls_config": LL_CONFIG,
+        "describe": "ours, fMP4 2 s + LL-HLS 0.33 s parts, 2 s GOP",
+    },
     "nginx": {
         "server": "nginx-rtmp",
         "env": {},
