@@ -18,7 +18,6 @@ from aiohttp import web
 
 from periscope_ingest.config import Settings
 from periscope_ingest.first_start import first_channel
-from periscope_ingest.live.cluster import ClusterLink
 from periscope_ingest.live.exports import Mp4Exports
 from periscope_ingest.live.publish_auth import PublishCallback
 from periscope_ingest.live.registry import PublisherRegistry
@@ -93,7 +92,7 @@ class Service:
         self.http_site: FastPathSite | None = None
         self.https_site: FastPathSite | None = None  # https_port
         self.https_port = 0
-        self.cluster: ClusterLink | None = None  # cluster.redis_url
+        self.cluster: Any = None  # live.cluster.ClusterLink with cluster.redis_url
         # storage.url s3:// only: uploads of finished files, and fetches of missing ones.
         self.uploader: Uploader | None = None
         self.replay_cache: ReplayCache | None = None
@@ -127,7 +126,9 @@ class Service:
             open_catalog, self.settings.catalog, self.layout
         )
         if self.settings.cluster.redis_url is not None:
-            # Before any publish is accepted: leases decide who may take a channel.
+            # Before any publish is accepted (leases); imported here: it loads the Redis client.
+            from periscope_ingest.live.cluster import ClusterLink
+
             self.cluster = ClusterLink(self.settings.cluster, self.metrics)
             await self.cluster.start()
             self.cluster.broadcast_ids = self.registry.broadcast_ids
@@ -142,7 +143,10 @@ class Service:
             self.accounts = await asyncio.to_thread(
                 open_accounts, self.settings.catalog, self.layout
             )
-            first = await asyncio.to_thread(self._first_channel) if self.primary else None
+            first = None
+            if self.primary:
+                args = (self.settings, self.accounts, self.lifecycle, self.layout)
+                first = await asyncio.to_thread(first_channel, *args)
             if first is not None:
                 self.webhooks.emit("account.created", {"handle": first})  # sent once started
         await self.webhooks.start()
@@ -385,10 +389,6 @@ class Service:
             return await asyncio.to_thread(
                 recover_interrupted, self.layout, catalog, lambda record: record.id in held
             )
-
-    def _first_channel(self) -> str | None:
-        assert self.accounts is not None
-        return first_channel(self.settings, self.accounts, self.lifecycle, self.layout)
 
     async def _watch_phase(self) -> None:
         """End live broadcasts the moment broadcasts close (by date or by the admin API)."""

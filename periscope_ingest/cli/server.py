@@ -30,7 +30,7 @@ def fetch_hlsjs(dest: Path | None) -> int:
 
 def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> int:
     from periscope_ingest import service
-    from periscope_ingest.live.cluster import ClusterError
+    from periscope_ingest.live.cluster_errors import ClusterError
     from periscope_ingest.live.rtmp_server import TlsError
     from periscope_ingest.storage.layout import DataDirError
     from periscope_ingest.storage.postgres import DatabaseUnavailable

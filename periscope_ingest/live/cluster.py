@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from periscope_ingest import __version__
 from periscope_ingest.config_services import ClusterSettings
+from periscope_ingest.live.cluster_errors import ClusterError, LeaseUnavailable
 from periscope_ingest.live.cluster_keys import (
     NODES_PATTERN,
     RECOVERY_KEY,
@@ -62,14 +63,6 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('del', KEYS[1])
 """
-
-
-class ClusterError(Exception):
-    """Redis cannot be reached or refused us: the message says where (never the password)."""
-
-
-class LeaseUnavailable(Exception):
-    """The channel's lease could not be checked: Redis is unreachable."""
 
 
 def default_node_name() -> str:

@@ -17,11 +17,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from periscope_ingest.live.cluster import ClusterLink, LeaseUnavailable
+from periscope_ingest.live.cluster_errors import LeaseUnavailable
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.logs import log_event
+
+if TYPE_CHECKING:
+    from periscope_ingest.live.cluster import ClusterLink  # loads the Redis client
 
 log = logging.getLogger(__name__)
 

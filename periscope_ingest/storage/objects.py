@@ -6,10 +6,10 @@ Object keys are the files' paths relative to the data directory, as storage/layo
 block (they are made from worker threads, never the event loop) and every network call has a
 timeout.
 
-The S3 client is obstore (the Rust ``object_store`` crate's Python bindings): ranged GETs,
-streamed downloads and multipart uploads from a file, without a Python HTTP stack to maintain.
-It reads the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_REGION`` from
-the environment; they are never logged.
+The S3 client (storage/s3_store.py) is obstore (the Rust ``object_store`` crate's bindings):
+ranged GETs, streamed downloads and multipart uploads from a file, without a Python HTTP stack
+to maintain. It reads the standard ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+``AWS_REGION`` from the environment; they are never logged.
 """
 
 from __future__ import annotations
@@ -18,13 +18,8 @@ import os
 import secrets
 import shutil
 from abc import ABC, abstractmethod
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import obstore
-from obstore.exceptions import BaseError, NotFoundError
-from obstore.store import S3Store as ObstoreS3
 
 # Files larger than this go up in parts of this size (multipart): memory per upload is one part.
 UPLOAD_PART_BYTES = 8 * 1024 * 1024
@@ -137,98 +132,15 @@ class LocalStore(ObjectStore):
         self._path(key).unlink(missing_ok=True)
 
 
-class S3Store(ObjectStore):
-    """Any S3-compatible store (AWS, MinIO, Garage, Ceph, moto...)."""
-
-    def __init__(
-        self, bucket: str, prefix: str, endpoint: str | None, timeout_s: float, region: str | None
-    ) -> None:
-        self.bucket = bucket
-        config: dict = {}
-        if endpoint:
-            config["endpoint"] = endpoint
-        if region:
-            config["region"] = region
-        self._store = ObstoreS3(
-            bucket,
-            prefix=prefix or None,
-            config=config,
-            client_options={
-                "timeout": timedelta(seconds=timeout_s),
-                "connect_timeout": timedelta(seconds=min(timeout_s, 5.0)),
-                # A local store (MinIO on the same host, a test) may be plain HTTP.
-                "allow_http": bool(endpoint and endpoint.startswith("http://")),
-            },
-            # Retries are ours (live/uploader.py, with backoff and metrics): one try per call.
-            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=timeout_s)},
-        )
-
-    def put_file(self, key: str, path: Path) -> None:
-        with open(path, "rb") as f:
-            try:
-                obstore.put(self._store, key, f, chunk_size=UPLOAD_PART_BYTES, max_concurrency=2)
-            except BaseError as exc:
-                raise _unavailable("PUT", key, exc) from None
-
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        try:
-            return bytes(obstore.get_range(self._store, key, start=start, end=end))
-        except (NotFoundError, FileNotFoundError):
-            raise ObjectMissing(key) from None
-        except BaseError as exc:
-            raise _unavailable("GET", key, exc) from None
-
-    def download(self, key: str, path: Path) -> int:
-        temporary = _temporary_beside(path)
-        try:
-            result = obstore.get(self._store, key)
-            size = 0
-            with open(temporary, "wb") as f:
-                for chunk in result.stream(min_chunk_size=UPLOAD_PART_BYTES):
-                    f.write(chunk)
-                    size += len(chunk)
-            os.replace(temporary, path)
-            return size
-        except (NotFoundError, FileNotFoundError):
-            raise ObjectMissing(key) from None
-        except BaseError as exc:
-            raise _unavailable("GET", key, exc) from None
-        finally:
-            temporary.unlink(missing_ok=True)
-
-    def size(self, key: str) -> int | None:
-        try:
-            return obstore.head(self._store, key)["size"]
-        except (NotFoundError, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise _unavailable("HEAD", key, exc) from None
-
-    def list(self, prefix: str) -> dict[str, int]:
-        found: dict[str, int] = {}
-        try:
-            for batch in obstore.list(self._store, prefix):
-                for meta in batch:
-                    found[meta["path"]] = meta["size"]
-        except BaseError as exc:
-            raise _unavailable("LIST", prefix, exc) from None
-        return found
-
-    def delete(self, key: str) -> None:
-        try:
-            obstore.delete(self._store, key)
-        except (NotFoundError, FileNotFoundError):
-            pass
-        except BaseError as exc:
-            raise _unavailable("DELETE", key, exc) from None
-
-
 def open_store(url: str, root: Path, endpoint: str | None, timeout_s: float) -> ObjectStore:
     """The store storage.url names: ``file://`` (the data directory) or ``s3://BUCKET/PREFIX``."""
     parts = urlsplit(url)
     if parts.scheme == "file" and not parts.netloc and parts.path in ("", "/"):
         return LocalStore(root)
     if parts.scheme == "s3" and parts.netloc:
+        # Loaded only for s3://: obstore costs a file:// server memory for nothing.
+        from periscope_ingest.storage.s3_store import S3Store
+
         return S3Store(
             parts.netloc,
             parts.path.strip("/"),
