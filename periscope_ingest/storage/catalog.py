@@ -134,28 +134,10 @@ class Catalog:
         cursor: str | None = None,
     ) -> tuple[list[BroadcastRecord], str | None]:
         """Newest first; returns the page and the cursor of the next page (None at the end)."""
-        where, args = [], []
-        if channel is not None:
-            where.append("channel = ?")
-            args.append(channel)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        else:
-            where.append("status != 'deleted'")
-        if cursor is not None:
-            started_at, broadcast_id = _decode_cursor(cursor)
-            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
-            args += [started_at, started_at, broadcast_id]
-        sql = "SELECT * FROM broadcasts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        sql, args = page_query("SELECT * FROM broadcasts", "?", channel, status, limit, cursor)
         with self._lock:
-            rows = self._db.execute(sql, [*args, limit + 1]).fetchall()
-        records = [BroadcastRecord(**dict(r)) for r in rows[:limit]]
-        more = len(rows) > limit
-        return records, _encode_cursor(records[-1]) if more and records else None
+            rows = self._db.execute(sql, args).fetchall()
+        return page_of([BroadcastRecord(**dict(r)) for r in rows], limit)
 
     def total_size(self) -> int:
         with self._lock:
@@ -164,6 +146,41 @@ class Catalog:
                 " WHERE status != 'deleted'"
             ).fetchone()
         return int(row[0])
+
+
+def page_query(
+    select: str,
+    mark: str,
+    channel: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[str, list]:
+    """The SQL of one page of a listing, newest first, and its arguments; ``mark`` is the
+    driver's placeholder (``?`` for sqlite3, ``%s`` for psycopg). One row more than the page
+    is asked for: whether it comes says whether there is a next page (page_of)."""
+    where, args = [], []
+    if channel is not None:
+        where.append(f"channel = {mark}")
+        args.append(channel)
+    if status is not None:
+        where.append(f"status = {mark}")
+        args.append(status)
+    else:
+        where.append("status != 'deleted'")
+    if cursor is not None:
+        started_at, broadcast_id = _decode_cursor(cursor)
+        where.append(f"(started_at < {mark} OR (started_at = {mark} AND id < {mark}))")
+        args += [started_at, started_at, broadcast_id]
+    sql = f"{select} WHERE {' AND '.join(where)} ORDER BY started_at DESC, id DESC LIMIT {mark}"
+    return sql, [*args, limit + 1]
+
+
+def page_of(records: list[BroadcastRecord], limit: int) -> tuple[list[BroadcastRecord], str | None]:
+    """The page, and the cursor of the next one (None at the end)."""
+    page = records[:limit]
+    more = len(records) > limit
+    return page, _encode_cursor(page[-1]) if more and page else None
 
 
 def _encode_cursor(record: BroadcastRecord) -> str:

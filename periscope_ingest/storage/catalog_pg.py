@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from periscope_ingest.storage.catalog import (
-    BroadcastRecord,
-    _decode_cursor,
-    _encode_cursor,
-)
+from periscope_ingest.storage.catalog import BroadcastRecord, page_of, page_query
 from periscope_ingest.storage.pg_schema import migrate
 from periscope_ingest.storage.postgres import PgConnection
 
@@ -63,25 +59,8 @@ class PostgresCatalog:
         cursor: str | None = None,
     ) -> tuple[list[BroadcastRecord], str | None]:
         """Newest first; returns the page and the cursor of the next page (None at the end)."""
-        where, args = [], []
-        if channel is not None:
-            where.append("channel = %s")
-            args.append(channel)
-        if status is not None:
-            where.append("status = %s")
-            args.append(status)
-        else:
-            where.append("status != 'deleted'")
-        if cursor is not None:
-            started_at, broadcast_id = _decode_cursor(cursor)
-            where.append("(started_at < %s OR (started_at = %s AND id < %s))")
-            args += [started_at, started_at, broadcast_id]
-        sql = f"{_SELECT} WHERE {' AND '.join(where)}"
-        sql += " ORDER BY started_at DESC, id DESC LIMIT %s"
-        rows = self._db.fetch_all(sql, [*args, limit + 1])
-        records = [_record(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return records, _encode_cursor(records[-1]) if more and records else None
+        sql, args = page_query(_SELECT, "%s", channel, status, limit, cursor)
+        return page_of([_record(r) for r in self._db.fetch_all(sql, args)], limit)
 
     def total_size(self) -> int:
         row = self._db.fetch_one(
