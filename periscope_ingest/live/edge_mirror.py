@@ -7,9 +7,10 @@ message on the channel's pub/sub channel, which wakes the other nodes' held LL-H
 The order matters: a node that reads the state after the message finds every file it lists.
 
 Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
-behind, the oldest queued updates are merged into the next one (their media is kept, their
-playlist text is superseded anyway), and media beyond MAX_CARRIED_BYTES is dropped, counted in
-/metrics. Failures are logged once per outage, and the writes go on with the next update.
+behind, the oldest waiting updates (after the one being written) are merged into the next one
+(their media is kept, their playlist text is superseded anyway), and media beyond
+MAX_CARRIED_BYTES is dropped, counted in /metrics. Failures are logged once per outage, and the
+writes go on with the next update.
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ class EdgeMirror:
         if queue is None:
             return
         queue.append(update)
+        # The head is being written (or retried): the next one is merged into the one after.
         while len(queue) > self._settings.max_pending:
-            oldest = queue.popleft()
-            queue[0] = _merged(oldest, queue[0])
+            older = queue[1]
+            del queue[1]
+            queue[1] = _merged(older, queue[1])
             if self._metrics is not None:
                 self._metrics.cluster_updates_merged.inc()
         self._wake[edge].set()
