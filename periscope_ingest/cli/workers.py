@@ -9,11 +9,13 @@ pending MP4 exports, retention).
 
 This process only supervises: it starts them (`serve --worker K`), restarts one that dies (its
 broadcasts are then finalised by recovery, once, while the others' go on), passes SIGTERM and
-SIGINT on, and waits for them to stop.
+SIGINT on, and waits for them to stop. If it is killed itself, the workers stop too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -47,7 +49,7 @@ def serve_workers(settings: Settings, workers: int, config: Path | None) -> int:
         if config is not None:
             command += ["--config", str(config)]
         env = {**os.environ, "PERISCOPE_CLUSTER__NODE_NAME": f"{base_name}-w{index}"}
-        children[index] = subprocess.Popen(command, env=env)
+        children[index] = subprocess.Popen(command, env=env, preexec_fn=_stop_with(os.getpid()))
         started[index] = time.monotonic()
 
     def stop(signum: int, _frame) -> None:
@@ -85,6 +87,19 @@ def serve_workers(settings: Settings, workers: int, config: Path | None) -> int:
                 time.sleep(max(0.0, RESTART_BACKOFF_S - (time.monotonic() - started[index])))
                 start(index)
     return max((code for code in codes.values() if code > 0), default=0)
+
+
+def _stop_with(supervisor: int):
+    """In a new worker, before it runs: Linux sends it SIGTERM when the supervisor dies, even by
+    SIGKILL (PR_SET_PDEATHSIG), so that no worker is left running on the ports without one."""
+
+    def arrange() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != supervisor:  # it died before the line above took effect
+            os._exit(1)
+
+    return arrange
 
 
 def _refusal(settings: Settings, workers: int) -> str | None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,15 @@ def cluster_status(url: str) -> dict:
 
 def pids(url: str) -> dict[str, int]:
     return {node["node"]: int(node["pid"]) for node in cluster_status(url).get("nodes", [])}
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie no longer does: its parent is gone, not it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def push(server: ServerProcess, channel: str, seconds: float) -> subprocess.Popen:
@@ -152,3 +162,24 @@ def test_workers_need_redis(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers needs cluster.redis_url" in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, redis) -> None:
+    server = ServerProcess(
+        tmp_path / "data", tmp_path / "server.log", PERISCOPE_CLUSTER__REDIS_URL=redis.url
+    )
+    server.serve_args = ["--workers", "2"]
+    server.start()
+    workers: dict[str, int] = {}
+    try:
+        workers = server.wait_for(
+            lambda: len(p := pids(redis.url)) == 2 and p, 20, what="both workers running"
+        )
+    finally:
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    alive = set(workers.values())
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if running(pid)}
+        time.sleep(0.1)
+    assert not alive, f"workers still running after their supervisor was killed: {alive}"
