@@ -248,15 +248,7 @@ class Service:
             self.proxies,
             reuse_port=self.reuse_port,
         )
-        try:
-            await site.start()
-        except OSError as exc:
-            await self.rtmp.stop()
-            await self._runner.cleanup()
-            raise PortInUse(
-                f"cannot listen for HTTP on {self.settings.host}:{self.settings.http_port}:"
-                f" {exc.strerror or exc}"
-            ) from None
+        await self._start_site(site, "HTTP", self.settings.http_port)
         self.http_site = site
         self.http_port = site.port
         if self.settings.https_port is not None:
@@ -323,17 +315,21 @@ class Service:
             handshake_timeout=self.settings.tls.handshake_timeout,
             reuse_port=self.reuse_port,
         )
+        await self._start_site(site, "HTTPS", self.settings.https_port)
+        self.https_site = site
+        self.https_port = site.port
+
+    async def _start_site(self, site: FastPathSite, what: str, port: int | None) -> None:
+        """Listen; a port that cannot be had stops what was started, with one line."""
+        assert self.rtmp is not None and self._runner is not None
         try:
             await site.start()
         except OSError as exc:
             await self.rtmp.stop()
             await self._runner.cleanup()
             raise PortInUse(
-                f"cannot listen for HTTPS on {self.settings.host}:{self.settings.https_port}:"
-                f" {exc.strerror or exc}"
+                f"cannot listen for {what} on {self.settings.host}:{port}: {exc.strerror or exc}"
             ) from None
-        self.https_site = site
-        self.https_port = site.port
 
     async def stop(self) -> None:
         """Live playlists get ENDLIST and files are flushed before the HTTP side goes away."""
