@@ -29,6 +29,13 @@ class ClusterSettings(Section):
         description="Seconds a channel's publisher lease lasts unless renewed; it is renewed while"
         " media flows, so a crashed node's channels are free again after this long",
     )
+    handover_wait: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Seconds a node that continues a broadcast from another, still running node"
+        " waits for that node to finish writing its last segments to the store",
+    )
     media_ttl: float = Field(
         120.0,
         ge=10,

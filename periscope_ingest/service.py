@@ -8,10 +8,8 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,10 +25,9 @@ from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
+from periscope_ingest.shared_services import SharedServices
 from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
-from periscope_ingest.storage.objects import open_store
-from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.storage.retention import apply_retention
 from periscope_ingest.storage.stores import open_accounts, open_catalog, open_restream_store
@@ -92,10 +89,20 @@ class Service:
         self.http_site: FastPathSite | None = None
         self.https_site: FastPathSite | None = None  # https_port
         self.https_port = 0
-        self.cluster: Any = None  # live.cluster.ClusterLink with cluster.redis_url
-        # storage.url s3:// only: uploads of finished files, and fetches of missing ones.
-        self.uploader: Uploader | None = None
-        self.replay_cache: ReplayCache | None = None
+        # The object store, the cluster's Redis, recovery (shared_services.py).
+        self.shared = SharedServices(settings, self.layout, self.metrics, self.registry)
+
+    @property
+    def cluster(self) -> Any:
+        return self.shared.cluster  # live.cluster.ClusterLink with cluster.redis_url
+
+    @property
+    def uploader(self) -> Uploader | None:
+        return self.shared.uploader
+
+    @property
+    def replay_cache(self) -> ReplayCache | None:
+        return self.shared.replay_cache
 
     async def start(self) -> None:
         # Loaded first: an unusable certificate stops the server before it does anything.
@@ -120,25 +127,13 @@ class Service:
                 path=str(hlsjs.VENDOR_DIR / hlsjs.SCRIPT_NAME),
                 fix=hlsjs.FETCH_COMMAND,
             )
-        await asyncio.to_thread(self._open_store)
+        await asyncio.to_thread(self.shared.open_store)
         # An unreachable PostgreSQL raises DatabaseUnavailable here, before any port is taken.
         self.catalog = catalog = await asyncio.to_thread(
             open_catalog, self.settings.catalog, self.layout
         )
-        if self.settings.cluster.redis_url is not None:
-            # Before any publish is accepted (leases); imported here: it loads the Redis client.
-            from periscope_ingest.live.cluster import ClusterLink
-
-            self.cluster = ClusterLink(self.settings.cluster, self.metrics)
-            await self.cluster.start()
-            self.cluster.broadcast_ids = self.registry.broadcast_ids
-        recovered = await self._recover(catalog)
-        if self.uploader is not None:
-            # Recovery rewrote their playlists and records, and the last run may have died
-            # with files of them waiting: the store gets them all again.
-            for record in recovered:
-                directory = self.layout.broadcast_dir(record.channel, record.id)
-                await asyncio.to_thread(self.uploader.upload_directory, directory)
+        await self.shared.join_cluster()
+        recovered = await self.shared.recover(catalog)
         if not self.settings.open_publish:
             self.accounts = await asyncio.to_thread(
                 open_accounts, self.settings.catalog, self.layout
@@ -156,7 +151,8 @@ class Service:
             enabled=self.settings.recording.make_mp4,
             on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
             metrics=self.metrics,
-            on_file_complete=self._file_complete,
+            on_file_complete=self.shared.file_complete,
+            fetch_recording=(self.replay_cache.fetch_recording if self.replay_cache else None),
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all) if self.primary else recovered:
@@ -178,13 +174,7 @@ class Service:
                 },
             )
 
-        if self.cluster is not None:
-            self.cluster.renewable = self.registry.sending_media
-            self.cluster.viewer_counts = self._viewer_counts
-            self.registry.cluster = self.cluster
-            self.metrics.cluster_remote_streams.set_function(
-                lambda: len(self.cluster.remote.all()) if self.cluster else 0
-            )
+        self.shared.wire_cluster(self._viewer_counts)
         if self.settings.auth.publish_url is not None:
             self.publish_callback = PublishCallback(self.settings.auth)
         policy = PublishPolicy(
@@ -194,7 +184,8 @@ class Service:
             on_ended=self._broadcast_ended,
             metrics=self.metrics,
             publish_callback=self.publish_callback,
-            on_file_complete=self._file_complete,
+            on_file_complete=self.shared.file_complete,
+            recordings=self.shared.recordings,
         )
         self.rtmp = RtmpServer(
             self.settings,
@@ -282,24 +273,6 @@ class Service:
             data_dir=self.layout.root,
         )
 
-    def _open_store(self) -> None:
-        """Blocking: with storage.url s3://, the uploader and the read-through cache."""
-        storage = self.settings.storage
-        store = open_store(
-            storage.url, self.layout.root, storage.s3_endpoint, storage.request_timeout
-        )
-        if not store.remote:
-            return  # file://: the data directory is all there is, exactly as without a store
-        self.uploader = Uploader(store, self.layout, storage, self.metrics)
-        self.replay_cache = ReplayCache(
-            store, self.layout, round(storage.cache_max_gb * 1e9), self.metrics.store_fetches.inc
-        )
-
-    @property
-    def _file_complete(self) -> Callable[[Path], None] | None:
-        """The uploader's notice of a complete file, or None (file://: nothing to upload)."""
-        return self.uploader.file_complete if self.uploader is not None else None
-
     async def _start_https(self, answers: FastAnswers, tls: ssl.SSLContext | None) -> None:
         """The same HTTP side behind TLS, on https_port (its runner stops it with the other)."""
         assert self._runner is not None and self.rtmp is not None
@@ -373,18 +346,6 @@ class Service:
         self.webhooks.emit("broadcast.ended", broadcast_event(record))
         self.metrics.forget_channel(record.channel)
         self.viewers.forget(record.channel)
-
-    async def _recover(self, catalog) -> list[BroadcastRecord]:
-        """Finalise the broadcasts a crash left live. In a cluster one node at a time does it,
-        and leaves alone those another running node holds (processes of `serve --workers`
-        share this data directory)."""
-        if self.cluster is None:
-            return await asyncio.to_thread(recover_interrupted, self.layout, catalog)
-        async with self.cluster.recovering():
-            held = await self.cluster.broadcasts_elsewhere()
-            return await asyncio.to_thread(
-                recover_interrupted, self.layout, catalog, lambda record: record.id in held
-            )
 
     async def _watch_phase(self) -> None:
         """End live broadcasts the moment broadcasts close (by date or by the admin API)."""

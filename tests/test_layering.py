@@ -34,6 +34,7 @@ RANKS = {
     "web": 6,
     "service": 7,
     "first_start": 7,
+    "shared_services": 7,
     "cli": 7,
     "__main__": 7,
 }

@@ -9,6 +9,8 @@ Unset, nothing here runs: one node, everything in process, as always. Set, the n
   refused meanwhile, as one on the same node is;
 - **the live edge** (live/edge_mirror.py out, live/remote_edges.py in): any node answers any
   viewer of any live stream with the same playlists and media;
+- **the broadcasts that may continue** (live/handover.py): a publisher back on another node
+  within recording.reconnect_grace continues its broadcast there;
 - **the node list** for `periscope-ingest cluster status`.
 
 If Redis cannot be reached at start, the server does not start (ClusterError, one line). If it
@@ -41,6 +43,7 @@ from periscope_ingest.live.cluster_keys import (
 )
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.edge_mirror import EdgeMirror
+from periscope_ingest.live.handover import BroadcastHandover
 from periscope_ingest.live.remote_edges import RemoteEdges
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
@@ -70,7 +73,9 @@ def default_node_name() -> str:
 
 
 class ClusterLink:
-    def __init__(self, settings: ClusterSettings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: ClusterSettings, metrics: Metrics | None = None, grace_s: float = 0.0
+    ) -> None:
         assert settings.redis_url is not None
         self.settings = settings
         self.node = settings.node_name or default_node_name()
@@ -85,6 +90,7 @@ class ClusterLink:
         self._metrics = metrics
         self.mirror = EdgeMirror(self.redis, self.node, settings, metrics)
         self.remote = RemoteEdges(self.redis, self.node, settings)
+        self.handover = BroadcastHandover(self.redis, self.node, settings, grace_s)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
         self._release_recovery = self._release  # the same compare-and-delete
@@ -101,6 +107,11 @@ class ClusterLink:
         # The broadcasts this node holds (live or waiting for their publisher): the node entry
         # lists them, so that recovery elsewhere never finalises one of them.
         self.broadcast_ids: Callable[[], list[str]] = list
+        # The broadcast held here per channel (set by the service: the registry's), and what
+        # to do with one another node adopted, or replaced (the registry's hand-over and end).
+        self.held_broadcasts: Callable[[], dict[str, str]] = dict
+        self.on_adopted: Callable[[str], None] = lambda channel: None
+        self.on_replaced: Callable[[str], None] = lambda channel: None
 
     async def start(self) -> None:
         try:
@@ -193,6 +204,10 @@ class ClusterLink:
         """A broadcast taken in here: its edge is mirrored for the other nodes."""
         self.mirror.attach(edge)
 
+    def detach(self, edge: LiveEdge) -> None:
+        """A broadcast handed over to another node: its mirror stops here."""
+        self.mirror.detach(edge)
+
     # -- heartbeat: the node list and lease renewal -------------------------------------------
 
     async def _beat_forever(self) -> None:
@@ -201,7 +216,7 @@ class ClusterLink:
             await asyncio.sleep(interval)
             try:
                 await self._beat()
-            except (RedisError, OSError, TimeoutError):
+            except (RedisError, OSError, TimeoutError, LeaseUnavailable):
                 self._count_error()
 
     async def _beat(self) -> None:
@@ -238,6 +253,11 @@ class ClusterLink:
             if not renewed:
                 log_event(log, logging.WARNING, "cluster_lease_lost", channel=channel)
                 self._held.discard(channel)
+        adopted, replaced = await self.handover.renew(self.held_broadcasts())
+        for channel in adopted:
+            self.on_adopted(channel)
+        for channel in replaced:
+            self.on_replaced(channel)
 
     def _count_error(self) -> None:
         if self._metrics is not None:

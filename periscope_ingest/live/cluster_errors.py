@@ -10,4 +10,5 @@ class ClusterError(Exception):
 
 
 class LeaseUnavailable(Exception):
-    """The channel's lease could not be checked: Redis is unreachable."""
+    """The channel's lease (or its broadcast's hand-over) could not be checked: Redis is
+    unreachable."""

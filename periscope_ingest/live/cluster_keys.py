@@ -8,6 +8,9 @@ periscope:live:<channel>              hash: the live edge of the channel's broad
 periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
 periscope:viewers:<channel>           hash: each node's count of the channel's viewers
+periscope:broadcast:<channel>         hash: the channel's broadcast that may still continue (its id,
+                                      the node holding it, when that node last said so): a
+                                      publisher back on another node continues it
 periscope:recovery                    held by the node finalising crashed broadcasts (one at a time)
 """
 
@@ -32,6 +35,10 @@ def media_key(channel: str, broadcast_id: str, name: str) -> str:
     return f"{PREFIX}media:{channel}:{broadcast_id}:{name}"
 
 
+def broadcast_key(channel: str) -> str:
+    return f"{PREFIX}broadcast:{channel}"
+
+
 def viewers_key(channel: str) -> str:
     return f"{PREFIX}viewers:{channel}"
 
@@ -44,6 +51,7 @@ RECOVERY_KEY = f"{PREFIX}recovery"
 NODES_PATTERN = f"{PREFIX}node:*"
 LIVE_PATTERN = f"{PREFIX}live:*"
 LEASES_PATTERN = f"{PREFIX}lease:*"
+BROADCASTS_PATTERN = f"{PREFIX}broadcast:*"
 CHANGED_PATTERN = f"{PREFIX}changed:*"
 
 

@@ -49,6 +49,7 @@ class EdgeMirror:
         self._queues: dict[LiveEdge, deque[PlaylistUpdate]] = {}
         self._wake: dict[LiveEdge, asyncio.Event] = {}
         self._tasks: dict[LiveEdge, asyncio.Task] = {}
+        self._leaving: set[LiveEdge] = set()  # handed over to another node: stop once written
         self._failing = False
 
     def attach(self, edge: LiveEdge) -> None:
@@ -61,6 +62,13 @@ class EdgeMirror:
         edge.keep_always(self._updated)
         if edge.playlist is not None:
             self._updated(edge, edge.playlist)
+
+    def detach(self, edge: LiveEdge) -> None:
+        """The broadcast went on on another node (live/handover.py): what is queued is still
+        written, then mirroring stops (that node mirrors its own edge)."""
+        if edge in self._tasks:
+            self._leaving.add(edge)
+            self._wake[edge].set()
 
     def _updated(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
         queue = self._queues.get(edge)
@@ -94,7 +102,10 @@ class EdgeMirror:
                     queue.popleft()
                     if update.ended:
                         return
+                if edge in self._leaving:
+                    return
         finally:
+            self._leaving.discard(edge)
             self._queues.pop(edge, None)
             self._wake.pop(edge, None)
             self._tasks.pop(edge, None)

@@ -35,8 +35,12 @@ class Mp4Exports:
         on_ready: Callable[[BroadcastRecord], None] | None = None,
         metrics: Metrics | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
+        fetch_recording: Callable[[str, str], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        # storage.url s3://: brings the segments recorded elsewhere (a broadcast continued from
+        # another node) into the data directory first (storage/replay_cache.py).
+        self._fetch_recording = fetch_recording
         self._on_file_complete = on_file_complete  # storage.url s3://: the uploader
         self._layout = layout
         self._on_ready = on_ready
@@ -98,6 +102,8 @@ class Mp4Exports:
     def _export(self, record: BroadcastRecord) -> BroadcastRecord | None:
         """Blocking: remux the segments into recording.mp4 and note its size in the record."""
         target = self._layout.recording_mp4(record.channel, record.id)
+        if self._fetch_recording is not None:
+            self._fetch_recording(record.channel, record.id)
         segments = recording_segments(self._layout, record)
         if not segments:
             return None

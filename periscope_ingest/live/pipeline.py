@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.edge import LiveEdge
+from periscope_ingest.live.ingest_counts import IngestCounts
 from periscope_ingest.live.segment_commands import (
     BroadcastFiles,
     CloseSegment,
@@ -47,14 +48,13 @@ from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
 from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
+from periscope_ingest.storage.continuation import ContinuedRecording
 from periscope_ingest.storage.layout import DataLayout
 
 if TYPE_CHECKING:
     from periscope_ingest.live.restream import ChannelRestream
 
 log = logging.getLogger(__name__)
-
-COUNT_FLUSH_MESSAGES = 200  # about 2.5 s of a 30 fps stream with audio
 
 
 class StreamPipeline:
@@ -71,30 +71,34 @@ class StreamPipeline:
         on_ended: Callable[[BroadcastRecord], None] | None = None,
         metrics: Metrics | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
+        continued: ContinuedRecording | None = None,
     ) -> None:
+        """``continued``: the recording so far of a broadcast another node took in until now
+        (a cluster hand-over): this one goes on with it, after a discontinuity."""
         self.channel = channel
         self.broadcast_id = broadcast_id
         self._layout = layout
         self._hls = hls
         self._loop = loop
         self._on_ended = on_ended
-        self.info = StreamInfo(channel, broadcast_id, datetime.now(UTC))
+        if continued is not None:
+            record = continued.record
+            started_at = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+        else:
+            started_at = datetime.now(UTC)
+            record = BroadcastRecord(broadcast_id, channel, iso(started_at))
+        self.info = StreamInfo(channel, broadcast_id, started_at)
         self._metrics = metrics
         self._cut_at: dict[int, float] = {}  # segment sequence -> when its end frame arrived
-        # Children looked up once: a labelled lookup per message would cost more than parsing it.
-        self._ingest_bytes = metrics.ingest_bytes.labels(channel) if metrics else None
-        self._ingest_messages = metrics.ingest_messages.labels(channel) if metrics else None
-        # Counted here and added to the (locked) metric counters every COUNT_FLUSH_MESSAGES
-        # messages and whenever a segment closes: four locked increments per message were 4 % of
-        # the ingest CPU.
-        self._uncounted_bytes = 0
-        self._uncounted_messages = 0
+        self._counts = IngestCounts(channel, metrics)
         self._assembler = StreamAssembler(
             start_buffer_ms=round(hls.segment_duration * 1000 + hls.start_buffer * 1000),
         )
         self._segmenter: Segmenter | None = None
-        self._next_sequence = 0
-        self._pending_discontinuity = False
+        self._next_sequence = continued.next_sequence if continued else 0
+        self._pending_discontinuity = continued is not None
+        # A continued broadcast keeps the target duration its playlists already carry.
+        self._continued_target = continued.target_duration_s if continued else None
         self._forcing = False  # the latest cut was forced (no keyframe)
         self._clock_anchor: tuple[int, datetime] | None = None  # (pts ticks, wall clock)
         self._meter = StreamMeter(self.info)
@@ -103,8 +107,8 @@ class StreamPipeline:
         # per-message cost of restreaming is the one check of this attribute.
         self.restream: ChannelRestream | None = None
         self._finished = False
-        self._title_known = False
-        record = BroadcastRecord(broadcast_id, channel, iso(self.info.started_at))
+        self._title_known = record.title is not None
+        self.info.segments = record.segments
         files = BroadcastFiles.of(layout, channel, broadcast_id)
         # MPEG-TS or fMP4; an AV1 stream switches a "ts" server to fMP4 for this broadcast.
         self.segment_format = hls.segment_format
@@ -125,6 +129,7 @@ class StreamPipeline:
             on_playlist=self._playlist_from_thread,
             on_failed=self._failed_from_thread,
             on_file_complete=on_file_complete,
+            continued=continued,
         )
         # What viewers are answered from (web/ reads only this).
         self.edge = LiveEdge(
@@ -153,31 +158,17 @@ class StreamPipeline:
 
     def video(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
-        self._count(payload)
+        self._counts.add(len(payload))
         if self.restream is not None:
             self.restream.video(timestamp, payload)
         self._handle(self._assembler.video_message(timestamp, payload))
 
     def audio(self, timestamp: int, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
-        self._count(payload)
+        self._counts.add(len(payload))
         if self.restream is not None:
             self.restream.audio(timestamp, payload)
         self._handle(self._assembler.audio_message(timestamp, payload))
-
-    def _count(self, payload: bytes) -> None:
-        self._uncounted_bytes += len(payload)
-        self._uncounted_messages += 1
-        if self._uncounted_messages >= COUNT_FLUSH_MESSAGES:
-            self._flush_counts()
-
-    def _flush_counts(self) -> None:
-        if self._metrics is not None and self._ingest_bytes and self._ingest_messages:
-            self._ingest_bytes.inc(self._uncounted_bytes)
-            self._ingest_messages.inc(self._uncounted_messages)
-            self._metrics.ingest_bytes_all.inc(self._uncounted_bytes)
-            self._metrics.ingest_messages_all.inc(self._uncounted_messages)
-        self._uncounted_bytes = self._uncounted_messages = 0
 
     @property
     def suspended(self) -> bool:
@@ -202,7 +193,7 @@ class StreamPipeline:
         if self._finished or self.suspended:
             return
         self.edge.reconnecting = True
-        self._flush_counts()
+        self._counts.flush()
         self._handle(self._assembler.flush())
         self._close_open_segment()
 
@@ -229,26 +220,40 @@ class StreamPipeline:
 
     async def finish(self, status: str = "ended") -> None:
         """Close the open segment and end the playlists (EXT-X-ENDLIST); waits for the disk."""
-        if self._finished:
-            return
+        if not self._finished:
+            await self._stop_writing(EndPlaylist(status))
+            self._log_stop("stream_ended")
+
+    async def hand_over(self) -> None:
+        """Another node continues this broadcast (a cluster hand-over): publish what was
+        received and stop writing, without ending it (no EXT-X-ENDLIST, no final record)."""
+        if not self._finished:
+            await self._stop_writing(None)
+            self._log_stop("stream_handed_over")
+
+    async def _stop_writing(self, ending: EndPlaylist | None) -> None:
         restream, self.restream = self.restream, None
         if restream is not None:
             restream.close()
-        self._flush_counts()
+        self._counts.flush()
         self._handle(self._assembler.flush())
         self._finished = True
         self._close_open_segment()
-        self._worker.send(EndPlaylist(status))
+        if ending is not None:
+            self._worker.send(ending)
         self._worker.stop()
         await asyncio.to_thread(self._worker.join)
         self.edge.close()  # blocked requests answer with whatever is final
+
+    def _log_stop(self, event: str) -> None:
+        segments = self.info.segments
         log_event(
             log,
             logging.INFO,
-            "stream_ended",
+            event,
             channel=self.channel,
             broadcast=self.broadcast_id,
-            segments=self.info.segments,
+            segments=segments,
         )
 
     # -- internals --------------------------------------------------------------------------
@@ -291,6 +296,8 @@ class StreamPipeline:
             self._segmenter = Segmenter(
                 self._hls.segment_duration, ready.video is not None, self._hls.segment_cap
             )
+            if self._continued_target is not None:
+                self._segmenter.continue_with(self._continued_target)
             if self.low_latency:
                 self._part_cutter = PartCutter(self._hls.part_duration, ready.video is not None)
         else:
@@ -393,7 +400,7 @@ class StreamPipeline:
             command = CloseSegment(duration_ticks, target_duration_s)
         self._cut_at[self._next_sequence - 1] = time.monotonic()
         self._worker.send(command)
-        self._flush_counts()  # a listed segment's bytes are counted by the time it is listed
+        self._counts.flush()  # a listed segment's bytes are counted by the time it is listed
         self._meter.segment_closed(duration_ticks)
 
     def _failed_from_thread(self, exc: BaseException) -> None:

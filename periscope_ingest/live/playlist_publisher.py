@@ -6,7 +6,9 @@ playlist, which becomes VOD when the broadcast ends. Each is replaced atomically
 change of the live playlist a PlaylistUpdate goes to the loop (the edge), so blocked playlist
 requests can be answered the moment their part exists.
 
-The target duration is known once the first segment closes: the playlists are made then.
+The target duration is known once the first segment closes: the playlists are made then. A
+broadcast continued from another node (storage/continuation.py) starts with the recording so far
+and its target duration, and its live playlist numbers on from there.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from periscope_ingest.media.master_playlist import Variant, render_master
 from periscope_ingest.media.playlist import LivePlaylist, Segment
 from periscope_ingest.media.playlist_reader import render_vod
 from periscope_ingest.storage.atomic import write_atomic
+from periscope_ingest.storage.continuation import ContinuedRecording
 
 Media = tuple[tuple[str, bytes], ...]  # (file name, bytes) of files listed for the first time
 
@@ -36,8 +39,10 @@ class PlaylistPublisher:
         window: int,
         low_latency: LowLatencySettings | None,
         on_playlist: Callable[[PlaylistUpdate], None] | None,
+        continued: ContinuedRecording | None = None,
     ) -> None:
         self._files = files
+        self._continued = continued
         self._window = window
         self._low_latency = low_latency
         self._on_playlist = on_playlist
@@ -45,6 +50,10 @@ class PlaylistPublisher:
         self._recording: LivePlaylist | None = None
         self._peak_bandwidth = 0
         self._master_bandwidth = 0
+        if continued is not None:
+            self._recording = LivePlaylist(continued.target_duration_s, 0, "EVENT")
+            for earlier in continued.segments:
+                self._recording.append(earlier)
 
     @property
     def _parts(self) -> LowLatencyPlaylist | None:
@@ -84,7 +93,7 @@ class PlaylistPublisher:
         switch to the replay at once), then live. ``parts`` are the segment's parts (LL-HLS),
         ``recording_uris`` its URI and init segment's beside the recording playlist, and
         ``media`` gives the bytes viewers are to get from memory (empty unless watched)."""
-        if self._live is None or self._recording is None:
+        if self._live is None:
             self._make(target_duration_s, segment, opened, parts)
         assert self._live is not None and self._recording is not None
         self._live.append(segment)
@@ -99,18 +108,25 @@ class PlaylistPublisher:
     def _make(
         self, target_duration_s: int, first: Segment, opened: OpenSegment, parts: list[Part]
     ) -> None:
-        self._recording = LivePlaylist(target_duration_s, 0, "EVENT")
+        if self._recording is None:
+            self._recording = LivePlaylist(target_duration_s, 0, "EVENT")
         if self._low_latency is None or first.map_uri is None:  # LL-HLS is fMP4 only
             self._live = LivePlaylist(target_duration_s, self._window)
+            self._continue_numbering(self._live)
             return
         playlist = LowLatencyPlaylist(
             target_duration_s, self._window, low_latency=self._low_latency, map_uri=first.map_uri
         )
+        self._continue_numbering(playlist)
         # The target duration is known once the first segment closes: list its parts now.
         playlist.start_segment(opened.program_date_time, opened.discontinuity)
         for part in parts:
             playlist.add_part(part)
         self._live = playlist
+
+    def _continue_numbering(self, live: LivePlaylist) -> None:
+        if (continued := self._continued) is not None:
+            live.continue_from(continued.next_sequence, continued.discontinuities)
 
     def _write_live(self, media: Media = ()) -> None:
         playlist = self._live
@@ -154,8 +170,9 @@ class PlaylistPublisher:
 
     def end(self) -> None:
         """ENDLIST on the live playlist; the recording becomes VOD."""
-        if self._live is not None and self._recording is not None:
+        if self._live is not None:
             self._live.end()
             self._write_live()
+        if self._recording is not None:  # (also a continued one that got no segment here)
             vod = render_vod(self._recording.target_duration_s, self._recording.segments)
             write_atomic(self._files.recording_playlist, vod.encode())

@@ -24,6 +24,7 @@ from periscope_ingest.rtmp.connection import PublishRequested
 from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import is_channel_name
+from periscope_ingest.storage.objects import ObjectStore
 from periscope_ingest.sunset import Lifecycle
 
 __all__ = ["PublishDecision", "PublishPolicy", "decide_publish", "shown_app"]
@@ -44,6 +45,9 @@ class PublishPolicy:
     publish_callback: PublishCallback | None = None  # auth.publish_url, after the checks above
     # storage.url s3://: the uploader's notice of a complete file (live/uploader.py).
     on_file_complete: Callable[[Path], None] | None = None
+    # Cluster only: where a broadcast continued from another node has its recording so far (the
+    # object store, or the data directory the nodes share). None: broadcasts never move here.
+    recordings: ObjectStore | None = None
 
 
 @dataclass(frozen=True, slots=True)

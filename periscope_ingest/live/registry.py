@@ -7,12 +7,15 @@ broadcaster pressed "stop") ends it at once.
 
 In a cluster (live/cluster.py) "one publisher per channel" holds across nodes: a claim also
 takes the channel's lease, and viewers' lookups (``edge``, ``edges``) also find the streams
-other nodes take in.
+other nodes take in. A broadcast also moves with its publisher (live/handover.py): a publisher
+back on another node within the grace window continues its broadcast there (``adopt``), and the
+node it left hands it over instead of ending it (``taken_over``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +26,7 @@ from periscope_ingest.live.cluster_errors import LeaseUnavailable
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.logs import log_event
+from periscope_ingest.storage.continuation import ContinuedRecording
 
 if TYPE_CHECKING:
     from periscope_ingest.live.cluster import ClusterLink  # loads the Redis client
@@ -47,6 +51,7 @@ class Publication:
     grace: asyncio.TimerHandle | None = None
     ending: asyncio.Task | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    unleasing: asyncio.Task | None = None  # cluster: the lease given up when the publisher left
 
 
 class PublisherRegistry:
@@ -55,6 +60,9 @@ class PublisherRegistry:
         self._grace_s = reconnect_grace_s
         self._by_channel: dict[str, Publication] = {}
         self.cluster: ClusterLink | None = None  # set by the service when there is one
+        # Cluster with an object store: waits until a broadcast's files handed over to another
+        # node are uploaded (set by the service).
+        self.wait_uploaded: Callable[[StreamPipeline], Awaitable[None]] | None = None
 
     def live(self) -> list[StreamPipeline]:
         return [p.pipeline for p in self._by_channel.values() if p.ending is None]
@@ -109,6 +117,9 @@ class PublisherRegistry:
         refusing the reconnect until the old connection times out (OBS would loop on BadName).
         """
         if self.cluster is not None:
+            holder = self._by_channel.get(channel)
+            if holder is not None and holder.unleasing is not None:
+                await holder.unleasing  # never after this claim's own acquire
             try:
                 if not await self.cluster.acquire(channel):
                     raise ChannelBusy(channel)
@@ -137,6 +148,99 @@ class PublisherRegistry:
             await asyncio.sleep(0)
         return None
 
+    async def adopt(
+        self,
+        channel: str,
+        load: Callable[[str, str], Awaitable[ContinuedRecording | None]],
+    ) -> ContinuedRecording | None:
+        """Cluster only, after ``claim`` found nothing here to continue: the channel's broadcast
+        another node held within its grace window, taken over (``load`` reads its recording so
+        far); None when a new broadcast starts."""
+        cluster = self.cluster
+        if cluster is None:
+            return None
+        try:
+            adopted = await cluster.handover.adopt(channel)
+            if adopted is None:
+                return None
+            flushed = await cluster.handover.wait_flushed(channel, adopted)
+        except LeaseUnavailable as exc:
+            log_event(log, logging.WARNING, "handover_failed", channel=channel, reason=repr(exc))
+            return None
+        continued = await load(channel, adopted.broadcast_id)
+        log_event(
+            log,
+            logging.INFO if continued is not None else logging.WARNING,
+            "broadcast_adopted" if continued is not None else "handover_failed",
+            channel=channel,
+            broadcast=adopted.broadcast_id,
+            previous=adopted.previous,
+            previous_runs=adopted.previous_runs,
+            flushed=flushed,
+            **({} if continued else {"reason": "its recording could not be read"}),
+        )
+        return continued
+
+    async def announce(self, channel: str, broadcast_id: str) -> None:
+        """Cluster only: this node holds the channel's broadcast, which may move with its
+        publisher from now on."""
+        if self.cluster is None:
+            return
+        try:
+            await self.cluster.handover.hold(channel, broadcast_id)
+        except LeaseUnavailable as exc:
+            log_event(log, logging.WARNING, "handover_unsaid", channel=channel, reason=repr(exc))
+
+    def held_broadcasts(self) -> dict[str, str]:
+        """Channel: broadcast id of every broadcast held here and not ending (cluster)."""
+        return {
+            channel: p.pipeline.broadcast_id
+            for channel, p in self._by_channel.items()
+            if p.ending is None
+        }
+
+    def taken_over(self, channel: str) -> None:
+        """Another node adopted the channel's broadcast: hand it over (no ending here)."""
+        publication = self._by_channel.get(channel)
+        if publication is None or publication.ending is not None:
+            return
+        if publication.grace is not None:
+            publication.grace.cancel()
+            publication.grace = None
+        publication.ending = asyncio.get_running_loop().create_task(
+            self._hand_over(channel, publication)
+        )
+
+    def replaced(self, channel: str) -> None:
+        """Another node started a new broadcast on the channel (this one was taken for dead)."""
+        publication = self._by_channel.get(channel)
+        if publication is not None:
+            self.end(channel, publication, "another node took the channel")
+
+    async def _hand_over(self, channel: str, publication: Publication) -> None:
+        pipeline = publication.pipeline
+        try:
+            if publication.disconnect is not None:  # a stale connection, still open here
+                await publication.disconnect("the broadcast continues on another node")
+            await pipeline.hand_over()
+            if self.cluster is not None:
+                self.cluster.detach(pipeline.edge)
+            if self.wait_uploaded is not None:
+                await self.wait_uploaded(pipeline)
+            if self.cluster is not None:
+                await self.cluster.handover.flushed(channel, pipeline.broadcast_id)
+        finally:
+            if self._by_channel.get(channel) is publication:
+                del self._by_channel[channel]
+            publication.done.set()
+            log_event(
+                log,
+                logging.INFO,
+                "broadcast_handed_over",
+                channel=channel,
+                broadcast=pipeline.broadcast_id,
+            )
+
     def add(self, channel: str, publication: Publication) -> None:
         if channel in self._by_channel:
             raise ChannelBusy(channel)
@@ -151,6 +255,11 @@ class PublisherRegistry:
         publication.pipeline.suspend()
         publication.client = None
         publication.disconnect = None
+        if self.cluster is not None:
+            # The publisher may come back on another node: that node may take the channel now.
+            publication.unleasing = asyncio.get_running_loop().create_task(
+                self.cluster.release(channel)
+            )
         if self._grace_s <= 0:
             self.end(channel, publication, "publisher disconnected")
             return
@@ -177,13 +286,23 @@ class PublisherRegistry:
         return publication.ending
 
     async def _finish(self, channel: str, publication: Publication, reason: str, status: str):
+        pipeline, cluster = publication.pipeline, self.cluster
+        if cluster is not None and not await cluster.handover.still_ours(
+            channel, pipeline.broadcast_id
+        ):
+            # Adopted by another node just now (its publisher is back there): not ended here.
+            publication.ending = None
+            self.taken_over(channel)
+            return
         try:
-            await publication.pipeline.finish(status)
+            await pipeline.finish(status)
         finally:
             if self._by_channel.get(channel) is publication:
                 del self._by_channel[channel]
-                if self.cluster is not None:
-                    await self.cluster.release(channel)
+                if cluster is not None:
+                    await cluster.release(channel)
+                    with contextlib.suppress(LeaseUnavailable):
+                        await cluster.handover.release(channel, pipeline.broadcast_id)
             publication.done.set()
             log_event(
                 log,

@@ -23,6 +23,7 @@ from periscope_ingest.live.rtmp_reasons import ConnectionRefusal, Refusal
 from periscope_ingest.live.rtmp_session import RtmpSession
 from periscope_ingest.rtmp.connection import RtmpLimits
 from periscope_ingest.storage.catalog import Catalog
+from periscope_ingest.storage.continuation import ContinuedRecording, load_continued
 from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
 
 __all__ = ["PublishPolicy", "RtmpServer", "TlsError", "rtmp_limits", "tls_context"]
@@ -202,8 +203,11 @@ class RtmpServer:
             )
         return None
 
-    def new_broadcast(self, channel: str) -> StreamPipeline:
-        """The pipeline of a new broadcast on channel, for the session that publishes it."""
+    def new_broadcast(
+        self, channel: str, continued: ContinuedRecording | None = None
+    ) -> StreamPipeline:
+        """The pipeline of a new broadcast on channel, for the session that publishes it, or of
+        one another node recorded until now (``continued``, a cluster hand-over)."""
         layout = self.layout
         # A new broadcast on the channel: the previous one's live playlists must not be served as
         # this one's while its first segment is being written.
@@ -211,7 +215,7 @@ class RtmpServer:
             stale.unlink(missing_ok=True)
         return StreamPipeline(
             channel,
-            new_broadcast_id(),
+            continued.record.id if continued is not None else new_broadcast_id(),
             layout,
             self.settings.hls,
             asyncio.get_running_loop(),
@@ -219,7 +223,16 @@ class RtmpServer:
             self.policy.on_ended,
             self.policy.metrics,
             self.policy.on_file_complete,
+            continued,
         )
+
+    async def load_continued(self, channel: str, broadcast_id: str) -> ContinuedRecording | None:
+        """A cluster hand-over: the recording so far of a broadcast another node held on this
+        channel, copied from the store (or found in the shared data directory)."""
+        store = self.policy.recordings
+        if store is None:
+            return None
+        return await asyncio.to_thread(load_continued, self.layout, store, channel, broadcast_id)
 
     def release(self, session: RtmpSession) -> None:
         """The connection no longer holds a slot (closed, or being closed after eviction)."""

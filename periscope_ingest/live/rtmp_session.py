@@ -252,15 +252,16 @@ class RtmpSession(asyncio.Protocol):
             if not self._closed:
                 self._refuse(request.stream_id, channel, refusal or "refused", label)
             return
-        registry = self._server.registry
-        if pipeline is None:
-            pipeline = self._server.new_broadcast(channel)
-            event = "publish_started"
+        registry, event = self._server.registry, "broadcast_continued"
+        if pipeline is None:  # in a cluster, one another node held may continue here
+            continued = await registry.adopt(channel, self._server.load_continued)
+            pipeline = self._server.new_broadcast(channel, continued)
+            event = "publish_started" if continued is None else event
         else:
             pipeline.resume()
-            event = "broadcast_continued"
         publication = Publication(pipeline, self.client, self._drop_for_takeover)
         registry.add(channel, publication)
+        await registry.announce(channel, pipeline.broadcast_id)
         pipeline.on_writer_failed = self._writer_failed
         self._publication = publication
         self._channel = channel

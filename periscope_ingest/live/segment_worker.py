@@ -47,6 +47,7 @@ from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
 from periscope_ingest.media.playlist import Segment
 from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
+from periscope_ingest.storage.continuation import ContinuedRecording
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class SegmentWorker:
         on_playlist: Callable[[PlaylistUpdate], None] | None = None,
         on_failed: Callable[[BaseException], None] | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
+        continued: ContinuedRecording | None = None,
     ) -> None:
         self._broadcast_id = record.id
         self._directory = files.directory
@@ -81,7 +83,7 @@ class SegmentWorker:
         self._on_file_complete = on_file_complete
         self._record = BroadcastRecordKeeper(record, files.directory, catalog, on_file_complete)
         self._segments = SegmentFiles(files)
-        self._playlists = PlaylistPublisher(files, window, low_latency, on_playlist)
+        self._playlists = PlaylistPublisher(files, window, low_latency, on_playlist, continued)
         self._on_published = on_published
         self._on_ended = on_ended
         self._on_failed = on_failed  # called once, from this thread, when writing fails

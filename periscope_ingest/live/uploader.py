@@ -210,6 +210,18 @@ class Uploader:
             log_event(log, logging.DEBUG, "uploaded", key=entry.key, attempts=attempts)
             return
 
+    def wait_directory(self, directory: Path, timeout: float) -> bool:
+        """Blocking: until every file of ``directory`` queued so far is uploaded (a broadcast
+        handed over to another node, which reads them next); False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while (queue := self._queues.get(directory)) is not None and queue.pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._abandon.is_set():
+                    return False
+                self._idle.wait(min(left, 0.5))
+        return True
+
     # -- shutdown ------------------------------------------------------------------------------
 
     def stop(self, timeout: float) -> int:

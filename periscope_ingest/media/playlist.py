@@ -222,6 +222,14 @@ class LivePlaylist:
         """Sum of the listed segments' durations."""
         return self._duration_ms
 
+    def continue_from(self, media_sequence: int, discontinuity_sequence: int) -> None:
+        """Number an empty playlist on from where an earlier one left off: a broadcast that
+        another node recorded until now (6.2.2: neither number may go backwards)."""
+        if self._segments:
+            raise PlaylistStateError("only an empty playlist can continue another one")
+        self._media_sequence = media_sequence
+        self._discontinuity_sequence = discontinuity_sequence
+
     def append(self, segment: Segment) -> list[Segment]:
         """List `segment` at the end; return the segments that left the window, oldest first.
 

@@ -115,6 +115,12 @@ class Segmenter:
             return longest_listed_ms(self.target_duration_s)
         return self._cap // TICKS_PER_MS
 
+    def continue_with(self, target_duration_s: int) -> None:
+        """A broadcast continued from another node keeps its EXT-X-TARGETDURATION (it never
+        changes): it is fixed from the first segment here on."""
+        self.target_duration_s = target_duration_s
+        self._cap = self._longest_allowed()
+
     def cover_first(self, listed_ms: int) -> None:
         """LL-HLS lists a segment as long as its parts add up to, which after a gap in its media
         can be longer than the media measured here: once the first segment is closed, its

@@ -1,0 +1,215 @@
+"""A broadcast moves with its publisher between two nodes (live/handover.py): real Redis, a real
+S3 endpoint (moto's server) and two real server processes, each with its own ports and data dir.
+
+ffmpeg pushes to node A while a viewer plays from node B. Then either A is killed with
+``kill -9`` or only the publisher drops off A, and the publisher comes back on B within
+recording.reconnect_grace. Either way the replay is one broadcast with one discontinuity, at
+most one segment of A's lost, and its MP4 is made on B from the segments A left in the store.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, require
+from tests.e2e.hls_check import parse_media_playlist
+from tests.e2e.moto_s3 import MotoS3, require_moto
+from tests.e2e.pushers import ffmpeg_command
+from tests.e2e.redis_server import RedisServer
+from tests.e2e.server import ServerProcess
+from tests.e2e.test_recordings import probe_mp4
+
+pytestmark = pytest.mark.e2e
+
+BUCKET = "handover"
+LEASE_S = 2
+GRACE_S = 12
+
+
+@pytest.fixture(scope="module")
+def moto():
+    require_moto()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "moto-test_handover.log"
+    log_path.unlink(missing_ok=True)
+    store = MotoS3(log_path)
+    store.start()
+    store.create_bucket(BUCKET)
+    yield store
+    store.stop()
+
+
+def node(tmp_path: Path, name: str, redis: RedisServer, moto: MotoS3) -> ServerProcess:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"server-handover-{name}.log"
+    log.unlink(missing_ok=True)
+    proc = ServerProcess(
+        tmp_path / name,
+        log,
+        PERISCOPE_CLUSTER__REDIS_URL=redis.url,
+        PERISCOPE_CLUSTER__NODE_NAME=name,
+        PERISCOPE_CLUSTER__LEASE=str(LEASE_S),
+        PERISCOPE_RECORDING__RECONNECT_GRACE=str(GRACE_S),
+        **moto.env(BUCKET, f"{tmp_path.name}"),
+    )
+    proc.start()
+    return proc
+
+
+def push(server: ServerProcess, channel: str, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        ffmpeg_command(server.rtmp_url(channel), seconds),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def live_playlist(server: ServerProcess, channel: str):
+    status, _, body = server.get(f"/live/{channel}/index.m3u8")
+    return parse_media_playlist(body.decode()) if status == 200 else None
+
+
+def push_until_taken(server: ServerProcess, channel: str, seconds: float, within: float):
+    """Push to ``server`` until it takes the publish (the other node's lease must run out
+    first), as an encoder's reconnect loop does; returns the pusher that was taken."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        pusher = push(server, channel, seconds)
+        taken = server.wait_for(
+            lambda p=pusher: (
+                "taken"
+                if f"broadcast_continued channel={channel}" in server.log()
+                else "refused"
+                if p.poll() is not None
+                else None
+            ),
+            seconds,
+            what="a refusal or the publish taken",
+        )
+        if taken == "taken":
+            return pusher
+        time.sleep(0.2)
+    raise AssertionError(f"{server.http} never took the publish:\n{server.log()[-3000:]}")
+
+
+def one_broadcast(server: ServerProcess, channel: str) -> dict:
+    broadcasts = server.get_json(f"/api/broadcasts?channel={channel}")["broadcasts"]
+    assert len(broadcasts) == 1, broadcasts
+    return broadcasts[0]
+
+
+def check_replay(server: ServerProcess, broadcast_id: str, listed_on_a: int, pushed_on_b: float):
+    """One recording: A's segments (at most one lost), one discontinuity, B's segments; its MP4
+    (made on B from A's segments in the store) as long as the playlist says."""
+    status, _, body = server.get(f"/replays/{broadcast_id}/index.m3u8")
+    assert status == 200
+    text = body.decode()
+    replay = parse_media_playlist(text)
+    assert "#EXT-X-ENDLIST" in text and text.count("#EXT-X-DISCONTINUITY\n") == 1, text
+    names = [s.uri for s in replay.segments]
+    assert names == [f"{n:06d}.ts" for n in range(len(names))], names  # one numbering
+    before = text.split("#EXT-X-DISCONTINUITY\n")[0].count("#EXTINF")
+    assert before >= listed_on_a - 1, (before, listed_on_a)
+    after = sum(s.duration for s in replay.segments[before:])
+    assert pushed_on_b - 2.5 <= after <= pushed_on_b + 0.5, after
+    for segment in replay.segments:
+        status, _, data = server.get(f"/replays/{broadcast_id}/{segment.uri}")
+        assert status == 200 and data[:1] == b"\x47", segment.uri
+    record = server.wait_for(
+        lambda: (b := server.get_json(f"/api/broadcasts/{broadcast_id}"))["mp4_ready"] and b,
+        60,
+        interval=0.2,
+        what="the MP4 made on B",
+    )
+    assert record["discontinuities"] == 1 and record["segments"] == len(names)
+    status, _, mp4 = server.get(f"/replays/{broadcast_id}.mp4")
+    assert status == 200
+    total = sum(s.duration for s in replay.segments)
+    assert abs(probe_mp4(mp4)["duration"] - total) <= 0.5, (probe_mp4(mp4), total)
+
+
+def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
+    tmp_path: Path, redis, moto: MotoS3
+) -> None:
+    require("ffmpeg")
+    a = node(tmp_path, "a", redis, moto)
+    b = node(tmp_path, "b", redis, moto)
+    first = push(a, "moving", 60)
+    second = None
+    try:
+        # A viewer on B plays what A takes in.
+        seen = b.wait_for(
+            lambda: (p := live_playlist(b, "moving")) and len(p.segments) >= 3 and p,
+            40,
+            what="B listing three of A's segments",
+        )
+        broadcast_id = one_broadcast(a, "moving")["id"]
+        on_a = live_playlist(a, "moving")
+        assert on_a is not None
+        listed_on_a = on_a.media_sequence + len(on_a.segments)
+        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+        first.kill()
+        first.wait()
+
+        second = push_until_taken(b, "moving", 8, within=GRACE_S)
+        b.wait_for(lambda: "broadcast_adopted" in b.log(), 10, what="the adoption")
+        assert f"broadcast={broadcast_id}" in b.log().split("broadcast_adopted", 1)[1][:400]
+        # B's viewer goes on with the same numbering (RFC 8216 6.2.2), after a discontinuity.
+        after = b.wait_for(
+            lambda: (p := live_playlist(b, "moving")) and p.media_sequence >= listed_on_a and p,
+            20,
+            what="B's own live playlist",
+        )
+        assert after.media_sequence == listed_on_a > seen.media_sequence
+        assert second.wait(30) == 0
+        b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
+        assert one_broadcast(b, "moving")["id"] == broadcast_id
+        check_replay(b, broadcast_id, listed_on_a, 8)
+    finally:
+        for pusher in (first, second):
+            if pusher is not None:
+                pusher.kill()
+        b.stop()
+
+
+def test_a_publisher_that_moves_while_both_nodes_run_is_handed_over(
+    tmp_path: Path, redis, moto: MotoS3
+) -> None:
+    require("ffmpeg")
+    a = node(tmp_path, "ha", redis, moto)
+    b = node(tmp_path, "hb", redis, moto)
+    first = push(a, "moving", 60)
+    second = None
+    try:
+        a.wait_for(
+            lambda: (p := live_playlist(a, "moving")) and len(p.segments) >= 3,
+            40,
+            what="three segments on A",
+        )
+        broadcast_id = one_broadcast(a, "moving")["id"]
+        first.kill()  # the phone drops off the network: no unpublish
+        first.wait()
+        a.wait_for(lambda: "publisher_gone" in a.log(), 10, what="A noticing")
+        on_a = a.wait_for(
+            lambda: (p := live_playlist(a, "moving")) and p, 5, what="A's last playlist"
+        )
+        second = push_until_taken(b, "moving", 8, within=GRACE_S)
+        a.wait_for(lambda: "broadcast_handed_over" in a.log(), 15, what="A handing it over")
+        assert second.wait(30) == 0
+        b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
+        # A never ended it: no ENDLIST, no final record of its own, no second broadcast.
+        assert "broadcast_ended" not in a.log()
+        assert one_broadcast(b, "moving")["id"] == broadcast_id
+        listed_on_a = on_a.media_sequence + len(on_a.segments)
+        check_replay(b, broadcast_id, listed_on_a, 8)
+    finally:
+        for pusher in (first, second):
+            if pusher is not None:
+                pusher.kill()
+        a.stop()
+        b.stop()
