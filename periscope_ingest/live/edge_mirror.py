@@ -6,6 +6,11 @@ state (playlist text, delta, what it lists, the stream's description) in one has
 message on the channel's pub/sub channel, which wakes the other nodes' held LL-HLS requests.
 The order matters: a node that reads the state after the message finds every file it lists.
 
+The master playlist is a file the segment worker rewrites after a segment (rarely: when the peak
+bitrate grows); it is read again, off the event loop, once per new segment and carried in the
+same hash. The live poster is shared under its own key (live/shared_poster.py), which the edge
+is given here.
+
 Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
 behind, the oldest waiting updates (after the one being written) are merged into the next one
 (their media is kept, their playlist text is superseded anyway), and media beyond
@@ -20,7 +25,9 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -29,6 +36,7 @@ from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_keys import changed_channel, live_key, media_key
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.segment_commands import PlaylistUpdate
+from periscope_ingest.live.shared_poster import RedisPosterShare
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
 
@@ -49,7 +57,11 @@ class EdgeMirror:
         self._queues: dict[LiveEdge, deque[PlaylistUpdate]] = {}
         self._wake: dict[LiveEdge, asyncio.Event] = {}
         self._tasks: dict[LiveEdge, asyncio.Task] = {}
+        # The master playlist last read for each edge: (its next_sequence then, the text or "").
+        self._masters: dict[LiveEdge, tuple[int, str]] = {}
         self._failing = False
+        # The path of a channel's master playlist (set by the service: storage's layout).
+        self.master_playlist: Callable[[str], Path] | None = None
 
     def attach(self, edge: LiveEdge) -> None:
         """Mirror ``edge`` from now on (once; a continued broadcast keeps its edge)."""
@@ -58,6 +70,9 @@ class EdgeMirror:
         self._queues[edge] = deque()
         self._wake[edge] = asyncio.Event()
         self._tasks[edge] = asyncio.get_running_loop().create_task(self._run(edge))
+        edge.poster_share = RedisPosterShare(
+            self._redis, edge.channel, edge.broadcast_id, self._settings.timeout
+        )
         edge.keep_always(self._updated)
         if edge.playlist is not None:
             self._updated(edge, edge.playlist)
@@ -98,10 +113,12 @@ class EdgeMirror:
             self._queues.pop(edge, None)
             self._wake.pop(edge, None)
             self._tasks.pop(edge, None)
+            self._masters.pop(edge, None)
 
     async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
         ttl = max(1, round(self._settings.media_ttl))
         channel, broadcast = edge.channel, edge.broadcast_id
+        master = await self._master_text(edge, update)
         pipe = self._redis.pipeline(transaction=False)
         for name, data in update.media:
             pipe.set(media_key(channel, broadcast, name), data, ex=ttl)
@@ -116,6 +133,7 @@ class EdgeMirror:
                 "target": update.target_duration_s,
                 "text": update.text,
                 "delta": update.delta or "",
+                "master": master,
                 "low_latency": "1" if edge.low_latency else "0",
                 "segment_duration": edge.segment_duration_s,
                 "poster_interval": edge.poster_interval,
@@ -132,6 +150,21 @@ class EdgeMirror:
         }
         pipe.publish(changed_channel(channel), json.dumps(message))
         await asyncio.wait_for(pipe.execute(), self._settings.timeout)
+
+    async def _master_text(self, edge: LiveEdge, update: PlaylistUpdate) -> str:
+        """The master playlist as the origin serves it; "" before it is written. Read again only
+        when a segment was added (the worker rewrites it after one, if at all)."""
+        read = self._masters.get(edge)
+        if read is not None and read[0] == update.next_sequence:
+            return read[1]
+        text = ""
+        if self.master_playlist is not None:
+            path = self.master_playlist(edge.channel)
+            text = await asyncio.to_thread(_read_text, path)
+        if not text and read is not None:
+            text = read[1]  # written once, never removed while live: a failed read keeps it
+        self._masters[edge] = (update.next_sequence, text)
+        return text
 
     def _failed(self, exc: BaseException) -> None:
         if self._metrics is not None:
@@ -150,6 +183,14 @@ class EdgeMirror:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _read_text(path: Path) -> str:
+    """Blocking: the file's text, "" if it is not there (yet)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _merged(older: PlaylistUpdate, newer: PlaylistUpdate) -> PlaylistUpdate:
