@@ -181,8 +181,8 @@ class Service:
         if self.cluster is not None:
             self.cluster.renewable = self.registry.sending_media
             self.cluster.viewer_counts = self._viewer_counts
-            # The mirror carries each live channel's master playlist to the other nodes.
-            self.cluster.mirror.master_playlist = self.layout.master_playlist
+            # The mirror carries each live channel's master playlist and init segments along.
+            self.cluster.mirror.layout = self.layout
             self.registry.cluster = self.cluster
             self.metrics.cluster_remote_streams.set_function(
                 lambda: len(self.cluster.remote.all()) if self.cluster else 0

@@ -8,8 +8,9 @@ The order matters: a node that reads the state after the message finds every fil
 
 The master playlist is a file the segment worker rewrites after a segment (rarely: when the peak
 bitrate grows); it is read again, off the event loop, once per new segment and carried in the
-same hash. The live poster is shared under its own key (live/shared_poster.py), which the edge
-is given here.
+same hash. fMP4 init segments are read once each, when the playlist first lists them, and kept
+in Redis as long as it lists them (players need them before any segment). The live poster is
+shared under its own key (live/shared_poster.py), which the edge is given here.
 
 Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
 behind, the oldest waiting updates (after the one being written) are merged into the next one
@@ -21,11 +22,12 @@ writes go on with the next update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,11 +41,14 @@ from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.shared_poster import RedisPosterShare
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
+from periscope_ingest.storage.layout import DataLayout, InvalidName
 
 log = logging.getLogger(__name__)
 
 # Media carried over from merged updates while Redis is behind (about ten 3 Mb/s segments).
 MAX_CARRIED_BYTES = 8 << 20
+# The init segments a live playlist lists (fMP4).
+_MAP_URI = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
 
 
 class EdgeMirror:
@@ -59,9 +64,10 @@ class EdgeMirror:
         self._tasks: dict[LiveEdge, asyncio.Task] = {}
         # The master playlist last read for each edge: (its next_sequence then, the text or "").
         self._masters: dict[LiveEdge, tuple[int, str]] = {}
+        self._inits: dict[LiveEdge, set[str]] = {}  # init segments already in Redis
         self._failing = False
-        # The path of a channel's master playlist (set by the service: storage's layout).
-        self.master_playlist: Callable[[str], Path] | None = None
+        # Where the master playlists and init segments are (set by the service).
+        self.layout: DataLayout | None = None
 
     def attach(self, edge: LiveEdge) -> None:
         """Mirror ``edge`` from now on (once; a continued broadcast keeps its edge)."""
@@ -114,14 +120,20 @@ class EdgeMirror:
             self._wake.pop(edge, None)
             self._tasks.pop(edge, None)
             self._masters.pop(edge, None)
+            self._inits.pop(edge, None)
 
     async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
         ttl = max(1, round(self._settings.media_ttl))
         channel, broadcast = edge.channel, edge.broadcast_id
         master = await self._master_text(edge, update)
+        mirrored = self._inits.setdefault(edge, set())
+        listed = {uri.rsplit("/", 1)[-1] for uri in _MAP_URI.findall(update.text)}
+        new_inits = await self._read_inits(edge, listed - mirrored)
         pipe = self._redis.pipeline(transaction=False)
-        for name, data in update.media:
+        for name, data in (*update.media, *new_inits):
             pipe.set(media_key(channel, broadcast, name), data, ex=ttl)
+        for name in listed & mirrored:
+            pipe.expire(media_key(channel, broadcast, name), ttl)  # still needed: kept
         pipe.hset(
             live_key(channel),
             mapping={
@@ -150,6 +162,24 @@ class EdgeMirror:
         }
         pipe.publish(changed_channel(channel), json.dumps(message))
         await asyncio.wait_for(pipe.execute(), self._settings.timeout)
+        mirrored.update(name for name, _ in new_inits)
+
+    async def _read_inits(self, edge: LiveEdge, names: set[str]) -> list[tuple[str, bytes]]:
+        """The init segments the live playlist lists for the first time, from this disk."""
+        if not names or self.layout is None:
+            return []
+        layout, channel, broadcast = self.layout, edge.channel, edge.broadcast_id
+
+        def read() -> list[tuple[str, bytes]]:
+            found = []
+            for name in sorted(names):
+                # One not there (yet) is tried again with the next update.
+                with contextlib.suppress(OSError, InvalidName):
+                    path = layout.find_segment(channel, broadcast, name)
+                    found.append((name, path.read_bytes()))
+            return found
+
+        return await asyncio.to_thread(read)
 
     async def _master_text(self, edge: LiveEdge, update: PlaylistUpdate) -> str:
         """The master playlist as the origin serves it; "" before it is written. Read again only
@@ -158,8 +188,8 @@ class EdgeMirror:
         if read is not None and read[0] == update.next_sequence:
             return read[1]
         text = ""
-        if self.master_playlist is not None:
-            path = self.master_playlist(edge.channel)
+        if self.layout is not None:
+            path = self.layout.master_playlist(edge.channel)
             text = await asyncio.to_thread(_read_text, path)
         if not text and read is not None:
             text = read[1]  # written once, never removed while live: a failed read keeps it

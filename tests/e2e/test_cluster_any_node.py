@@ -94,3 +94,36 @@ def test_master_playlist_poster_and_pages_from_the_other_node(tmp_path: Path, re
         pusher.wait()
         a.stop()
         b.stop()
+
+
+def test_fmp4_init_segment_and_poster_from_the_other_node(tmp_path: Path, redis) -> None:
+    fmp4 = {"PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4", **POSTER_INTERVAL}
+    a = node(tmp_path, "fa4", redis, **fmp4)
+    b = node(tmp_path, "fb4", redis, **fmp4)
+    pusher = push(a, "fmp4", 15)
+    try:
+        text = b.wait_for(
+            lambda: (found := served(b, "/live/fmp4/index.m3u8")) and b".m4s" in found[2]
+            and found[2].decode(),
+            30,
+            what="B's fMP4 playlist with a segment",
+        )  # fmt: skip
+        maps = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+        assert maps, text
+        # The init segment the player needs before any fMP4 segment: A's bytes, from B.
+        status_a, headers_a, init_a = a.get(f"/live/fmp4/{maps[-1]}")
+        status_b, headers_b, init_b = b.get(f"/live/fmp4/{maps[-1]}")
+        assert (status_a, status_b) == (200, 200)
+        assert init_b == init_a and b"ftyp" in init_a[:16]
+        assert headers_b["Content-Type"] == headers_a["Content-Type"] == "video/mp4"
+        # B's poster is made from the mirrored segment and that init segment.
+        _, _, poster_b = b.wait_for(
+            lambda: served(b, "/live/fmp4/poster.jpg"), 20, what="B's live poster"
+        )
+        assert jpeg_size(poster_b) == (WIDTH, HEIGHT)
+        assert a.get("/live/fmp4/poster.jpg")[2] == poster_b
+    finally:
+        pusher.kill()
+        pusher.wait()
+        a.stop()
+        b.stop()
