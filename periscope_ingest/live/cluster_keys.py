@@ -6,7 +6,8 @@ periscope:lease:<channel>             the node that may take media for the chann
 periscope:live:<channel>              hash: the live edge of the channel's broadcast (its
                                       playlist text and delta, master playlist, what it
                                       lists, /api/streams)
-periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
+periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, and the init
+                                      segments listed, expiring
 periscope:poster:<channel>:<broadcast> the live poster JPEG, expiring after hls.poster_interval
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
 periscope:viewers:<channel>           hash: each node's count of the channel's viewers
