@@ -1,8 +1,9 @@
 """Any node serves any viewer (issue #15): what test_cluster.py does not cover yet.
 
 Two real nodes share a real Redis (tests/e2e/redis_server.py); ffmpeg pushes to A. B answers the
-master playlist and the live poster with A's bytes and headers, and the watch page on B is A's
-page, whose player finds the stream and its media on B.
+master playlist, the live poster (whichever node is asked first) and an fMP4 stream's init
+segment with A's bytes and headers, and the watch page on B is A's page, whose player finds the
+stream and its media on B.
 """
 
 from __future__ import annotations
@@ -116,12 +117,12 @@ def test_fmp4_init_segment_and_poster_from_the_other_node(tmp_path: Path, redis)
         assert (status_a, status_b) == (200, 200)
         assert init_b == init_a and b"ftyp" in init_a[:16]
         assert headers_b["Content-Type"] == headers_a["Content-Type"] == "video/mp4"
-        # B's poster is made from the mirrored segment and that init segment.
-        _, _, poster_b = b.wait_for(
-            lambda: served(b, "/live/fmp4/poster.jpg"), 20, what="B's live poster"
+        # The poster asked of A first this time: made from A's files, shared, served by B.
+        _, _, poster_a = a.wait_for(
+            lambda: served(a, "/live/fmp4/poster.jpg"), 20, what="A's live poster"
         )
-        assert jpeg_size(poster_b) == (WIDTH, HEIGHT)
-        assert a.get("/live/fmp4/poster.jpg")[2] == poster_b
+        assert jpeg_size(poster_a) == (WIDTH, HEIGHT)
+        assert b.get("/live/fmp4/poster.jpg")[2] == poster_a
     finally:
         pusher.kill()
         pusher.wait()
