@@ -1,8 +1,9 @@
 """The live edge of a broadcast that another node of the cluster takes in.
 
 A RemoteEdge answers this node's viewers exactly as the LiveEdge it mirrors answers the other
-node's: the same playlist text (and delta), the same newest segments and parts, the same
-blocking-reload behaviour. It is fed by live/remote_edges.py from Redis: every change the
+node's: the same playlist text (and delta), master playlist, newest segments and parts (and
+fMP4 init segments), the same blocking-reload behaviour, and the live poster shared through
+Redis (live/shared_poster.py). It is fed by live/remote_edges.py from Redis: every change the
 publishing node mirrors there is published here, with the new media fetched while someone
 watches on this node; a file not held in memory is fetched from Redis when asked for.
 """
