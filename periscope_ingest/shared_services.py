@@ -90,6 +90,8 @@ class SharedServices:
         cluster.held_broadcasts = registry.held_broadcasts
         cluster.on_adopted = registry.taken_over
         cluster.on_replaced = registry.replaced
+        # The mirror carries each live channel's master playlist and init segments along.
+        cluster.mirror.layout = self._layout
         registry.cluster = cluster
         if self.uploader is not None:
             registry.wait_uploaded = self._wait_uploaded

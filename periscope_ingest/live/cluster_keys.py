@@ -4,8 +4,11 @@ periscope:node:<node>                 hash: this node's HTTP/RTMP addresses, sta
                                       (expires unless the node renews it: a node list)
 periscope:lease:<channel>             the node that may take media for the channel
 periscope:live:<channel>              hash: the live edge of the channel's broadcast (its
-                                      playlist text and delta, what it lists, /api/streams)
-periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, expiring
+                                      playlist text and delta, master playlist, what it
+                                      lists, /api/streams)
+periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, and the init
+                                      segments listed, expiring
+periscope:poster:<channel>:<broadcast> the live poster JPEG, expiring after hls.poster_interval
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
 periscope:viewers:<channel>           hash: each node's count of the channel's viewers
 periscope:broadcast:<channel>         hash: the channel's broadcast that may still continue (its id,
@@ -37,6 +40,10 @@ def media_key(channel: str, broadcast_id: str, name: str) -> str:
 
 def broadcast_key(channel: str) -> str:
     return f"{PREFIX}broadcast:{channel}"
+
+
+def poster_key(channel: str, broadcast_id: str) -> str:
+    return f"{PREFIX}poster:{channel}:{broadcast_id}"
 
 
 def viewers_key(channel: str) -> str:

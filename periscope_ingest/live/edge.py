@@ -10,7 +10,10 @@ The pipeline cuts and the segment worker writes; what they have published lands 
   resolved once per playlist change, so nothing polls and a thousand waiters cost a thousand
   callbacks once per part;
 - what /api/streams and the posters report about the stream (``info``, ``reconnecting``,
-  ``restream_status``, ``poster_interval``).
+  ``restream_status``, ``poster_interval``);
+- in a cluster, what other nodes need to answer as this one does: the master playlist text
+  (``master``, on a RemoteEdge; a local edge's is its file) and where the live poster is shared
+  (``poster_share``), so every node serves the same JPEG.
 
 Everything here runs on the event loop; the worker's reports reach it through the pipeline's
 call_soon_threadsafe. In a cluster (live/cluster.py) each update is also handed to the
@@ -24,6 +27,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.stream_info import StreamInfo
@@ -37,6 +41,20 @@ _HOLD_TARGET_DURATIONS = 3
 # the last playlist or media request.
 MEMORY_SEGMENTS = 3
 WATCHED_FOR_S = 30.0
+
+
+class PosterShare(Protocol):
+    """The live poster of one broadcast as the nodes of a cluster share it (live/shared_poster.py):
+    whichever node makes it first, every node serves those bytes until it is renewed."""
+
+    async def get(self) -> tuple[bytes, float] | None:
+        """The shared poster and the seconds it stays current; None if there is none now."""
+        ...
+
+    async def put(self, data: bytes, interval: float) -> bytes:
+        """Share ``data`` for ``interval`` seconds unless another node just shared one: the
+        poster to serve either way."""
+        ...
 
 
 class LiveEdge:
@@ -72,6 +90,12 @@ class LiveEdge:
         # which wants the newest media whether or not anyone watches on this node).
         self.listeners: list[Callable[[LiveEdge, PlaylistUpdate], None]] = []
         self.always_keep = False
+        # A broadcast taken in here has its files on this disk; a RemoteEdge's are in Redis.
+        self.files_here = True
+        # The master playlist text, when it is not a file here (a RemoteEdge's, from Redis).
+        self.master: str | None = None
+        # In a cluster: where this broadcast's live poster is shared with the other nodes.
+        self.poster_share: PosterShare | None = None
 
     def keep_always(self, listener: Callable[[LiveEdge, PlaylistUpdate], None]) -> None:
         """Hand every update, with the newest media, to ``listener`` (a cluster's mirror)."""

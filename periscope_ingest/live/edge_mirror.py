@@ -6,6 +6,12 @@ state (playlist text, delta, what it lists, the stream's description) in one has
 message on the channel's pub/sub channel, which wakes the other nodes' held LL-HLS requests.
 The order matters: a node that reads the state after the message finds every file it lists.
 
+The master playlist is a file the segment worker rewrites after a segment (rarely: when the peak
+bitrate grows); it is read again, off the event loop, once per new segment and carried in the
+same hash. fMP4 init segments are read once each, when the playlist first lists them, and kept
+in Redis as long as it lists them (players need them before any segment). The live poster is
+shared under its own key (live/shared_poster.py), which the edge is given here.
+
 Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
 behind, the oldest waiting updates (after the one being written) are merged into the next one
 (their media is kept, their playlist text is superseded anyway), and media beyond
@@ -16,11 +22,14 @@ writes go on with the next update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -29,13 +38,17 @@ from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_keys import changed_channel, live_key, media_key
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.segment_commands import PlaylistUpdate
+from periscope_ingest.live.shared_poster import RedisPosterShare
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
+from periscope_ingest.storage.layout import DataLayout, InvalidName
 
 log = logging.getLogger(__name__)
 
 # Media carried over from merged updates while Redis is behind (about ten 3 Mb/s segments).
 MAX_CARRIED_BYTES = 8 << 20
+# The init segments a live playlist lists (fMP4).
+_MAP_URI = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
 
 
 class EdgeMirror:
@@ -50,7 +63,12 @@ class EdgeMirror:
         self._wake: dict[LiveEdge, asyncio.Event] = {}
         self._tasks: dict[LiveEdge, asyncio.Task] = {}
         self._leaving: set[LiveEdge] = set()  # handed over to another node: stop once written
+        # The master playlist last read for each edge: (its next_sequence then, the text or "").
+        self._masters: dict[LiveEdge, tuple[int, str]] = {}
+        self._inits: dict[LiveEdge, set[str]] = {}  # init segments already in Redis
         self._failing = False
+        # Where the master playlists and init segments are (set by the service).
+        self.layout: DataLayout | None = None
 
     def attach(self, edge: LiveEdge) -> None:
         """Mirror ``edge`` from now on (once; a continued broadcast keeps its edge)."""
@@ -59,6 +77,9 @@ class EdgeMirror:
         self._queues[edge] = deque()
         self._wake[edge] = asyncio.Event()
         self._tasks[edge] = asyncio.get_running_loop().create_task(self._run(edge))
+        edge.poster_share = RedisPosterShare(
+            self._redis, edge.channel, edge.broadcast_id, self._settings.timeout
+        )
         edge.keep_always(self._updated)
         if edge.playlist is not None:
             self._updated(edge, edge.playlist)
@@ -109,13 +130,21 @@ class EdgeMirror:
             self._queues.pop(edge, None)
             self._wake.pop(edge, None)
             self._tasks.pop(edge, None)
+            self._masters.pop(edge, None)
+            self._inits.pop(edge, None)
 
     async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
         ttl = max(1, round(self._settings.media_ttl))
         channel, broadcast = edge.channel, edge.broadcast_id
+        master = await self._master_text(edge, update)
+        mirrored = self._inits.setdefault(edge, set())
+        listed = {uri.rsplit("/", 1)[-1] for uri in _MAP_URI.findall(update.text)}
+        new_inits = await self._read_inits(edge, listed - mirrored)
         pipe = self._redis.pipeline(transaction=False)
-        for name, data in update.media:
+        for name, data in (*update.media, *new_inits):
             pipe.set(media_key(channel, broadcast, name), data, ex=ttl)
+        for name in listed & mirrored:
+            pipe.expire(media_key(channel, broadcast, name), ttl)  # still needed: kept
         pipe.hset(
             live_key(channel),
             mapping={
@@ -127,6 +156,7 @@ class EdgeMirror:
                 "target": update.target_duration_s,
                 "text": update.text,
                 "delta": update.delta or "",
+                "master": master,
                 "low_latency": "1" if edge.low_latency else "0",
                 "segment_duration": edge.segment_duration_s,
                 "poster_interval": edge.poster_interval,
@@ -143,6 +173,39 @@ class EdgeMirror:
         }
         pipe.publish(changed_channel(channel), json.dumps(message))
         await asyncio.wait_for(pipe.execute(), self._settings.timeout)
+        mirrored.update(name for name, _ in new_inits)
+
+    async def _read_inits(self, edge: LiveEdge, names: set[str]) -> list[tuple[str, bytes]]:
+        """The init segments the live playlist lists for the first time, from this disk."""
+        if not names or self.layout is None:
+            return []
+        layout, channel, broadcast = self.layout, edge.channel, edge.broadcast_id
+
+        def read() -> list[tuple[str, bytes]]:
+            found = []
+            for name in sorted(names):
+                # One not there (yet) is tried again with the next update.
+                with contextlib.suppress(OSError, InvalidName):
+                    path = layout.find_segment(channel, broadcast, name)
+                    found.append((name, path.read_bytes()))
+            return found
+
+        return await asyncio.to_thread(read)
+
+    async def _master_text(self, edge: LiveEdge, update: PlaylistUpdate) -> str:
+        """The master playlist as the origin serves it; "" before it is written. Read again only
+        when a segment was added (the worker rewrites it after one, if at all)."""
+        read = self._masters.get(edge)
+        if read is not None and read[0] == update.next_sequence:
+            return read[1]
+        text = ""
+        if self.layout is not None:
+            path = self.layout.master_playlist(edge.channel)
+            text = await asyncio.to_thread(_read_text, path)
+        if not text and read is not None:
+            text = read[1]  # written once, never removed while live: a failed read keeps it
+        self._masters[edge] = (update.next_sequence, text)
+        return text
 
     def _failed(self, exc: BaseException) -> None:
         if self._metrics is not None:
@@ -161,6 +224,14 @@ class EdgeMirror:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _read_text(path: Path) -> str:
+    """Blocking: the file's text, "" if it is not there (yet)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _merged(older: PlaylistUpdate, newer: PlaylistUpdate) -> PlaylistUpdate:

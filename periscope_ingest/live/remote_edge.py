@@ -1,8 +1,9 @@
 """The live edge of a broadcast that another node of the cluster takes in.
 
 A RemoteEdge answers this node's viewers exactly as the LiveEdge it mirrors answers the other
-node's: the same playlist text (and delta), the same newest segments and parts, the same
-blocking-reload behaviour. It is fed by live/remote_edges.py from Redis: every change the
+node's: the same playlist text (and delta), master playlist, newest segments and parts (and
+fMP4 init segments), the same blocking-reload behaviour, and the live poster shared through
+Redis (live/shared_poster.py). It is fed by live/remote_edges.py from Redis: every change the
 publishing node mirrors there is published here, with the new media fetched while someone
 watches on this node; a file not held in memory is fetched from Redis when asked for.
 """
@@ -15,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from periscope_ingest.live.edge import LiveEdge
+from periscope_ingest.live.edge import LiveEdge, PosterShare
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.stream_info import StreamInfo
 
@@ -24,7 +25,12 @@ Fetch = Callable[[str, str, str], Awaitable[bytes | None]]  # (channel, broadcas
 
 class RemoteEdge(LiveEdge):
     def __init__(
-        self, channel: str, state: dict[str, str], fetch: Fetch, loop: asyncio.AbstractEventLoop
+        self,
+        channel: str,
+        state: dict[str, str],
+        fetch: Fetch,
+        loop: asyncio.AbstractEventLoop,
+        poster_share: PosterShare | None = None,
     ) -> None:
         description = json.loads(state.get("info") or "{}")
         started = _parse_time(description.get("started_at"))
@@ -38,6 +44,9 @@ class RemoteEdge(LiveEdge):
             loop=loop,
         )
         self.node = state.get("node", "?")
+        self.files_here = False  # in Redis (the newest) and on the origin's disk
+        self.poster_share = poster_share
+        self.master = state.get("master") or None
         self._description = description
         self._fetch = fetch
         self.updated_at = time.monotonic()
@@ -54,6 +63,7 @@ class RemoteEdge(LiveEdge):
         """The publishing node's edge changed: publish the same here."""
         self.updated_at = time.monotonic()
         self.reconnecting = state.get("reconnecting") == "1"
+        self.master = state.get("master") or self.master
         if state.get("info"):
             self._description = json.loads(state["info"])
         delta = state.get("delta")

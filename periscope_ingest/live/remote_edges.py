@@ -31,6 +31,7 @@ from periscope_ingest.live.cluster_keys import (
     media_key,
 )
 from periscope_ingest.live.remote_edge import RemoteEdge
+from periscope_ingest.live.shared_poster import RedisPosterShare
 from periscope_ingest.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,10 @@ class RemoteEdges:
         if edge is None or edge.broadcast_id != state["broadcast"]:
             if state.get("ended") == "1" and edge is None:
                 return  # an ended stream found by the scan: not live
-            edge = RemoteEdge(channel, state, self.fetch, asyncio.get_running_loop())
+            share = RedisPosterShare(
+                self._redis, channel, state["broadcast"], self._settings.timeout
+            )
+            edge = RemoteEdge(channel, state, self.fetch, asyncio.get_running_loop(), share)
             self._edges[channel] = edge
             log_event(
                 log,

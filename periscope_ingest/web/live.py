@@ -118,11 +118,18 @@ def _playlist_response(text: str) -> web.Response:
 
 
 async def master_playlist(request: web.Request) -> web.StreamResponse:
-    layout = request.app[LAYOUT]
+    channel = request.match_info["channel"]
     try:
-        path = layout.master_playlist(request.match_info["channel"])
+        path = request.app[LAYOUT].master_playlist(channel)
     except InvalidName:
         raise web.HTTPNotFound(text="unknown stream\n") from None
+    edge = request.app[LIVE_ANSWERS].edge(channel)
+    if edge is not None and not edge.files_here:
+        # Another node's broadcast (a cluster): its master playlist as the origin wrote it. A
+        # file here would be of an older broadcast of this node's.
+        if edge.master is None:
+            raise web.HTTPNotFound(text="not found\n")
+        return _playlist_response(edge.master)
     return _file(path, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
 
 

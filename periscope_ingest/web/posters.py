@@ -20,6 +20,10 @@ countdowns and "starting soon" screens), made once and kept beside the segments 
 (written atomically), then served as a file. Long Cache-Control. A channel that is not live shows
 its last broadcast's poster.
 
+In a cluster (live/shared_poster.py) a live poster is shared through Redis: the node that needs
+one when none is current makes it (the origin from its files, another node from the newest
+segment the origin mirrored) and every node serves those bytes until hls.poster_interval ends.
+
 Audio-only broadcasts, unknown channels and ids, broadcasts without a complete segment yet: 404.
 """
 
@@ -27,9 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -108,6 +113,8 @@ class Posters:
         # By broadcast id; an entry lives only while requests use it, so the dict stays small.
         self._locks: dict[str, _KeyLock] = {}
         self._live: OrderedDict[str, _LivePoster] = OrderedDict()
+        # In a cluster: the shared poster of each broadcast and until when it is current.
+        self._shared: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._without: OrderedDict[str, None] = OrderedDict()
         self.decodes = 0  # posters made since start (tests and debugging)
 
@@ -127,9 +134,14 @@ class Posters:
 
     async def _make(self, segment: Path, channel: str, broadcast_id: str) -> bytes:
         """Decode in a worker thread, within the server-wide limit. Raises PosterError."""
+        return await self._decode(lambda: _poster_of(segment), segment.name, channel, broadcast_id)
+
+    async def _decode(
+        self, work: Callable[[], bytes], segment: str, channel: str, broadcast_id: str
+    ) -> bytes:
         async with self._decoding:
             started = time.perf_counter()
-            data = await asyncio.get_running_loop().run_in_executor(self._pool, _poster_of, segment)
+            data = await asyncio.get_running_loop().run_in_executor(self._pool, work)
         self.decodes += 1
         log_event(
             log,
@@ -137,7 +149,7 @@ class Posters:
             "poster_made",
             channel=channel,
             broadcast=broadcast_id,
-            segment=segment.name,
+            segment=segment,
             bytes=len(data),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
@@ -171,6 +183,71 @@ class Posters:
             while len(self._live) > MAX_LIVE_POSTERS:
                 self._live.popitem(last=False)
             return data
+
+    async def shared_live(
+        self, layout: DataLayout, edge: LiveEdge, interval: float
+    ) -> bytes | None:
+        """A cluster's live poster (edge.poster_share set): the one shared through Redis if it
+        is current, else one made here (from this node's files or the origin's mirrored newest
+        segment) and shared; None if there is none."""
+        share, broadcast_id = edge.poster_share, edge.broadcast_id
+        assert share is not None
+        cached = self._shared.get(broadcast_id)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        # Not the key live() locks (it is called below, and asyncio locks do not nest).
+        async with self._exclusive(f"shared:{broadcast_id}"):
+            cached = self._shared.get(broadcast_id)
+            if cached is not None and time.monotonic() < cached[1]:
+                return cached[0]
+            found = await share.get()
+            if found is None:
+                if edge.files_here:
+                    data = await self.live(layout, edge.channel, broadcast_id, interval)
+                else:
+                    data = await self._from_mirrored(edge)
+                if data is None:
+                    return None
+                found = (await share.put(data, interval), interval)
+            # Kept here only as long as the shared one stays current: every node then serves
+            # the same poster and renews it at the same time.
+            self._shared[broadcast_id] = (found[0], time.monotonic() + found[1])
+            self._shared.move_to_end(broadcast_id)
+            while len(self._shared) > MAX_LIVE_POSTERS:
+                self._shared.popitem(last=False)
+            return found[0]
+
+    async def _from_mirrored(self, edge: LiveEdge) -> bytes | None:
+        """Another node's broadcast: a poster of the newest segment its live playlist lists,
+        from the copy it mirrored into Redis."""
+        update = edge.playlist
+        if update is None:
+            return None
+        try:
+            segments = read_media_playlist(update.text).segments
+        except PlaylistReadError:
+            return None
+        if not segments:
+            return None
+        newest = segments[-1]
+        name = newest.uri.rsplit("/", 1)[-1]
+        data = edge.media(name) or await edge.fetch_media(name)
+        init = None
+        if newest.map_uri is not None:
+            map_name = newest.map_uri.rsplit("/", 1)[-1]
+            init = edge.media(map_name) or await edge.fetch_media(map_name)
+            if init is None:
+                return None
+        if data is None:
+            return None
+        try:
+            return await self._decode(
+                lambda: _poster_of_bytes(name, data, init), name, edge.channel, edge.broadcast_id
+            )
+        except PosterError as exc:
+            log_event(log, logging.DEBUG, "poster_unavailable", broadcast=edge.broadcast_id,
+                      segment=name, reason=str(exc))  # fmt: skip
+            return None
 
     async def finished(self, layout: DataLayout, record: BroadcastRecord) -> Path | None:
         """The finished broadcast's poster file, made on first use; None if it can have none."""
@@ -238,6 +315,20 @@ def _poster_of(segment: Path) -> bytes:
     return make_poster(segment, init, POSTER_MAX_WIDTH)
 
 
+def _poster_of_bytes(name: str, data: bytes, init: bytes | None) -> bytes:
+    """Blocking: a poster of a segment held in memory (make_poster reads files), through a
+    temporary directory removed right after."""
+    with tempfile.TemporaryDirectory(prefix="periscope-poster-") as directory:
+        # Named by kind only: make_poster tells fMP4 from MPEG-TS by the suffix.
+        segment = Path(directory) / ("segment.m4s" if name.endswith(".m4s") else "segment.ts")
+        segment.write_bytes(data)
+        init_path = None
+        if init is not None:
+            init_path = Path(directory) / "init.mp4"
+            init_path.write_bytes(init)
+        return make_poster(segment, init_path, POSTER_MAX_WIDTH)
+
+
 def _newest_segment(layout: DataLayout, channel: str, broadcast_id: str) -> Path | None:
     """Blocking: the newest complete segment the broadcast's recording playlist lists."""
     try:
@@ -280,7 +371,11 @@ async def _live_record_poster(
     if edge is not None and edge.info.video is None and edge.info.audio is not None:
         raise _not_found("this broadcast has no video")
     posters = request.app[POSTERS]
-    data = await posters.live(request.app[LAYOUT], channel, broadcast_id, _poster_interval(edge))
+    interval = _poster_interval(edge)
+    if edge is not None and edge.poster_share is not None:  # a cluster
+        data = await posters.shared_live(request.app[LAYOUT], edge, interval)
+    else:
+        data = await posters.live(request.app[LAYOUT], channel, broadcast_id, interval)
     if data is None:
         raise _not_found("no poster yet")
     return _jpeg(data, LIVE_POSTER_CACHE)
