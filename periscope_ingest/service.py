@@ -174,7 +174,7 @@ class Service:
                 },
             )
 
-        self.shared.wire_cluster(self._viewer_counts)
+        self.shared.wire_cluster(self._viewer_counts, catalog, self._broadcast_ended)
         if self.settings.auth.publish_url is not None:
             self.publish_callback = PublishCallback(self.settings.auth)
         policy = PublishPolicy(

@@ -4,7 +4,8 @@
   files recorded elsewhere; with file:// the data directory is the store and neither exists;
 - the cluster's Redis (cluster.redis_url): leases, the mirrored live edges, the broadcasts that
   move with their publishers (live/handover.py), the node list;
-- recovery of the broadcasts a crash left live, one node at a time in a cluster.
+- recovery of the broadcasts a crash left live, one node at a time in a cluster; there also
+  those of a node that died, once their publisher did not come back in time.
 
 Unset, a node runs alone exactly as it always did; the Redis client is imported only when
 cluster.redis_url is set (it costs every server memory at import).
@@ -13,20 +14,31 @@ cluster.redis_url is set (it costs every server memory at import).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from periscope_ingest.config import Settings
+from periscope_ingest.live.cluster_errors import LeaseUnavailable
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.uploader import Uploader
+from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord
-from periscope_ingest.storage.layout import DataLayout
+from periscope_ingest.storage.continuation import (
+    ContinuedRecording,
+    finalise_continued,
+    load_continued,
+)
+from periscope_ingest.storage.layout import RECORD_FILE, RECORDING_PLAYLIST, DataLayout
 from periscope_ingest.storage.objects import ObjectStore, open_store
 from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.replay_cache import ReplayCache
+
+log = logging.getLogger(__name__)
 
 
 class SharedServices:
@@ -42,6 +54,9 @@ class SharedServices:
         self.uploader: Uploader | None = None
         self.replay_cache: ReplayCache | None = None
         self.cluster: Any = None  # live.cluster.ClusterLink with cluster.redis_url
+        self._catalog: Any = None
+        self._finished: Callable[[BroadcastRecord], None] = lambda record: None
+        self._tasks: set[asyncio.Task] = set()  # dead nodes' broadcasts being finalised here
 
     def open_store(self) -> None:
         """Blocking: the store; with s3://, the uploader and the read-through cache."""
@@ -80,11 +95,19 @@ class SharedServices:
         await cluster.start()
         cluster.broadcast_ids = self._registry.broadcast_ids
 
-    def wire_cluster(self, viewer_counts: Callable[[], dict[str, int]]) -> None:
-        """The registry and the cluster link, each told of the other."""
+    def wire_cluster(
+        self,
+        viewer_counts: Callable[[], dict[str, int]],
+        catalog: Any,
+        finished: Callable[[BroadcastRecord], None],
+    ) -> None:
+        """The registry and the cluster link, each told of the other; ``finished`` is told of a
+        dead node's broadcast finalised here (its MP4 and webhook, as for any that ends)."""
         cluster, registry = self.cluster, self._registry
         if cluster is None:
             return
+        self._catalog, self._finished = catalog, finished
+        cluster.on_orphan = self._finalise_orphan
         cluster.renewable = registry.sending_media
         cluster.viewer_counts = viewer_counts
         cluster.held_broadcasts = registry.held_broadcasts
@@ -96,6 +119,48 @@ class SharedServices:
         if self.uploader is not None:
             registry.wait_uploaded = self._wait_uploaded
         self._metrics.cluster_remote_streams.set_function(lambda: len(cluster.remote.all()))
+
+    def _finalise_orphan(self, channel: str, broadcast_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._finalise(channel, broadcast_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finalise(self, channel: str, broadcast_id: str) -> None:
+        """A broadcast whose node died, with no publisher back in time: finalised here from the
+        store (or the shared data directory), then no longer anyone's."""
+        cluster, store = self.cluster, self.store
+        assert cluster is not None and store is not None
+        async with cluster.recovering():  # never alongside a start-up recovery of the same
+            continued = await asyncio.to_thread(
+                load_continued, self._layout, store, channel, broadcast_id
+            )
+            record = None
+            if continued is not None:
+                record = await asyncio.to_thread(self._store_finalised, continued)
+        with contextlib.suppress(LeaseUnavailable):
+            await cluster.handover.release(channel, broadcast_id)
+        if record is not None:
+            log_event(
+                log,
+                logging.WARNING,
+                "broadcast_recovered",
+                channel=channel,
+                broadcast=broadcast_id,
+                segments=record.segments,
+                duration=record.duration,
+                reason="its node stopped and its publisher did not come back in time",
+            )
+            self._finished(record)
+
+    def _store_finalised(self, continued: ContinuedRecording) -> BroadcastRecord:
+        """Blocking: the finalised files to the store, the row to the catalog."""
+        record = finalise_continued(self._layout, continued)
+        directory = self._layout.broadcast_dir(record.channel, record.id)
+        if self.uploader is not None:
+            self.uploader.file_complete(directory / RECORDING_PLAYLIST)
+            self.uploader.file_complete(directory / RECORD_FILE)
+        self._catalog.put(record)
+        return record
 
     async def _wait_uploaded(self, pipeline: StreamPipeline) -> None:
         """A broadcast handed over: its files reach the store before the next node reads them."""

@@ -112,6 +112,8 @@ class ClusterLink:
         self.held_broadcasts: Callable[[], dict[str, str]] = dict
         self.on_adopted: Callable[[str], None] = lambda channel: None
         self.on_replaced: Callable[[str], None] = lambda channel: None
+        # A broadcast of a dead node claimed here, to be finalised (set by the service).
+        self.on_orphan: Callable[[str, str], None] = lambda channel, broadcast_id: None
 
     async def start(self) -> None:
         try:
@@ -258,6 +260,8 @@ class ClusterLink:
             self.on_adopted(channel)
         for channel in replaced:
             self.on_replaced(channel)
+        for channel, broadcast_id in await self.handover.orphans():
+            self.on_orphan(channel, broadcast_id)
 
     def _count_error(self) -> None:
         if self._metrics is not None:

@@ -14,7 +14,9 @@ continues that broadcast on B, the same as when it comes back to A:
 - If A died (its node entry is gone), B adopts it only while A's last heartbeat is no older
   than the grace window plus a lease: what A had uploaded is the recording so far.
 
-A broadcast that ends is released (the hash deleted) by its holder.
+A broadcast that ends is released (the hash deleted) by its holder. One whose node died and
+whose publisher did not come back is claimed by another node (``orphans``) and finalised there,
+from the store, as crash recovery does with a local disk.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from redis.exceptions import RedisError
 
 from periscope_ingest.config_services import ClusterSettings
 from periscope_ingest.live.cluster_errors import LeaseUnavailable
-from periscope_ingest.live.cluster_keys import PREFIX, broadcast_key
+from periscope_ingest.live.cluster_keys import (
+    BROADCASTS_PATTERN,
+    PREFIX,
+    broadcast_key,
+    channel_of,
+)
 from periscope_ingest.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -37,14 +44,25 @@ log = logging.getLogger(__name__)
 # heartbeat of a dead holder still continued (s). Returns {id, previous node, 1 if it runs} or
 # false (nothing to continue: no broadcast, already ours, or its dead holder is too long gone).
 _ADOPT = """
-local held = redis.call('hmget', KEYS[1], 'id', 'node', 'seen')
-if not held[1] or held[2] == ARGV[1] then return false end
+local held = redis.call('hmget', KEYS[1], 'id', 'node', 'seen', 'finalising')
+if not held[1] or held[2] == ARGV[1] or held[4] then return false end
 local alive = redis.call('exists', ARGV[2] .. held[2])
 if alive == 0 and tonumber(ARGV[3]) - tonumber(held[3] or 0) > tonumber(ARGV[4]) then
   return false
 end
 redis.call('hset', KEYS[1], 'node', ARGV[1], 'seen', ARGV[3], 'flushed', '0', 'from', held[2])
 return {held[1], held[2], alive}
+"""
+# KEYS[1] the hash; ARGV: this node, the node-key prefix, now (s), the oldest heartbeat of a dead
+# holder still continued (s). Claims a broadcast whose holder died longer ago than that, with no
+# publisher back, to be finalised here; returns its id, or false.
+_CLAIM_ORPHAN = """
+local held = redis.call('hmget', KEYS[1], 'id', 'node', 'seen')
+if not held[1] or held[2] == ARGV[1] then return false end
+if redis.call('exists', ARGV[2] .. held[2]) == 1 then return false end
+if tonumber(ARGV[3]) - tonumber(held[3] or 0) <= tonumber(ARGV[4]) then return false end
+redis.call('hset', KEYS[1], 'node', ARGV[1], 'seen', ARGV[3], 'finalising', '1')
+return held[1]
 """
 # KEYS[1] the hash; ARGV: node, broadcast id. Delete it if it is still this node's broadcast.
 _RELEASE = """
@@ -89,13 +107,14 @@ class BroadcastHandover:
         self._adopt = redis.register_script(_ADOPT)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
+        self._claim_orphan = redis.register_script(_CLAIM_ORPHAN)
 
     async def hold(self, channel: str, broadcast_id: str) -> None:
         """This node takes the channel's broadcast in (new or continued here)."""
         key = broadcast_key(channel)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping={"id": broadcast_id, "node": self._node, "seen": time.time()})
-        pipe.hdel(key, "flushed", "from")
+        pipe.hdel(key, "flushed", "from", "finalising")
         pipe.expire(key, KEEP_S)
         await self._timed(pipe.execute())
 
@@ -176,6 +195,22 @@ class BroadcastHandover:
             elif answer == 2:
                 replaced.add(channel)
         return adopted, replaced
+
+    async def orphans(self) -> list[tuple[str, str]]:
+        """(channel, broadcast id) of the broadcasts whose node died longer ago than the grace
+        window plus a lease with no publisher back: each now claimed by this node, to be
+        finalised here (by one node only)."""
+        claimed = []
+        keys = [key async for key in self._redis.scan_iter(match=BROADCASTS_PATTERN, count=100)]
+        for key in keys:
+            broadcast_id = await self._timed(
+                self._claim_orphan(
+                    keys=[key], args=[self._node, f"{PREFIX}node:", time.time(), self._max_age_s]
+                )
+            )
+            if broadcast_id:
+                claimed.append((channel_of(key.decode(), "broadcast"), broadcast_id.decode()))
+        return claimed
 
     async def _timed(self, awaitable):
         """Every Redis call here: bounded by cluster.timeout; any failure is LeaseUnavailable

@@ -101,7 +101,10 @@ class PlaylistPublisher:
             # The next part is the first of the next segment (if the stream goes on).
             playlist.set_preload_hint(self._files.part_uri(opened.sequence + 1, 0))
         uri, map_uri = recording_uris
-        self._recording.append(replace(segment, uri=uri, map_uri=map_uri))
+        # The recording numbers its segments by position: a continued broadcast's segment
+        # numbers (its file names) may skip one its previous node listed but never stored.
+        position = self._recording.next_sequence
+        self._recording.append(replace(segment, sequence=position, uri=uri, map_uri=map_uri))
         write_atomic(self._files.recording_playlist, self._recording.render().encode())
         self._write_live(media())
 
