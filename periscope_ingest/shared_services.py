@@ -174,13 +174,20 @@ class SharedServices:
         and leaves alone those another running node holds (processes of `serve --workers`
         share this data directory). Their files go to the store again: recovery rewrote their
         playlists and records, and the last run may have died with files of them waiting."""
+        fetch = self.replay_cache.fetch_recording if self.replay_cache is not None else None
         if self.cluster is None:
-            recovered = await asyncio.to_thread(recover_interrupted, self._layout, catalog)
+            recovered = await asyncio.to_thread(
+                recover_interrupted, self._layout, catalog, None, fetch
+            )
         else:
             async with self.cluster.recovering():
                 held = await self.cluster.broadcasts_elsewhere()
                 recovered = await asyncio.to_thread(
-                    recover_interrupted, self._layout, catalog, lambda record: record.id in held
+                    recover_interrupted,
+                    self._layout,
+                    catalog,
+                    lambda record: record.id in held,
+                    fetch,
                 )
         if self.uploader is not None:
             for record in recovered:

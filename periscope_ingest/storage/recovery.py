@@ -8,6 +8,7 @@ live is finalised from that playlist: at most the segment in progress is lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -72,12 +73,17 @@ def recover_interrupted(
     layout: DataLayout,
     catalog: Catalog,
     alive_elsewhere: Callable[[BroadcastRecord], bool] | None = None,
+    fetch_recording: Callable[[str, str], None] | None = None,
 ) -> list[BroadcastRecord]:
     """At start-up: every broadcast still marked live was cut off by a crash. Finalise it.
 
     With other processes on the same data directory (``serve --workers``), a broadcast that
     ``alive_elsewhere`` says another one is taking in is theirs, and their MP4 exports in
-    progress are left alone: only the broadcasts being recovered are cleaned up."""
+    progress are left alone: only the broadcasts being recovered are cleaned up.
+
+    ``fetch_recording`` (storage.url s3://) first brings back segments listed but not on this
+    disk: those of a broadcast continued here from another node (a cluster hand-over), which
+    must stay in its recording."""
     recovered = []
     for directory in layout.broadcast_dirs():
         if alive_elsewhere is None:
@@ -90,6 +96,9 @@ def recover_interrupted(
             if alive_elsewhere(record):
                 continue
             partial_path(directory / RECORDING_MP4).unlink(missing_ok=True)
+        if fetch_recording is not None:
+            with contextlib.suppress(OSError):  # the store away: what is here is recovered
+                fetch_recording(record.channel, record.id)
         record = _finalise(layout, directory, record)
         catalog.put(record)
         recovered.append(record)
