@@ -14,14 +14,12 @@ cluster.redis_url is set (it costs every server memory at import).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from periscope_ingest.config import Settings
-from periscope_ingest.live.cluster_errors import LeaseUnavailable
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.uploader import Uploader
@@ -137,8 +135,7 @@ class SharedServices:
             record = None
             if continued is not None:
                 record = await asyncio.to_thread(self._store_finalised, continued)
-        with contextlib.suppress(LeaseUnavailable):
-            await cluster.handover.release(channel, broadcast_id)
+        await cluster.handover.end_here(channel, broadcast_id)  # claimed: this node's to end
         if record is not None:
             log_event(
                 log,

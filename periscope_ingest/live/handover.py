@@ -14,7 +14,8 @@ continues that broadcast on B, the same as when it comes back to A:
 - If A died (its node entry is gone), B adopts it only while A's last heartbeat is no older
   than the grace window plus a lease: what A had uploaded is the recording so far.
 
-A broadcast that ends is released (the hash deleted) by its holder. One whose node died and
+A broadcast that ends is released (the hash deleted) by its holder, atomically with the check
+that no other node adopted it meanwhile (``end_here``). One whose node died and
 whose publisher did not come back is claimed by another node (``orphans``) and finalised there,
 from the store, as crash recovery does with a local disk.
 """
@@ -64,11 +65,13 @@ if tonumber(ARGV[3]) - tonumber(held[3] or 0) <= tonumber(ARGV[4]) then return f
 redis.call('hset', KEYS[1], 'node', ARGV[1], 'seen', ARGV[3], 'finalising', '1')
 return held[1]
 """
-# KEYS[1] the hash; ARGV: node, broadcast id. Delete it if it is still this node's broadcast.
-_RELEASE = """
+# KEYS[1] the hash; ARGV: node, broadcast id. The broadcast is to end on this node: 0 if another
+# node adopted it (it goes on there), else 1, and the hash is deleted if it names it.
+_END_HERE = """
 local held = redis.call('hmget', KEYS[1], 'id', 'node')
-if held[1] ~= ARGV[2] or held[2] ~= ARGV[1] then return 0 end
-return redis.call('del', KEYS[1])
+if held[1] == ARGV[2] and held[2] ~= ARGV[1] then return 0 end
+if held[1] == ARGV[2] then redis.call('del', KEYS[1]) end
+return 1
 """
 # KEYS[1] the hash; ARGV: node, broadcast id, now. The heartbeat of a broadcast held here:
 # 1 renewed (or written again: Redis lost it), 0 another node adopted it, 2 another broadcast of
@@ -105,7 +108,7 @@ class BroadcastHandover:
         # How long after a dead holder's last heartbeat its broadcast may still be continued.
         self._max_age_s = grace_s + settings.lease
         self._adopt = redis.register_script(_ADOPT)
-        self._release = redis.register_script(_RELEASE)
+        self._end_here = redis.register_script(_END_HERE)
         self._renew = redis.register_script(_RENEW)
         self._claim_orphan = redis.register_script(_CLAIM_ORPHAN)
 
@@ -164,19 +167,18 @@ class BroadcastHandover:
         except LeaseUnavailable as exc:
             log_event(log, logging.WARNING, "handover_flush_unsaid", channel=channel, reason=exc)
 
-    async def release(self, channel: str, broadcast_id: str) -> None:
-        """The broadcast ended here: nothing on the channel may be continued any more."""
-        await self._timed(
-            self._release(keys=[broadcast_key(channel)], args=[self._node, broadcast_id])
-        )
-
-    async def still_ours(self, channel: str, broadcast_id: str) -> bool:
-        """False once another node adopted the broadcast (Redis away: True, as alone)."""
+    async def end_here(self, channel: str, broadcast_id: str) -> bool:
+        """Before a broadcast ends on this node: False if another node adopted it (it is handed
+        over instead); else True, and from now on nobody may continue it. Atomic, so a
+        broadcast is never both ended here and continued elsewhere. Redis away: True (as a
+        single node; another node cannot adopt it meanwhile either)."""
         try:
-            held = await self._timed(self._redis.hmget(broadcast_key(channel), "id", "node"))
+            answer = await self._timed(
+                self._end_here(keys=[broadcast_key(channel)], args=[self._node, broadcast_id])
+            )
         except LeaseUnavailable:
             return True
-        return held[0] is None or held == [broadcast_id.encode(), self._node.encode()]
+        return bool(answer)
 
     async def renew(self, held: dict[str, str]) -> tuple[set[str], set[str]]:
         """The heartbeat: say this node still holds these broadcasts (channel: id). Returns the

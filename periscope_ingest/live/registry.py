@@ -15,7 +15,6 @@ node it left hands it over instead of ending it (``taken_over``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -291,7 +290,7 @@ class PublisherRegistry:
 
     async def _finish(self, channel: str, publication: Publication, reason: str, status: str):
         pipeline, cluster = publication.pipeline, self.cluster
-        if cluster is not None and not await cluster.handover.still_ours(
+        if cluster is not None and not await cluster.handover.end_here(
             channel, pipeline.broadcast_id
         ):
             # Adopted by another node just now (its publisher is back there): not ended here.
@@ -305,8 +304,6 @@ class PublisherRegistry:
                 del self._by_channel[channel]
                 if cluster is not None:
                     await cluster.release(channel)
-                    with contextlib.suppress(LeaseUnavailable):
-                        await cluster.handover.release(channel, pipeline.broadcast_id)
             publication.done.set()
             log_event(
                 log,
