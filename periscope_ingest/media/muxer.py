@@ -82,13 +82,23 @@ class StreamTemplates:
         self.video_record = avcc
         self.asc = asc
         flv = _sequence_header_flv(avcc, asc, video_codec)
-        self._container = av.open(io.BytesIO(flv), format="flv")
-        streams = {s.type: s for s in self._container.streams}
-        self.video = streams.get("video") if avcc is not None else None
-        self.audio = streams.get("audio") if asc is not None else None
-        if (avcc is not None and self.video is None) or (asc is not None and self.audio is None):
-            self._container.close()
-            raise ValueError("FFmpeg did not accept the sequence headers")
+        # An open FLV demuxer holds about 2 MiB of zeroed (so resident) context, and templates
+        # live as long as the publish: that was most of the memory a stream added (#17). Output
+        # streams only copy a template's codec parameters and time base, so those are copied
+        # once onto the streams of an output container that is never written, and the demuxer
+        # is closed at once. That container costs about 50 KiB.
+        with av.open(io.BytesIO(flv), format="flv") as source:
+            streams = {s.type: s for s in source.streams}
+            video = streams.get("video") if avcc is not None else None
+            audio = streams.get("audio") if asc is not None else None
+            if (avcc is not None and video is None) or (asc is not None and audio is None):
+                raise ValueError("FFmpeg did not accept the sequence headers")
+            # Matroska takes every codec we carry (H.264, HEVC, AV1, AAC).
+            self._container = av.open(io.BytesIO(), mode="w", format="matroska")
+            self.video = _add_stream(self._container, video) if video is not None else None
+            self.audio = (
+                self._container.add_stream_from_template(audio) if audio is not None else None
+            )
 
     def close(self) -> None:
         self._container.close()
