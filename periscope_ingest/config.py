@@ -42,6 +42,7 @@ from periscope_ingest.config_sections import (
     AuthSettings,
     DownloadSettings,
     HlsSettings,
+    MemorySettings,
     RecordingSettings,
     RestreamSettings,
     RtmpSettings,
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = ClusterSettings()
     auth: AuthSettings = AuthSettings()
     catalog: CatalogSettings = CatalogSettings()
+    memory: MemorySettings = MemorySettings()
 
     trusted_proxies: list[str] = Field(
         default_factory=list,

@@ -344,6 +344,26 @@ class RestreamSettings(Section):
     chunk_size: int = Field(4096, ge=128, le=65536, description="Chunk size we send targets with")
 
 
+class MemorySettings(Section):
+    """glibc malloc's thresholds, fixed at start (see allocator.py for why)."""
+
+    mmap_threshold: int = Field(
+        512 * 1024,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="Bytes above which a memory block gets its own mapping, returned to the"
+        " system when freed; fixed at start, where glibc would raise it by itself and keep"
+        " freed memory (0 with trim_threshold 0: glibc's own moving thresholds)",
+    )
+    trim_threshold: int = Field(
+        128 * 1024,
+        ge=0,
+        le=1024 * 1024 * 1024,
+        description="Bytes of free memory at the top of a heap beyond which it is returned to"
+        " the system",
+    )
+
+
 MIN_WEBHOOK_SECRET = 16
 
 

@@ -19,6 +19,7 @@ RANKS = {
     "config_sections": 0,
     "config_services": 0,
     "logs": 0,
+    "allocator": 0,
     "metrics": 0,
     "__init__": 0,
     "rtmp": 1,

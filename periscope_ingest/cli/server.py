@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from periscope_ingest.allocator import fix_malloc_thresholds
 from periscope_ingest.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> in
     from periscope_ingest.storage.postgres import DatabaseUnavailable
 
     configure_logging(settings.log_level, settings.log_format)
+    # Before any thread or stream starts: see allocator.py.
+    fix_malloc_thresholds(settings.memory.mmap_threshold, settings.memory.trim_threshold)
     try:
         asyncio.run(service.serve(settings, worker, workers))
     except service.PortInUse as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -82,13 +83,21 @@ class StreamTemplates:
         self.video_record = avcc
         self.asc = asc
         flv = _sequence_header_flv(avcc, asc, video_codec)
-        self._container = av.open(io.BytesIO(flv), format="flv")
-        streams = {s.type: s for s in self._container.streams}
-        self.video = streams.get("video") if avcc is not None else None
-        self.audio = streams.get("audio") if asc is not None else None
-        if (avcc is not None and self.video is None) or (asc is not None and self.audio is None):
-            self._container.close()
-            raise ValueError("FFmpeg did not accept the sequence headers")
+        # An open FLV demuxer holds 2 MiB of zeroed (so resident) context, for the whole publish
+        # (#17). Output streams copy only a template's codec parameters and time base: those are
+        # copied onto streams of a never-written output container (~75 KiB), the demuxer closed.
+        with av.open(io.BytesIO(flv), format="flv") as source:
+            streams = {s.type: s for s in source.streams}
+            video = streams.get("video") if avcc is not None else None
+            audio = streams.get("audio") if asc is not None else None
+            if (avcc is not None and video is None) or (asc is not None and audio is None):
+                raise ValueError("FFmpeg did not accept the sequence headers")
+            # Matroska takes every codec we carry (H.264, HEVC, AV1, AAC).
+            self._container = av.open(io.BytesIO(), mode="w", format="matroska")
+            self.video = _add_stream(self._container, video) if video is not None else None
+            self.audio = (
+                self._container.add_stream_from_template(audio) if audio is not None else None
+            )
 
     def close(self) -> None:
         self._container.close()
@@ -122,17 +131,23 @@ class TsSegmentMuxer:
             # FFmpeg 8.1 writes AV1 as stream type 0x06 (private data) that even its own demuxer
             # does not read back as video, and HLS only knows AV1 in fMP4.
             raise ValueError("AV1 cannot be muxed into MPEG-TS; use Fmp4SegmentWriter")
-        # FFmpeg writes the file itself: through a Python file object, every buffer it flushes
-        # would call back into Python (a quarter of the muxing time, measured). "file:" keeps
-        # a data directory with a colon in its path from being read as a protocol name.
+        # FFmpeg writes the file itself: a Python file object would call back into Python for
+        # every buffer flushed (a quarter of the muxing time). Its file: protocol gives each
+        # output a 256 KiB buffer, resident once a segment passed 256 KiB (#17); pipe: on our
+        # descriptor writes the same bytes through 32 KiB (a dozen writes a second at 3 Mb/s).
         self._path = path
-        self._output = av.open(f"file:{path}", mode="w", format="mpegts")
-        self._video = (
-            self._output.add_stream_from_template(templates.video) if templates.video else None
-        )
-        self._audio = (
-            self._output.add_stream_from_template(templates.audio) if templates.audio else None
-        )
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            self._output = av.open(f"pipe:{self._fd}", mode="w", format="mpegts")
+            self._video = (
+                self._output.add_stream_from_template(templates.video) if templates.video else None
+            )
+            self._audio = (
+                self._output.add_stream_from_template(templates.audio) if templates.audio else None
+            )
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def write(self, packet: MediaPacket) -> None:
         stream = self._video if packet.track == "video" else self._audio
@@ -151,8 +166,13 @@ class TsSegmentMuxer:
             raise PacketRefused(f"{packet.track} packet at dts {packet.dts}: {exc}") from exc
 
     def close(self) -> int:
-        """Flush and close; returns the file size in bytes."""
-        self._output.close()
+        """Flush and close; returns the file size. The descriptor is closed once, whatever."""
+        try:
+            self._output.close()
+        finally:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
         return self._path.stat().st_size
 
 
