@@ -49,6 +49,7 @@ PURE_MEDIA = {
     "ingest",
     "packets",
     "errors",
+    "segment_source",
 }
 
 
