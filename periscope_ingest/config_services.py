@@ -136,6 +136,14 @@ class StorageSettings(Section):
         description="GB of files fetched from the object store (replays of broadcasts recorded"
         " elsewhere) kept in the data directory; past it, the least recently used go",
     )
+    read_chunk_kb: int = Field(
+        1024,
+        ge=64,
+        le=65536,
+        description="KiB per ranged read when an export (MP4, clip, archive) or a finished"
+        " recording.mp4 is read from the object store rather than copied to disk first: one"
+        " request per chunk, and about the memory an export holds per segment it reads",
+    )
 
     @field_validator("url")
     @classmethod

@@ -292,7 +292,11 @@ class Service:
             return  # file://: the data directory is all there is, exactly as without a store
         self.uploader = Uploader(store, self.layout, storage, self.metrics)
         self.replay_cache = ReplayCache(
-            store, self.layout, round(storage.cache_max_gb * 1e9), self.metrics.store_fetches.inc
+            store,
+            self.layout,
+            round(storage.cache_max_gb * 1e9),
+            self.metrics.store_fetches.inc,
+            storage.read_chunk_kb * 1024,
         )
 
     @property
