@@ -140,9 +140,17 @@ class StorageSettings(Section):
         1024,
         ge=64,
         le=65536,
-        description="KiB per ranged read when an export (MP4, clip, archive) or a finished"
-        " recording.mp4 is read from the object store rather than copied to disk first: one"
-        " request per chunk, and about the memory an export holds per segment it reads",
+        description="KiB per ranged read when a finished recording.mp4 (or a segment over 8"
+        " chunks) is read from the object store rather than copied to disk first: one"
+        " request per chunk",
+    )
+    read_ahead_segments: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="Segments an export from the object store fetches (whole, one GET each)"
+        " ahead of the one it reads, so that it does not wait a round trip per read; its"
+        " memory is that many segments plus one. Segments over 8 chunks are read in chunks",
     )
 
     @field_validator("url")

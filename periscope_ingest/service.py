@@ -297,6 +297,7 @@ class Service:
             round(storage.cache_max_gb * 1e9),
             self.metrics.store_fetches.inc,
             storage.read_chunk_kb * 1024,
+            storage.read_ahead_segments,
         )
 
     @property

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from periscope_ingest.logs import log_event
@@ -35,7 +36,7 @@ from periscope_ingest.storage.layout import (
     init_segments,
 )
 from periscope_ingest.storage.objects import ObjectMissing, ObjectStore
-from periscope_ingest.storage.store_source import StoreObject
+from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,15 @@ class ReplayCache:
         max_bytes: int,
         on_fetched: Callable[[], None] | None = None,
         read_chunk_bytes: int = 1024 * 1024,
+        read_ahead_segments: int = 2,
     ) -> None:
         self._store = store
         self._read_chunk = read_chunk_bytes  # storage.read_chunk_kb
+        self._read_ahead = read_ahead_segments  # storage.read_ahead_segments
+        # Shared by every export's read-ahead (each holds at most read_ahead_segments of it).
+        self._read_pool = ThreadPoolExecutor(
+            max(2, 2 * read_ahead_segments), thread_name_prefix="store-read"
+        )
         self._layout = layout
         self._max_bytes = max_bytes
         self._on_fetched = on_fetched  # a metric
@@ -177,6 +184,7 @@ class ReplayCache:
         inits = init_segments(paths)
         segments: list[Path | SegmentSource] = []
         segment_inits: dict[Path | SegmentSource, Path | SegmentSource] = {}
+        from_store: list[StoreObject] = []
         for path in paths:
             segment: Path | SegmentSource = path
             if not path.is_file():
@@ -184,9 +192,12 @@ class ReplayCache:
                 if key not in stored:
                     continue  # in neither place: the export makes do without it
                 segment = StoreObject(self._store, key, stored[key], self._read_chunk)
+                from_store.append(segment)
             segments.append(segment)
             if path in inits:
                 segment_inits[segment] = inits[path]
+        if from_store:
+            ReadAhead(from_store, self._read_ahead, self._read_pool)
         return segments, segment_inits
 
     def stored_mp4(self, channel: str, broadcast_id: str) -> StoreObject | None:

@@ -70,7 +70,7 @@ async def send_stored(
     pending = None if head_only or start == end else read(start)
     first = await pending if pending is not None else b""
     response = web.StreamResponse(
-        status=206 if (start, end) != (0, size) else 200,
+        status=206 if "Range" in request.headers else 200,  # as FileResponse: even bytes=0-
         headers={**headers, "Accept-Ranges": "bytes"},
     )
     response.content_length = end - start

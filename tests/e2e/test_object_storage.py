@@ -208,6 +208,8 @@ def recording_from_the_store(server: ServerProcess, broadcast_id: str, mp4: byte
     assert status == 206 and body == mp4[-500:]
     status, _, body = server.get(path, {"Range": f"bytes={len(mp4) - 10}-"})
     assert status == 206 and body == mp4[-10:]
+    status, headers, body = server.get(path, {"Range": "bytes=0-"})
+    assert status == 206 and body == mp4 and headers["Content-Range"].endswith(f"/{len(mp4)}")
     status, headers, _ = server.get(path, {"Range": f"bytes={len(mp4)}-"})
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(mp4)}"
     request = urllib.request.Request(server.http + path, method="HEAD")

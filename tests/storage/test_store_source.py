@@ -5,6 +5,7 @@ and no segment copied into the data directory."""
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from periscope_ingest.media.export import export_mp4, stream_mp4
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.objects import LocalStore
 from periscope_ingest.storage.replay_cache import ReplayCache
-from periscope_ingest.storage.store_source import StoreObject
+from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 from tests.media.export_fixtures import encode_flv, write_segments
 
 BROADCAST = "aaaaaaaaaaaa"
@@ -101,3 +102,23 @@ def test_the_ranged_reader_seeks_and_reads_like_a_file(
     assert source.read(len(data) - 3, len(data) + 100) == data[-3:]
     assert source.read(len(data), len(data) + 1) == b""
     assert source.read_all() == data
+
+
+def test_the_read_ahead_holds_a_bounded_window_of_whole_segments(
+    stored: tuple[Path, list[Path]],
+) -> None:
+    root, paths = stored
+    store = LocalStore(root)
+    objects = [
+        StoreObject(store, f"channels/chan/{BROADCAST}/{p.name}", p.stat().st_size, CHUNK)
+        for p in paths
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        ahead = ReadAhead(objects, 1, pool)
+        for index, path in enumerate(paths):
+            data = path.read_bytes()
+            assert objects[index].read(10, 20) == data[10:20]
+            assert objects[index].demux_input().read() == data
+            # This one and the next, nothing behind: the memory of an export stays bounded.
+            held = sorted(ahead._fetching)
+            assert held == list(range(index, min(index + 2, len(paths)))), held
