@@ -166,6 +166,13 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
         # The local disk wiped: exports read the bucket in ranges, nothing big lands on disk.
         shutil.rmtree(fetched)
         recording_from_the_store(second, broadcast_id, files["recording.mp4"])
+        moto.pause()  # exports from a store that does not answer: a clear 503, no 500
+        try:
+            for path in [f"/replays/{broadcast_id}.mp4", f"/replays/{broadcast_id}.mp4?end=2"]:
+                status, headers, _ = second.get(path)
+                assert status == 503 and headers.get("Retry-After") == "10", (path, status)
+        finally:
+            moto.resume()
         status, _, clip = second.get(f"/replays/{broadcast_id}.mp4?start=1&end=3")
         assert status == 200 and clip == clip_from_disk
         assert archived_mp4(second) == files["recording.mp4"]
