@@ -143,6 +143,22 @@ class StorageSettings(Section):
         description="GB of files fetched from the object store (replays of broadcasts recorded"
         " elsewhere) kept in the data directory; past it, the least recently used go",
     )
+    read_chunk_kb: int = Field(
+        1024,
+        ge=64,
+        le=65536,
+        description="KiB per ranged read when a finished recording.mp4 (or a segment over 8"
+        " chunks) is read from the object store rather than copied to disk first: one"
+        " request per chunk",
+    )
+    read_ahead_segments: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="Segments an export from the object store fetches (whole, one GET each)"
+        " ahead of the one it reads, so that it does not wait a round trip per read; its"
+        " memory is that many segments plus one. Segments over 8 chunks are read in chunks",
+    )
 
     @field_validator("url")
     @classmethod

@@ -66,7 +66,12 @@ class SharedServices:
             return  # file://: the data directory is all there is, exactly as without a store
         self.uploader = Uploader(store, self._layout, storage, self._metrics)
         self.replay_cache = ReplayCache(
-            store, self._layout, round(storage.cache_max_gb * 1e9), self._metrics.store_fetches.inc
+            store,
+            self._layout,
+            round(storage.cache_max_gb * 1e9),
+            self._metrics.store_fetches.inc,
+            storage.read_chunk_kb * 1024,
+            storage.read_ahead_segments,
         )
 
     @property

@@ -51,6 +51,7 @@ PURE_MEDIA = {
     "ingest",
     "packets",
     "errors",
+    "segment_source",
 }
 
 

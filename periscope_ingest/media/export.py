@@ -5,7 +5,8 @@ timeline), as a faststart file or as a fragmented MP4 streamed while it is produ
 This module decides which segments a clip needs and drives the two halves of an export:
 export_read.py opens segments and places them on one broadcast timeline (discontinuities
 rebased), export_mux.py shifts, trims and muxes their packets (edit lists for exact clips).
-The caller gives the segment paths and, for fMP4 segments, the path of each one's init segment
+The caller gives the segments (paths of files, or `SegmentSource`s: media/segment_source.py,
+e.g. objects of the store read in ranges) and, for fMP4 segments, each one's init segment
 (storage/ knows both; see storage.layout.init_segments).
 
 Calls here block (file reads, muxing): run them in a worker thread, never on the event loop.
@@ -28,10 +29,12 @@ from periscope_ingest.media.export_read import (
     ensure_open,
     placed,
 )
+from periscope_ingest.media.segment_source import SegmentSource
 
 __all__ = ["ExportError", "ExportInfo", "export_mp4", "stream_mp4"]
 
-_NO_INITS: Mapping[Path, Path] = {}
+Segment = Path | SegmentSource
+_NO_INITS: Mapping[Segment, Segment] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +46,12 @@ class ExportInfo:
 
 
 def export_mp4(
-    segments: Sequence[Path],
+    segments: Sequence[Segment],
     out: BinaryIO | Path,
     *,
     start: float | None = None,
     end: float | None = None,
-    inits: Mapping[Path, Path] = _NO_INITS,
+    inits: Mapping[Segment, Segment] = _NO_INITS,
 ) -> ExportInfo:
     """Write a complete MP4 with its index (moov) before the media (mdat), so players seek at once.
 
@@ -67,12 +70,12 @@ def export_mp4(
 
 
 def stream_mp4(
-    segments: Sequence[Path],
+    segments: Sequence[Segment],
     write: Callable[[bytes], None],
     *,
     start: float | None = None,
     end: float | None = None,
-    inits: Mapping[Path, Path] = _NO_INITS,
+    inits: Mapping[Segment, Segment] = _NO_INITS,
 ) -> ExportInfo:
     """Write a fragmented MP4 through ``write`` while it is produced; memory stays bounded.
 
@@ -91,8 +94,8 @@ def _copy(writer: Writer, segment: ExportSegment, shift: int) -> None:
 
 
 def _export(
-    segments: Sequence[Path],
-    inits: Mapping[Path, Path],
+    segments: Sequence[Segment],
+    inits: Mapping[Segment, Segment],
     target: str | CallbackSink,
     options: dict[str, str] | None,
     start: float | None,

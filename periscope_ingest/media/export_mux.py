@@ -170,7 +170,7 @@ class Writer:
                 else:
                     self._audio(packet, end)
         except av.FFmpegError as exc:
-            raise ExportError(f"cannot read segment {segment.path}: {error_text(exc)}") from exc
+            raise ExportError(f"cannot read segment {segment.source}: {error_text(exc)}") from exc
 
     def _video(self, packet: av.Packet, end: int | None) -> None:
         if end is not None and packet.dts >= end:

@@ -1,8 +1,10 @@
 """Recorded segments for an export: opened, and placed on one broadcast timeline.
 
 An export reads a broadcast's MPEG-TS or fMP4 segments in order. fMP4 segments (``.m4s``:
-moof+mdat only) are read with their init segment, whose path the caller gives (storage/ knows
+moof+mdat only) are read with their init segment, which the caller gives (storage/ knows
 where init segments are; media/ never builds paths), prepended in memory: a segment is a few MB.
+A segment is read through a `SegmentSource` (media/segment_source.py): a file on disk, or an
+object in the store read in ranges; a Path is a file.
 TS segments after the first are placed from their PES headers, without opening them, so that
 an export can skip the segments before a clip cheaply.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import av
 
 from periscope_ingest.media.errors import error_text
+from periscope_ingest.media.segment_source import SegmentSource, as_source
 
 # Our segments count time in 90 kHz ticks (MPEG-TS); everything here stays in that unit.
 TICKS_PER_SECOND = 90_000
@@ -49,14 +52,14 @@ class ExportError(Exception):
 class ExportSegment:
     """A segment and its extent on its own clock, in 90 kHz ticks; opened when it is read."""
 
-    path: Path
+    source: SegmentSource
     # The extent of the video (audio when there is none): the track segments are cut by, whose
     # first frame is where a clip may begin and whose continuity defines the timeline. Audio of
     # a segment starts and ends a few ms away from it and simply follows.
     first: int  # presentation time of the first frame
     end: int  # presentation end of the last frame
     container: av.container.InputContainer | None = None
-    init: Path | None = None  # fMP4: the init segment it is decoded with
+    init: SegmentSource | None = None  # fMP4: the init segment it is decoded with
 
     def close(self) -> None:
         if self.container is not None:
@@ -70,10 +73,10 @@ def _ticks(value: int | None, time_base: Fraction | None) -> int | None:
     return round(value * time_base * TICKS_PER_SECOND)
 
 
-def _fmp4_bytes(path: Path, init: Path | None) -> bytes:
+def _fmp4_bytes(source: SegmentSource, init: SegmentSource | None) -> bytes:
     if init is None:
-        raise ExportError(f"fMP4 segment {path} has no init segment beside it")
-    return init.read_bytes() + path.read_bytes()
+        raise ExportError(f"fMP4 segment {source} has no init segment beside it")
+    return init.read_all() + source.read_all()
 
 
 def _fmp4_extents(data: bytes) -> dict[str, tuple[int, int]]:
@@ -94,18 +97,18 @@ def _fmp4_extents(data: bytes) -> dict[str, tuple[int, int]]:
     return extents
 
 
-def _open_segment(path: Path, init: Path | None = None) -> ExportSegment:
+def _open_segment(source: SegmentSource, init: SegmentSource | None = None) -> ExportSegment:
     """Open a segment; FFmpeg has read its first packets and the end of the file by then."""
-    fmp4 = path.suffix == ".m4s"
+    fmp4 = source.suffix == ".m4s"
     try:
         if fmp4:
-            data = _fmp4_bytes(path, init)
+            data = _fmp4_bytes(source, init)
             extents = _fmp4_extents(data)
             container = av.open(io.BytesIO(data), format="mp4")
         else:
-            container = av.open(str(path), format="mpegts")
+            container = av.open(source.demux_input(), format="mpegts")
     except (OSError, av.FFmpegError) as exc:
-        raise ExportError(f"cannot read segment {path}: {error_text(exc)}") from exc
+        raise ExportError(f"cannot read segment {source}: {error_text(exc)}") from exc
     if not fmp4:
         extents = {}
         for stream in container.streams:
@@ -116,8 +119,8 @@ def _open_segment(path: Path, init: Path | None = None) -> ExportSegment:
     extent = extents.get("video") or extents.get("audio")
     if extent is None:
         container.close()
-        raise ExportError(f"segment {path} holds no audio or video")
-    return ExportSegment(path, *extent, container, init)
+        raise ExportError(f"segment {source} holds no audio or video")
+    return ExportSegment(source, *extent, container, init)
 
 
 # Opening a TS segment after the first with these options costs a fifth: FFmpeg finds the streams
@@ -173,25 +176,23 @@ def _video_pts(data: bytes, limit: int | None = None) -> list[int]:
     return found
 
 
-def _ts_video_extent(path: Path, frame: int) -> tuple[int, int] | None:
+def _ts_video_extent(source: SegmentSource, frame: int) -> tuple[int, int] | None:
     """The video extent of a TS segment from its PES headers (first frame's PTS; latest PTS of its
     last frames plus one frame), as FFmpeg measures it but without opening the file: a few hundred
     KB read. None when no video PES is found there."""
     try:
-        with path.open("rb") as file:
-            head = file.read(_HEAD_BYTES)
-            size = file.seek(0, io.SEEK_END)
-            tail_at = max(0, size - _TAIL_BYTES)
-            tail_at -= tail_at % _TS_PACKET
-            file.seek(tail_at)
-            tail = file.read()
-            lasts = _video_pts(tail)
-            if len(lasts) < _TAIL_FRAMES and tail_at > 0:
-                # Too few frames to be sure the latest presentation time is among them.
-                file.seek(0)
-                lasts = _video_pts(file.read())
+        size = source.size()
+        head = source.read(0, _HEAD_BYTES)
+        tail_at = max(0, size - _TAIL_BYTES)
+        tail_at -= tail_at % _TS_PACKET
+        # A segment shorter than the head is read once (from the store, one request fewer).
+        tail = head[tail_at:] if size <= len(head) else source.read(tail_at, size)
+        lasts = _video_pts(tail)
+        if len(lasts) < _TAIL_FRAMES and tail_at > 0:
+            # Too few frames to be sure the latest presentation time is among them.
+            lasts = _video_pts(source.read_all())
     except OSError as exc:
-        raise ExportError(f"cannot read segment {path}: {error_text(exc)}") from exc
+        raise ExportError(f"cannot read segment {source}: {error_text(exc)}") from exc
     firsts = _video_pts(head, 1)
     if not firsts or not lasts:
         return None
@@ -204,34 +205,40 @@ def _ts_video_extent(path: Path, frame: int) -> tuple[int, int] | None:
 def _quick_open(segment: ExportSegment) -> None:
     """Open a segment placed from its PES headers, without probing its streams."""
     try:
-        container = av.open(str(segment.path), format="mpegts", options=_QUICK_TS_OPTIONS)
+        container = av.open(
+            segment.source.demux_input(), format="mpegts", options=_QUICK_TS_OPTIONS
+        )
     except (OSError, av.FFmpegError) as exc:
-        raise ExportError(f"cannot read segment {segment.path}: {error_text(exc)}") from exc
+        raise ExportError(f"cannot read segment {segment.source}: {error_text(exc)}") from exc
     segment.container = container
 
 
 def placed(
-    paths: Sequence[Path], inits: Mapping[Path, Path]
+    segments: Sequence[Path | SegmentSource],
+    inits: Mapping[Path | SegmentSource, Path | SegmentSource],
 ) -> Iterator[tuple[ExportSegment, int]]:
     """Place segments in order; yield each with the shift that puts it on the broadcast timeline.
 
     The first segment is opened (its streams are the output's templates); later TS segments with
     video are placed from their PES headers and opened only when read (``container`` is None
-    until then; see `ensure_open`). ``inits`` maps each fMP4 segment to its init segment. The
-    caller closes what it receives. ``segment time + shift`` is broadcast time.
+    until then; see `ensure_open`). ``inits`` maps each fMP4 segment to its init segment (Paths
+    are files on disk). The caller closes what it receives. ``segment time + shift`` is
+    broadcast time.
     """
     shift = 0
     previous: ExportSegment | None = None
     frame = 0  # one video frame in ticks; 0 when segments must be opened to be placed
-    for path in paths:
+    for given in segments:
+        source = as_source(given)
+        init = inits.get(given)
         segment = None
-        if frame and path.suffix == ".ts":
-            extent = _ts_video_extent(path, frame)
+        if frame and source.suffix == ".ts":
+            extent = _ts_video_extent(source, frame)
             if extent is not None:
-                segment = ExportSegment(path, *extent)
+                segment = ExportSegment(source, *extent)
         if segment is None:
-            segment = _open_segment(path, inits.get(path))
-            if previous is None and path.suffix == ".ts":
+            segment = _open_segment(source, None if init is None else as_source(init))
+            if previous is None and source.suffix == ".ts":
                 assert segment.container is not None
                 video = segment.container.streams.video
                 rate = video[0].guessed_rate if video else None
@@ -254,6 +261,6 @@ def ensure_open(segment: ExportSegment, probe: bool) -> None:
     if segment.container is not None:
         return
     if probe:
-        segment.container = _open_segment(segment.path, segment.init).container
+        segment.container = _open_segment(segment.source, segment.init).container
     else:
         _quick_open(segment)

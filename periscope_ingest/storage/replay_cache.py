@@ -6,6 +6,12 @@ fetched from the store (storage/objects.py) to its usual path, whole or not at a
 temporary file renamed), and then served exactly like a local file. Blocking: called from worker
 threads.
 
+Exports read the big files differently: an MP4, clip or archive of a broadcast whose segments
+(or recording.mp4) are only in the store reads them from the store in ranges (`export_sources`,
+`stored_mp4`; storage/store_source.py), so that its first byte does not wait for every segment
+to be copied and the disk does not fill with them; only the playlist and init segments (small)
+come through this cache.
+
 What was fetched is listed in a hidden ``.fetched`` file per broadcast directory (one name a
 line), so that only fetched files are ever evicted, never a recording made here. Past
 ``storage.cache_max_gb`` the least recently used broadcasts' fetched files are removed.
@@ -17,16 +23,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.playlist_reader import PlaylistReadError, read_media_playlist
+from periscope_ingest.media.segment_source import SegmentSource
 from periscope_ingest.storage.layout import (
     INIT_NAME_PATTERN,
     DataLayout,
     InvalidName,
+    init_segments,
 )
 from periscope_ingest.storage.objects import ObjectMissing, ObjectStore
+from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +61,16 @@ class ReplayCache:
         layout: DataLayout,
         max_bytes: int,
         on_fetched: Callable[[], None] | None = None,
+        read_chunk_bytes: int = 1024 * 1024,
+        read_ahead_segments: int = 2,
     ) -> None:
         self._store = store
+        self._read_chunk = read_chunk_bytes  # storage.read_chunk_kb
+        self._read_ahead = read_ahead_segments  # storage.read_ahead_segments
+        # Shared by every export's read-ahead (each holds at most read_ahead_segments of it).
+        self._read_pool = ThreadPoolExecutor(
+            max(2, 2 * read_ahead_segments), thread_name_prefix="store-read"
+        )
         self._layout = layout
         self._max_bytes = max_bytes
         self._on_fetched = on_fetched  # a metric
@@ -143,11 +161,57 @@ class ReplayCache:
             if INIT_NAME_PATTERN.fullmatch(name):
                 self.fetch(layout.find_segment(channel, broadcast_id, name))
 
-    def fetch_mp4(self, channel: str, broadcast_id: str) -> None:
-        """The finished MP4 if the store has one, else what making it on the fly needs."""
+    def export_sources(
+        self, channel: str, broadcast_id: str
+    ) -> tuple[list[Path | SegmentSource], dict[Path | SegmentSource, Path | SegmentSource]]:
+        """What an export of a finished broadcast reads, in order, and each fMP4 segment's init
+        segment: the segments on disk as files, the others as objects of the store read in
+        ranges (never copied here); the playlist and init segments through this cache."""
+        layout = self._layout
+        playlist = layout.recording_playlist(channel, broadcast_id)
+        if not self.fetch(playlist):
+            return [], {}
+        try:
+            names = [s.uri for s in read_media_playlist(playlist.read_text()).segments]
+            paths = layout.segment_paths(channel, broadcast_id, names)
+        except (OSError, PlaylistReadError, InvalidName):
+            return [], {}
+        missing = [path for path in paths if not path.is_file()]
+        stored: dict[str, int] = {}
+        if missing:  # a recording made here has them all: no request to the store
+            self.fetch_inits(channel, broadcast_id)
+            stored = self._store.list(layout.broadcast_prefix(channel, broadcast_id))
+        inits = init_segments(paths)
+        segments: list[Path | SegmentSource] = []
+        segment_inits: dict[Path | SegmentSource, Path | SegmentSource] = {}
+        from_store: list[StoreObject] = []
+        for path in paths:
+            segment: Path | SegmentSource = path
+            if not path.is_file():
+                key = layout.key_for(path)
+                if key not in stored:
+                    continue  # in neither place: the export makes do without it
+                segment = StoreObject(self._store, key, stored[key], self._read_chunk)
+                from_store.append(segment)
+            segments.append(segment)
+            if path in inits:
+                segment_inits[segment] = inits[path]
+        if from_store:
+            ReadAhead(from_store, self._read_ahead, self._read_pool)
+        return segments, segment_inits
+
+    def stored_mp4(self, channel: str, broadcast_id: str) -> StoreObject | None:
+        """The finished recording.mp4 in the store when it is not on disk here (None if it is
+        here, or nowhere), to be read in ranges rather than copied whole before its first
+        byte is sent."""
         mp4 = self._layout.recording_mp4(channel, broadcast_id)
-        if not self.fetch(mp4):
-            self.fetch_recording(channel, broadcast_id)
+        if mp4.is_file():
+            return None
+        key = self._layout.key_for(mp4)
+        size = self._store.size(key)
+        if size is None:
+            return None
+        return StoreObject(self._store, key, size, self._read_chunk)
 
     def forget(self, channel: str, broadcast_id: str) -> None:
         """The broadcast is being deleted: its objects leave the store (and the cache's books;

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from periscope_ingest.config_sections import DownloadSettings
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import export_mp4
+from periscope_ingest.media.segment_source import SegmentSource
 from periscope_ingest.storage.atomic import partial_path
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, init_segments
@@ -41,6 +42,18 @@ from periscope_ingest.web.write_timeout import StalledReader
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5  # what a refused client is told to wait
+
+# What an export reads: its segments in order (files, or objects of the store read in ranges)
+# and each fMP4 segment's init segment.
+ExportInputs = tuple[
+    Sequence[Path | SegmentSource], Mapping[Path | SegmentSource, Path | SegmentSource]
+]
+
+
+def local_inputs(layout: DataLayout, record: BroadcastRecord) -> ExportInputs:
+    """Blocking: a broadcast's segments on the local disk and their init segments."""
+    segments = recording_segments(layout, record)
+    return segments, init_segments(segments)
 
 
 @dataclass(slots=True)
@@ -120,15 +133,22 @@ class Downloads:
                 _add(self._clips_per_address, group, -1)
 
     async def clip_file(
-        self, record: BroadcastRecord, start: float | None, end: float | None
+        self,
+        record: BroadcastRecord,
+        start: float | None,
+        end: float | None,
+        inputs: ExportInputs | None = None,
     ) -> tuple[Path, bool]:
         """The clip as a file, and whether it is a temporary one (to remove once sent).
 
         A finished broadcast's clip is made once into the cache (concurrent requests for the
         same clip wait for that one export); a live one's is made for this request only.
-        Raises ExportError."""
+        ``inputs``: what to read (storage.url s3://: objects of the store too); by default the
+        recording's files. Raises ExportError."""
         loop = asyncio.get_running_loop()
-        segments = await loop.run_in_executor(self.clips, recording_segments, self.layout, record)
+        if inputs is None:
+            inputs = await loop.run_in_executor(self.clips, local_inputs, self.layout, record)
+        segments, inits = inputs
         if not segments:
             raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
         cacheable = record.status != "live" and self.settings.clip_cache_mb > 0
@@ -137,9 +157,7 @@ class Downloads:
             try:
                 await loop.run_in_executor(
                     self.clips,
-                    lambda: export_mp4(
-                        segments, temporary, start=start, end=end, inits=init_segments(segments)
-                    ),
+                    lambda: export_mp4(segments, temporary, start=start, end=end, inits=inits),
                 )
             except BaseException:
                 temporary.unlink(missing_ok=True)
@@ -148,13 +166,13 @@ class Downloads:
         path = self.layout.cached_clip(record.id, start, end)
         making = self._making.get(path)
         if making is None:
-            making = loop.run_in_executor(self.clips, self._make_cached, segments, path, start, end)
+            making = loop.run_in_executor(self.clips, self._make_cached, inputs, path, start, end)
             self._making[path] = making
             making.add_done_callback(lambda _: self._making.pop(path, None))
         await asyncio.shield(making)
         return path, False
 
-    def _make_cached(self, segments: list[Path], path: Path, start, end) -> None:
+    def _make_cached(self, inputs: ExportInputs, path: Path, start, end) -> None:
         """Blocking: the clip into the cache (if not there yet), then the cache trimmed."""
         if path.is_file():
             os.utime(path)  # the cache forgets the least recently asked for first
@@ -162,7 +180,8 @@ class Downloads:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(path)
         try:
-            export_mp4(segments, partial, start=start, end=end, inits=init_segments(segments))
+            segments, inits = inputs
+            export_mp4(segments, partial, start=start, end=end, inits=inits)
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)

@@ -8,16 +8,18 @@ import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, stream_mp4
 from periscope_ingest.storage.catalog import BroadcastRecord
-from periscope_ingest.storage.layout import DataLayout, InvalidName, init_segments, is_channel_name
+from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
 from periscope_ingest.storage.objects import StoreUnavailable
-from periscope_ingest.storage.recordings import download_name, recording_segments
+from periscope_ingest.storage.recordings import download_name
 from periscope_ingest.storage.replay_cache import ReplayCache
+from periscope_ingest.storage.store_source import StoreObject
 from periscope_ingest.web.api import bad_request, broadcast_json, find_broadcast
 from periscope_ingest.web.auth import require_owner_or_admin
 from periscope_ingest.web.context import (
@@ -31,11 +33,14 @@ from periscope_ingest.web.context import (
     SEGMENT_CACHE,
     SEGMENT_TYPE,
 )
-from periscope_ingest.web.downloads import Sending
+from periscope_ingest.web.downloads import ExportInputs, Sending, local_inputs
+from periscope_ingest.web.stored_file import send_stored
 from periscope_ingest.web.streaming import stream_from_thread
 from periscope_ingest.web.write_timeout import within_write_timeout
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MP4_TYPE = "video/mp4"
 # A finished recording's playlist never changes, but the broadcast may be deleted.
@@ -53,24 +58,29 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
 
 
 async def from_store(
-    request: web.Request, record: BroadcastRecord, fetch: Callable[[ReplayCache], object]
-) -> None:
-    """storage.url s3://: bring what a finished broadcast's answer reads from the object store
-    into the data directory when it is not there (recorded by another node, or the disk was
-    wiped), on a download thread; the answer is then made from the files as always."""
+    request: web.Request, record: BroadcastRecord, fetch: Callable[[ReplayCache], T]
+) -> T | None:
+    """storage.url s3://: what ``fetch`` makes of the replay cache for a finished broadcast,
+    on a download thread (None with file:// or while live): small files brought into the data
+    directory when they are not there (recorded by another node, or the disk was wiped), and
+    the answer made from them as always; or what an export reads from the store in ranges."""
     cache = request.app[REPLAY_CACHE]
     if cache is None or record.status == "live":
-        return
+        return None
     try:
-        await asyncio.get_running_loop().run_in_executor(
+        return await asyncio.get_running_loop().run_in_executor(
             request.app[DOWNLOADS].streams, fetch, cache
         )
     except StoreUnavailable as exc:
-        log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id, reason=str(exc))
-        raise web.HTTPServiceUnavailable(
-            text="the recording is in the object store, which does not answer; try again\n",
-            headers={"Retry-After": "10"},
-        ) from None
+        raise _store_unavailable(record, exc) from None
+
+
+def _store_unavailable(record: BroadcastRecord, exc: StoreUnavailable) -> web.HTTPException:
+    log_event(log, logging.WARNING, "store_unavailable", broadcast=record.id, reason=str(exc))
+    return web.HTTPServiceUnavailable(
+        text="the recording is in the object store, which does not answer; try again\n",
+        headers={"Retry-After": "10"},
+    )
 
 
 def _attachment(name: str) -> str:
@@ -141,26 +151,27 @@ async def _whole_mp4(
     request: web.Request, record: BroadcastRecord, sending: Sending
 ) -> web.StreamResponse:
     layout = request.app[LAYOUT]
+    downloads = request.app[DOWNLOADS]
     ready = layout.recording_mp4(record.channel, record.id)
-    await from_store(request, record, lambda cache: cache.fetch_mp4(record.channel, record.id))
+    finished_headers = {
+        "Content-Type": MP4_TYPE,
+        "Cache-Control": "public, max-age=3600",
+        "Content-Disposition": _attachment(download_name(record)),
+    }
+    stored = await from_store(
+        request, record, lambda cache: cache.stored_mp4(record.channel, record.id)
+    )
+    if stored is not None:
+        # The finished file, only in the store: sent as it is read from there, with Range.
+        return await send_stored(
+            request, sending, stored, finished_headers, downloads.streams, downloads.write_timeout
+        )
     if record.status != "live" and ready.is_file():
         # The finished file: sendfile, Range (206), HEAD and Content-Length by aiohttp.
-        return await _SentFile.send(
-            request,
-            sending,
-            ready,
-            {
-                "Content-Type": MP4_TYPE,
-                "Cache-Control": "public, max-age=3600",
-                "Content-Disposition": _attachment(download_name(record)),
-            },
-        )
+        return await _SentFile.send(request, sending, ready, finished_headers)
     # Not made yet (or still live): a fragmented MP4 made while it is sent, so the first byte
     # goes out at once and memory stays bounded. Its length is not known: no ranges.
-    downloads = request.app[DOWNLOADS]
-    segments = await asyncio.get_running_loop().run_in_executor(
-        downloads.streams, recording_segments, layout, record
-    )
+    segments, inits = await _export_inputs(request, record)
     if not segments:
         raise web.HTTPNotFound(text="this broadcast has no recorded media yet\n")
     response = web.StreamResponse(
@@ -178,7 +189,7 @@ async def _whole_mp4(
         # Once the headers are out, an error can only cut the body short.
         await stream_from_thread(
             response,
-            lambda write: stream_mp4(segments, write, inits=init_segments(segments)),
+            lambda write: stream_mp4(segments, write, inits=inits),
             downloads.streams,
             request,
             downloads.write_timeout,
@@ -197,12 +208,14 @@ async def _clip(
     """A clip exact to a frame needs an edit list, which only a complete (non-fragmented) MP4
     carries reliably: it is made into a file (kept for the next request of the same clip of a
     finished broadcast, see web/downloads.py), then sent with Range."""
-    await from_store(
-        request, record, lambda cache: cache.fetch_recording(record.channel, record.id)
+    inputs = await from_store(
+        request, record, lambda cache: cache.export_sources(record.channel, record.id)
     )
     try:
-        path, temporary = await request.app[DOWNLOADS].clip_file(record, start, end)
+        path, temporary = await request.app[DOWNLOADS].clip_file(record, start, end, inputs)
     except ExportError as exc:
+        if isinstance(exc.__cause__, StoreUnavailable):  # a segment read from the store
+            raise _store_unavailable(record, exc.__cause__) from None
         raise bad_request(str(exc)) from None
     suffix = f"-clip-{start or 0:g}-{end:g}s" if end is not None else f"-from-{start:g}s"
     headers = {
@@ -275,7 +288,7 @@ def _write_archive(
     cache: ReplayCache | None = None,
 ) -> None:
     """Blocking: the zip, entry by entry, straight into ``write`` (no temporary file); with
-    ``cache`` (storage.url s3://) each broadcast's files are fetched first if missing."""
+    ``cache`` (storage.url s3://) what is not on disk is read from the store in ranges."""
 
     class Sink:
         def write(self, data: bytes) -> int:
@@ -290,18 +303,47 @@ def _write_archive(
         archive.writestr(f"{channel}/broadcasts.json", json.dumps(metadata, indent=1) + "\n")
         for record in records:
             name = f"{channel}/{_archive_name(record)}"
-            if cache is not None:
-                cache.fetch_mp4(record.channel, record.id)
+            stored = cache.stored_mp4(record.channel, record.id) if cache is not None else None
+            if stored is not None:
+                with archive.open(name, mode="w", force_zip64=True) as entry:
+                    _copy_stored(stored, entry.write)
+                continue
             ready = layout.recording_mp4(record.channel, record.id)
             if ready.is_file():
                 archive.write(ready, name)
                 continue
-            segments = recording_segments(layout, record)
+            if cache is not None:
+                segments, inits = cache.export_sources(record.channel, record.id)
+            else:
+                segments, inits = local_inputs(layout, record)
             if not segments:
                 continue
             # Size unknown until written: zip64 headers so it may pass 4 GiB.
             with archive.open(name, mode="w", force_zip64=True) as entry:
-                stream_mp4(segments, entry.write, inits=init_segments(segments))
+                stream_mp4(segments, entry.write, inits=inits)
+
+
+def _copy_stored(stored: StoreObject, write: Callable[[bytes], object]) -> None:
+    """Blocking: an object of the store into ``write``, one ranged read at a time."""
+    size, chunk = stored.size(), stored.chunk_bytes
+    for at in range(0, size, chunk):
+        data = stored.read(at, at + chunk)
+        if not data:
+            raise StoreUnavailable(f"object store GET {stored.key!r}: shorter than {size} bytes")
+        write(data)
+
+
+async def _export_inputs(request: web.Request, record: BroadcastRecord) -> ExportInputs:
+    """The segments of an MP4 made on the fly and their init segments: from the store in
+    ranges where they are not on disk (storage.url s3://, finished broadcasts), else the files."""
+    inputs = await from_store(
+        request, record, lambda cache: cache.export_sources(record.channel, record.id)
+    )
+    if inputs is not None:
+        return inputs
+    return await asyncio.get_running_loop().run_in_executor(
+        request.app[DOWNLOADS].streams, local_inputs, request.app[LAYOUT], record
+    )
 
 
 async def channel_archive(request: web.Request) -> web.StreamResponse:

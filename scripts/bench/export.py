@@ -21,6 +21,11 @@ Measured, each with a fresh process so that peak RSS (VmHWM) belongs to that one
 * ffmpeg: `ffmpeg -i concat:SEG1|SEG2|... -c copy -movflags +faststart out.mp4` over the same TS
   segments, the peer (nginx-rtmp has no export). Ratios are ours / ffmpeg.
 
+With --store, the stream, clip, file and range GETs are made a second time against a node whose
+data directory is empty (storage.url s3:// on moto's server, started here: store_node.py), so
+that it reads the broadcast from the store; ratios are store / disk, from the same run, with the
+bytes the export left on the node's disk.
+
 MB/s is output MP4 bytes per wall second. The segments are read once before measuring, so every
 job reads them from the page cache. The HTTP client is Python's http.client reading into a 1 MiB
 buffer; it shares the 2 cores with the server.
@@ -29,6 +34,7 @@ buffer; it shares the 2 cores with the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -42,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
+import store_node
 from common import LOOPBACK, markdown_table, r, ratio
 
 CHANNEL = "export"
@@ -93,12 +100,15 @@ def ensure_flv(cache: Path, minutes: float) -> Path:
 class DataServer(common.OurServer):
     """Our server on a given data directory (kept: only its temporary log dir is removed)."""
 
-    def __init__(self, data_dir: Path, src: Path, make_mp4: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, src: Path, make_mp4: bool = False, env: dict | None = None
+    ) -> None:
         super().__init__(
             {
                 "PERISCOPE_DATA_DIR": str(data_dir),
                 "PERISCOPE_RECORDING__MAKE_MP4": "true" if make_mp4 else "false",
                 "PERISCOPE_RECORDING__RECONNECT_GRACE": "0",
+                **(env or {}),
             },
             src,
         )
@@ -268,10 +278,15 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> dic
 
 
 def server_job(
-    data: Path, src: Path, path: str, headers: dict[str, str] | None = None, label: str = ""
+    data: Path,
+    src: Path,
+    path: str,
+    headers: dict[str, str] | None = None,
+    label: str = "",
+    env: dict[str, str] | None = None,
 ) -> dict:
     """One GET against a fresh server on the cached data: the request and the server's memory."""
-    with common.step(label or f"GET {path}"), DataServer(data, src) as server:
+    with common.step(label or f"GET {path}"), DataServer(data, src, env=env) as server:
         pid = server.process.pid  # type: ignore[union-attr]
         time.sleep(0.5)
         hwm_idle = status_kib(pid, "VmHWM") or 0
@@ -369,6 +384,48 @@ def ffmpeg_concat_input(segments: list[Path], workdir: Path) -> list[str]:
     return ["-f", "concat", "-safe", "0", "-i", str(listing)]
 
 
+def store_job(
+    data: Path,
+    src: Path,
+    node: Path,
+    path: str,
+    moto: store_node.MotoStore,
+    label: str,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """The GET of server_job against a node with an empty data directory reading the store;
+    with the bytes the export left on that node's disk."""
+    node = store_node.empty_node(data, node)
+    before = store_node.disk_bytes(node)
+    result = server_job(node, src, path, headers, label, env=moto.node_env())
+    result["node_disk_added_mib"] = r((store_node.disk_bytes(node) - before) / MIB, 2)
+    shutil.rmtree(node, ignore_errors=True)
+    return result
+
+
+def print_store_table(results: dict[str, dict], store: dict[str, dict]) -> None:
+    print("\nFrom the object store (an empty node, moto) / from disk, same run:\n")
+    rows = [
+        [name, x["status"], x["first_byte_ms"], results[name]["first_byte_ms"],
+         ratio(x["first_byte_ms"], results[name]["first_byte_ms"]), x["total_s"],
+         results[name]["total_s"], ratio(x["total_s"], results[name]["total_s"]),
+         x["server_rss_peak_mib"], results[name]["server_rss_peak_mib"],
+         ratio(x["server_rss_peak_mib"], results[name]["server_rss_peak_mib"]),
+         x["server_rss_added_mib"], results[name]["server_rss_added_mib"],
+         x["node_disk_added_mib"]]
+        for name, x in store.items()
+    ]  # fmt: skip
+    print(
+        markdown_table(
+            ["GET", "status", "1st byte ms store", "disk", "store / disk", "total s store",
+             "disk", "store / disk", "RSS peak MiB store", "disk", "store / disk",
+             "RSS added MiB store", "disk", "node disk added MiB"],
+            rows,
+            digits=2,
+        )
+    )  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -379,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--clip-seconds", type=float, default=60, help="clip length, from the middle (default 60)"
+    )
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="also export from the object store (moto's server, started here) on an empty node",
     )
     common.add_common_arguments(parser, "export")
     args = parser.parse_args(argv)
@@ -406,16 +468,28 @@ def main(argv: list[str] | None = None) -> int:
     clip_start = round(total / 2, 3)
     clip_end = round(clip_start + clip_len, 3)
     results: dict[str, dict] = {}
+    store: dict[str, dict] = {}
+    clip_path = f"/replays/{bid}.mp4?start={clip_start:g}&end={clip_end:g}"
+    stack = contextlib.ExitStack()
     try:
         # (a) streamed fragmented MP4 (no recording.mp4)
         results["stream"] = server_job(data, src, f"/replays/{bid}.mp4", label="(a) GET streamed")
-        # (d) a clip from the middle: a temporary faststart MP4, then sent
+        # (d) a clip from the middle: a temporary faststart MP4, then sent. A clip kept in the
+        # data directory's clip cache by an earlier run would be measured as a file send.
+        shutil.rmtree(data / "clip-cache", ignore_errors=True)
         results["clip"] = server_job(
-            data,
-            src,
-            f"/replays/{bid}.mp4?start={clip_start:g}&end={clip_end:g}",
-            label=f"(d) GET clip {clip_start:g}-{clip_end:g} s",
+            data, src, clip_path, label=f"(d) GET clip {clip_start:g}-{clip_end:g} s"
         )
+        if args.store:
+            moto = stack.enter_context(store_node.MotoStore(work.parent / "moto.log"))
+            broadcast_dir = segments[0].parent
+            with common.step("uploading the broadcast to moto"):
+                moto.upload(data, [p for p in broadcast_dir.iterdir() if p.is_file()])
+            for name, path, label in (
+                ("stream", f"/replays/{bid}.mp4", "(a) GET streamed from the store"),
+                ("clip", clip_path, "(d) GET clip from the store"),
+            ):
+                store[name] = store_job(data, src, work / f"node-{name}", path, moto, label)
         # the peer: ffmpeg over the same TS segments
         peer_out = work / "ffmpeg.mp4"
         peer = timed_child(
@@ -459,7 +533,23 @@ def main(argv: list[str] | None = None) -> int:
             headers={"Range": f"bytes={first}-{last}"},
             label="(b) GET range",
         )
+        if args.store:
+            moto.upload(data, [recording_mp4])
+            mp4 = f"/replays/{bid}.mp4"
+            store["file"] = store_job(
+                data, src, work / "node-file", mp4, moto, "(b) GET file from the store"
+            )
+            store["range"] = store_job(
+                data,
+                src,
+                work / "node-range",
+                mp4,
+                moto,
+                "(b) GET range from the store",
+                {"Range": f"bytes={first}-{last}"},
+            )
     finally:
+        stack.close()
         recording_mp4.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
 
@@ -513,6 +603,22 @@ def main(argv: list[str] | None = None) -> int:
             digits=2,
         )
     )  # fmt: skip
+    if store:
+        print_store_table(results, store)
+        ratios["store_over_disk"] = {
+            name: {
+                "first_byte_ms": ratio(x["first_byte_ms"], results[name]["first_byte_ms"]),
+                "total_s": ratio(x["total_s"], results[name]["total_s"]),
+                "server_rss_peak_mib": ratio(
+                    x["server_rss_peak_mib"], results[name]["server_rss_peak_mib"]
+                ),
+                "server_rss_added_mib": ratio(
+                    x["server_rss_added_mib"], results[name]["server_rss_added_mib"]
+                ),
+            }
+            for name, x in store.items()
+        }
+        results["store"] = store
     common.write_results(
         args.json,
         "export",

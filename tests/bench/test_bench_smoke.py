@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.moto_s3 import missing as moto_missing
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "scripts" / "bench"
 sys.path.insert(0, str(BENCH))
@@ -121,6 +123,8 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
         if not with_nginx and name not in ("rtmp_parse", "export"):
             cmd.append("--no-nginx")
+        if name == "export" and (os.environ.get("CI") or moto_missing() is None):
+            cmd.append("--store")  # the same GETs from the object store (moto, started there)
         processes[name] = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -202,7 +206,9 @@ def test_export_reports_every_field_and_makes_mp4s(results) -> None:
     assert data["recording"]["segments"] > 0
     assert data["recording"]["duration_s"] > 10
     found = data["results"]
-    assert set(found) == {"stream", "file", "range", "clip", "cli", "faststart", "ffmpeg"}
+    assert set(found) - {"store"} == {
+        "stream", "file", "range", "clip", "cli", "faststart", "ffmpeg"
+    }  # fmt: skip
     for name in ("stream", "file", "range", "clip"):
         run = found[name]
         assert run.keys() >= EXPORT_HTTP_FIELDS, (name, EXPORT_HTTP_FIELDS - run.keys())
@@ -227,4 +233,19 @@ def test_export_reports_every_field_and_makes_mp4s(results) -> None:
     # The file served is the faststart export.
     assert found["file"]["bytes"] == found["faststart"]["bytes"]
     assert data["ratios"].keys() >= EXPORT_RATIOS
-    assert all(v is not None and v > 0 for v in data["ratios"].values()), data["ratios"]
+    assert all(data["ratios"][k] is not None and data["ratios"][k] > 0 for k in EXPORT_RATIOS)
+    if os.environ.get("CI") or moto_missing() is None:
+        export_from_the_store(found, data["ratios"]["store_over_disk"])
+
+
+def export_from_the_store(found: dict, ratios: dict) -> None:
+    """--store: the same answers from an empty node reading moto, nothing big copied to it."""
+    store = found["store"]
+    assert set(store) == {"stream", "clip", "file", "range"} == set(ratios)
+    for name, run in store.items():
+        assert run.keys() >= EXPORT_HTTP_FIELDS | {"node_disk_added_mib"}, name
+        assert run["status"] == found[name]["status"], (name, run)
+        assert run["bytes"] == found[name]["bytes"], (name, run["bytes"], found[name]["bytes"])
+        assert ratios[name]["first_byte_ms"] > 0
+    for name in ("stream", "file", "range"):  # the clip leaves the clip itself in its cache
+        assert store[name]["node_disk_added_mib"] < 1, (name, store[name])

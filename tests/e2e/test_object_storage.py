@@ -1,6 +1,7 @@
 """Object storage (storage.url s3://) against a real S3 endpoint (moto's server): every finished
 file reaches the bucket with the bytes on disk, a node with an empty data directory serves the
-replay and its MP4 from the bucket, and a store that stops answering never holds up ingest.
+replay and its MP4 from the bucket (exports read in ranges, never copied to its disk), and a
+store that stops answering never holds up ingest.
 
 A second node gets the broadcast's catalog row by a copy of the first node's catalog file (the
 catalog is per node here; a shared PostgreSQL catalog is another piece of issue #15).
@@ -132,6 +133,9 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
             ]
         }
         assert all(status == 200 for status, _, _ in answers.values())
+        # The same clip from the disk, to compare with the one read from the store.
+        status, _, clip_from_disk = first.get(f"/replays/{broadcast_id}.mp4?start=1&end=3")
+        assert status == 200
     finally:
         first.stop()
 
@@ -157,20 +161,32 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
         status, _, got = second.get(f"/replays/{broadcast_id}/poster.jpg")
         assert status == 200 and got == poster
         fetched = second_dir / "channels" / "stored" / broadcast_id
-        assert (fetched / "recording.mp4").read_bytes() == files["recording.mp4"]
         metrics = second.get("/metrics")[2].decode()
         assert re.search(r"^periscope_store_fetched_files_total [1-9]", metrics, re.M), metrics
-        # The local disk wiped: a clip is made from the segments, fetched from the bucket
-        # again; the archive holds the same MP4.
+        # The local disk wiped: exports read the bucket in ranges, nothing big lands on disk.
         shutil.rmtree(fetched)
+        recording_from_the_store(second, broadcast_id, files["recording.mp4"])
+        moto.pause()  # exports from a store that does not answer: a clear 503, no 500
+        try:
+            for path in [f"/replays/{broadcast_id}.mp4", f"/replays/{broadcast_id}.mp4?end=2"]:
+                status, headers, _ = second.get(path)
+                assert status == 503 and headers.get("Retry-After") == "10", (path, status)
+        finally:
+            moto.resume()
         status, _, clip = second.get(f"/replays/{broadcast_id}.mp4?start=1&end=3")
-        assert status == 200
-        assert 1.5 <= probe_mp4(clip)["duration"] <= 2.5
-        status, _, archive = second.get("/api/channels/stored/archive.zip")
-        assert status == 200
-        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
-            mp4s = [n for n in opened.namelist() if n.endswith(".mp4")]
-            assert len(mp4s) == 1 and opened.read(mp4s[0]) == files["recording.mp4"]
+        assert status == 200 and clip == clip_from_disk
+        assert archived_mp4(second) == files["recording.mp4"]
+        assert not_copied(fetched, files)
+        # Without recording.mp4 in the bucket: an MP4 made on the fly from the stored segments.
+        moto.client().delete_object(
+            Bucket=BUCKET, Key=f"{PREFIX}/channels/stored/{broadcast_id}/recording.mp4"
+        )
+        status, headers, whole = second.get(f"/replays/{broadcast_id}.mp4")
+        assert status == 200 and headers.get("Accept-Ranges") == "none"
+        duration = probe_mp4(whole)["duration"]
+        assert abs(duration - record["duration"]) < 0.5, (duration, record["duration"])
+        assert abs(probe_mp4(archived_mp4(second))["duration"] - duration) < 0.1
+        assert not_copied(fetched, files)
         # Deleting the broadcast deletes its objects too: nothing in the bucket outlives it.
         request = urllib.request.Request(
             f"{second.http}/api/broadcasts/{broadcast_id}",
@@ -184,6 +200,47 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
         assert not fetched.exists()
     finally:
         second.stop()
+
+
+def recording_from_the_store(server: ServerProcess, broadcast_id: str, mp4: bytes) -> None:
+    """The finished recording.mp4, only in the bucket, is sent from it with Range and HEAD."""
+    path = f"/replays/{broadcast_id}.mp4"
+    status, headers, body = server.get(path)
+    assert status == 200 and body == mp4
+    assert headers["Accept-Ranges"] == "bytes" and int(headers["Content-Length"]) == len(mp4)
+    status, headers, body = server.get(path, {"Range": "bytes=100-1099"})
+    assert status == 206 and body == mp4[100:1100]
+    assert headers["Content-Range"] == f"bytes 100-1099/{len(mp4)}"
+    status, _, body = server.get(path, {"Range": "bytes=-500"})
+    assert status == 206 and body == mp4[-500:]
+    status, _, body = server.get(path, {"Range": f"bytes={len(mp4) - 10}-"})
+    assert status == 206 and body == mp4[-10:]
+    status, headers, body = server.get(path, {"Range": "bytes=0-"})
+    assert status == 206 and body == mp4 and headers["Content-Range"].endswith(f"/{len(mp4)}")
+    status, headers, _ = server.get(path, {"Range": f"bytes={len(mp4)}-"})
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(mp4)}"
+    request = urllib.request.Request(server.http + path, method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and response.read() == b""
+        assert int(response.headers["Content-Length"]) == len(mp4)
+
+
+def archived_mp4(server: ServerProcess) -> bytes:
+    status, _, archive = server.get("/api/channels/stored/archive.zip")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        mp4s = [n for n in opened.namelist() if n.endswith(".mp4")]
+        assert len(mp4s) == 1
+        return opened.read(mp4s[0])
+
+
+def not_copied(directory: Path, files: dict[str, bytes]) -> bool:
+    """Neither a media segment nor the recording.mp4 was copied into ``directory`` (the
+    playlist and init segments may be: they are small)."""
+    present = {p.name for p in directory.iterdir()} if directory.exists() else set()
+    big = {n for n in files if n.endswith(".m4s") or n == "recording.mp4"}
+    assert big and not present & big, sorted(present)
+    return True
 
 
 def test_a_store_that_stops_answering_never_holds_up_ingest(moto: MotoS3, tmp_path: Path) -> None:

@@ -132,14 +132,14 @@ def test_stream_is_progressive_fragmented_and_indexed(
     real_open = export_read._open_segment
 
     def recording_open(path: Path, init: Path | None = None):
-        events.append(("open", path))
+        events.append(("open", path.name))
         return real_open(path, init)
 
     monkeypatch.setattr(export_read, "_open_segment", recording_open)
     real_quick_open = export_read._quick_open
 
     def recording_quick_open(segment) -> None:
-        events.append(("open", segment.path))
+        events.append(("open", segment.source.name))
         real_quick_open(segment)
 
     monkeypatch.setattr(export_read, "_quick_open", recording_quick_open)
@@ -151,7 +151,7 @@ def test_stream_is_progressive_fragmented_and_indexed(
 
     info = stream_mp4(segments, write)
     first_write = next(i for i, (kind, _) in enumerate(events) if kind == "write")
-    last_open = events.index(("open", segments[-1]))
+    last_open = events.index(("open", segments[-1].name))
     assert first_write < last_open, "the first bytes must leave before the last segment is read"
     data = b"".join(chunks)
     assert info.size == len(data)
@@ -204,7 +204,7 @@ def test_clip_reads_only_overlapping_segments(
     real_copy = export_mux.Writer.copy
 
     def recording_copy(self, segment, shift):
-        copied.append(segment.path)
+        copied.append(segment.source.path)
         return real_copy(self, segment, shift)
 
     monkeypatch.setattr(export_mux.Writer, "copy", recording_copy)
