@@ -156,6 +156,11 @@ def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
             40,
             what="B listing three of A's segments",
         )
+        newest = seen.segments[-1].uri
+        status, _, media = b.get(f"/live/moving/{newest}")
+        assert (
+            status == 200 and media[:1] == b"\x47" and media == a.get(f"/live/moving/{newest}")[2]
+        )
         broadcast_id = one_broadcast(a, "moving")["id"]
         on_a = live_playlist(a, "moving")
         assert on_a is not None
