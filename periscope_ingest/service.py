@@ -152,7 +152,7 @@ class Service:
             on_ready=lambda record: self.webhooks.emit("recording.ready", broadcast_event(record)),
             metrics=self.metrics,
             on_file_complete=self.shared.file_complete,
-            fetch_recording=(self.replay_cache.fetch_recording if self.replay_cache else None),
+            export_sources=(self.replay_cache.export_sources if self.replay_cache else None),
         )
         # Recovered broadcasts, and those that ended while an export was pending, get their MP4.
         for record in await asyncio.to_thread(catalog.all) if self.primary else recovered:

@@ -25,6 +25,9 @@ from periscope_ingest.storage.recordings import read_record, recording_segments,
 
 log = logging.getLogger(__name__)
 
+# (channel, broadcast id) -> the segments to export, in order, and each one's init segment.
+ExportSources = Callable[[str, str], tuple[list, dict]]
+
 
 class Mp4Exports:
     def __init__(
@@ -35,12 +38,12 @@ class Mp4Exports:
         on_ready: Callable[[BroadcastRecord], None] | None = None,
         metrics: Metrics | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
-        fetch_recording: Callable[[str, str], None] | None = None,
+        export_sources: ExportSources | None = None,
     ) -> None:
         self._metrics = metrics
-        # storage.url s3://: brings the segments recorded elsewhere (a broadcast continued from
-        # another node) into the data directory first (storage/replay_cache.py).
-        self._fetch_recording = fetch_recording
+        # storage.url s3://: the segments of the recording on disk or, those recorded by another
+        # node (a broadcast continued here), in the store, read in ranges (replay_cache.py).
+        self._export_sources = export_sources
         self._on_file_complete = on_file_complete  # storage.url s3://: the uploader
         self._layout = layout
         self._on_ready = on_ready
@@ -102,14 +105,16 @@ class Mp4Exports:
     def _export(self, record: BroadcastRecord) -> BroadcastRecord | None:
         """Blocking: remux the segments into recording.mp4 and note its size in the record."""
         target = self._layout.recording_mp4(record.channel, record.id)
-        if self._fetch_recording is not None:
-            self._fetch_recording(record.channel, record.id)
-        segments = recording_segments(self._layout, record)
+        if self._export_sources is not None:
+            segments, inits = self._export_sources(record.channel, record.id)
+        else:
+            segments = recording_segments(self._layout, record)
+            inits = init_segments(segments)
         if not segments:
             return None
         temporary = partial_path(target)
         try:
-            export_mp4(segments, temporary, inits=init_segments(segments))
+            export_mp4(segments, temporary, inits=inits)
             os.replace(temporary, target)
         except ExportError:
             temporary.unlink(missing_ok=True)
