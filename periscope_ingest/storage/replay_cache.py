@@ -6,6 +6,9 @@ fetched from the store (storage/objects.py) to its usual path, whole or not at a
 temporary file renamed), and then served exactly like a local file. Blocking: called from worker
 threads.
 
+A broadcast still live on another node has a recording playlist that grows: a hidden copy of
+it is fetched again when older than a second (``refresh``); its segments are fetched once.
+
 Exports read the big files differently: an MP4, clip or archive of a broadcast whose segments
 (or recording.mp4) are only in the store reads them from the store in ranges (`export_sources`,
 `stored_mp4`; storage/store_source.py), so that its first byte does not wait for every segment
@@ -41,6 +44,7 @@ from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 log = logging.getLogger(__name__)
 
 FETCHED_LIST = ".fetched"
+LIVE_COPY_PREFIX = ".live-"  # the growing recording playlist of a broadcast live elsewhere
 
 
 class _Fetched:
@@ -75,6 +79,9 @@ class ReplayCache:
         self._max_bytes = max_bytes
         self._on_fetched = on_fetched  # a metric
         self._lock = threading.Lock()
+        # One refresh of a growing playlist at a time: viewers asking together wait for it,
+        # then find it fresh, instead of each fetching it.
+        self._refresh_lock = threading.Lock()
         self._fetched: dict[Path, _Fetched] = {}
         self._total = 0
         self._load()
@@ -130,6 +137,26 @@ class ReplayCache:
                     listing.write(path.name + "\n")
             self._evict(keep=directory)
         return True
+
+    def refresh(self, path: Path, max_age_s: float) -> Path | None:
+        """The recording playlist of a broadcast still live on another node (it grows): a copy
+        beside ``path`` under a hidden name, fetched again once older than ``max_age_s``; None
+        if the store lacks it. Hidden, so that once the broadcast ends its VOD playlist is
+        fetched to ``path`` as for any finished broadcast, never mistaken for this copy."""
+        copy = path.with_name(LIVE_COPY_PREFIX + path.name)
+        with self._refresh_lock:
+            try:
+                age = time.time() - copy.stat().st_mtime
+            except FileNotFoundError:
+                age = None
+            if age is not None and age < max_age_s:
+                return copy
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._store.download(self._layout.key_for(path), copy)
+            except (ObjectMissing, InvalidName):
+                return copy if age is not None else None
+        return copy
 
     def fetch_recording(self, channel: str, broadcast_id: str) -> None:
         """Everything an MP4 export or clip of a finished broadcast reads: its recording

@@ -29,6 +29,7 @@ from periscope_ingest.web.context import (
     LAYOUT,
     LIVE_PLAYLIST_CACHE,
     PLAYLIST_TYPE,
+    REGISTRY,
     REPLAY_CACHE,
     SEGMENT_CACHE,
     SEGMENT_TYPE,
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MP4_TYPE = "video/mp4"
+# How stale the recording playlist of a broadcast live on another node may be here (seconds).
+LIVE_REFRESH_S = 1.0
 # A finished recording's playlist never changes, but the broadcast may be deleted.
 VOD_PLAYLIST_CACHE = "public, max-age=300"
 # A file download goes out with sendfile in parts of this size, each within the write timeout.
@@ -60,12 +63,13 @@ def _file(path: Path, content_type: str, cache_control: str) -> web.FileResponse
 async def from_store(
     request: web.Request, record: BroadcastRecord, fetch: Callable[[ReplayCache], T]
 ) -> T | None:
-    """storage.url s3://: what ``fetch`` makes of the replay cache for a finished broadcast,
-    on a download thread (None with file:// or while live): small files brought into the data
-    directory when they are not there (recorded by another node, or the disk was wiped), and
-    the answer made from them as always; or what an export reads from the store in ranges."""
+    """storage.url s3://: what ``fetch`` makes of the replay cache for a broadcast, on a
+    download thread (None with file://, or while live on this node: its files are all here):
+    small files brought into the data directory when they are not there (recorded by another
+    node, or the disk was wiped), and the answer made from them as always; or what an export
+    reads from the store in ranges."""
     cache = request.app[REPLAY_CACHE]
-    if cache is None or record.status == "live":
+    if cache is None or (record.status == "live" and live_here(request, record)):
         return None
     try:
         return await asyncio.get_running_loop().run_in_executor(
@@ -73,6 +77,10 @@ async def from_store(
         )
     except StoreUnavailable as exc:
         raise _store_unavailable(record, exc) from None
+
+
+def live_here(request: web.Request, record: BroadcastRecord) -> bool:
+    return record.id in request.app[REGISTRY].broadcast_ids()
 
 
 def _store_unavailable(record: BroadcastRecord, exc: StoreUnavailable) -> web.HTTPException:
@@ -90,7 +98,11 @@ def _attachment(name: str) -> str:
 async def replay_playlist(request: web.Request) -> web.StreamResponse:
     record = await find_broadcast(request)
     path = request.app[LAYOUT].recording_playlist(record.channel, record.id)
-    await from_store(request, record, lambda cache: cache.fetch(path))
+    if record.status == "live":  # on another node (a shared catalog): it grows in the store
+        copy = await from_store(request, record, lambda cache: cache.refresh(path, LIVE_REFRESH_S))
+        path = copy or path
+    else:
+        await from_store(request, record, lambda cache: cache.fetch(path))
     cache = LIVE_PLAYLIST_CACHE if record.status == "live" else VOD_PLAYLIST_CACHE
     return _file(path, PLAYLIST_TYPE, cache)
 
