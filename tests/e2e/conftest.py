@@ -27,6 +27,23 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def moto(request: pytest.FixtureRequest):
+    """moto's standalone S3 server for one test module, with the module's BUCKET made
+    (tests/e2e/moto_s3.py); stopped by PID after the module."""
+    from tests.e2e.moto_s3 import MotoS3, require_moto
+
+    require_moto()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"moto-{request.module.__name__.rsplit('.', 1)[-1]}.log"
+    log_path.unlink(missing_ok=True)
+    store = MotoS3(log_path)
+    store.start()
+    store.create_bucket(request.module.BUCKET)
+    yield store
+    store.stop()
+
+
 @pytest.fixture
 def redis(tmp_path: Path):
     """Debian's redis-server on a free port for one test (tests/e2e/redis_server.py)."""

@@ -17,51 +17,33 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, require
+from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.moto_s3 import MotoS3, require_moto
+from tests.e2e.moto_s3 import MotoS3
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.server import ServerProcess
+from tests.e2e.test_cluster import LEASE_S
+from tests.e2e.test_cluster import node as cluster_node
 from tests.e2e.test_recordings import probe_mp4
 
 pytestmark = pytest.mark.e2e
 
 BUCKET = "handover"
-LEASE_S = 2
 GRACE_S = 12
-
-
-@pytest.fixture(scope="module")
-def moto():
-    require_moto()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "moto-test_handover.log"
-    log_path.unlink(missing_ok=True)
-    store = MotoS3(log_path)
-    store.start()
-    store.create_bucket(BUCKET)
-    yield store
-    store.stop()
 
 
 def node(
     tmp_path: Path, name: str, redis: RedisServer, moto: MotoS3, grace: float = GRACE_S
 ) -> ServerProcess:
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / f"server-handover-{name}.log"
-    log.unlink(missing_ok=True)
-    proc = ServerProcess(
-        tmp_path / name,
-        log,
-        PERISCOPE_CLUSTER__REDIS_URL=redis.url,
-        PERISCOPE_CLUSTER__NODE_NAME=name,
-        PERISCOPE_CLUSTER__LEASE=str(LEASE_S),
+    """A cluster node (test_cluster.node: cluster.lease LEASE_S) storing in the shared bucket."""
+    return cluster_node(
+        tmp_path,
+        name,
+        redis,
         PERISCOPE_RECORDING__RECONNECT_GRACE=str(grace),
-        **moto.env(BUCKET, f"{tmp_path.name}"),
+        **moto.env(BUCKET, tmp_path.name),
     )
-    proc.start()
-    return proc
 
 
 def push(server: ServerProcess, channel: str, seconds: float) -> subprocess.Popen:

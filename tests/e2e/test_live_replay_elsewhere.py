@@ -11,26 +11,13 @@ import pytest
 
 from tests.e2e.conftest import ARTIFACTS, require
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.moto_s3 import MotoS3, require_moto
+from tests.e2e.moto_s3 import MotoS3
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 BUCKET = "elsewhere"
-
-
-@pytest.fixture(scope="module")
-def moto():
-    require_moto()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "moto-test_live_replay_elsewhere.log"
-    log_path.unlink(missing_ok=True)
-    store = MotoS3(log_path)
-    store.start()
-    store.create_bucket(BUCKET)
-    yield store
-    store.stop()
 
 
 def replay(server: ServerProcess, broadcast_id: str) -> tuple[str, dict] | None:

@@ -26,7 +26,7 @@ import pytest
 
 from tests.e2e.conftest import ARTIFACTS, require
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.moto_s3 import MotoS3, require_moto
+from tests.e2e.moto_s3 import MotoS3
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.server import ServerProcess, free_port
 from tests.e2e.test_live_push import playlist
@@ -44,19 +44,6 @@ SERVER_ENV = {
     "PERISCOPE_STORAGE__REQUEST_TIMEOUT": "1",
     "PERISCOPE_STORAGE__UPLOAD_RETRY_MAX": "1",
 }
-
-
-@pytest.fixture(scope="module")
-def moto():
-    require_moto()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "moto-test_object_storage.log"
-    log_path.unlink(missing_ok=True)
-    store = MotoS3(log_path)
-    store.start()
-    store.create_bucket(BUCKET)
-    yield store
-    store.stop()
 
 
 def start_server(moto: MotoS3, data_dir: Path, name: str) -> ServerProcess:
