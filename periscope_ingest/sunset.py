@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
+import time
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -48,7 +50,9 @@ class Lifecycle:
         self._state_file = state_file
         self._lock = threading.Lock()
         self._manual = Phase.OPEN
-        self._cached: tuple[Phase, datetime | None] | None = None  # (phase, valid until)
+        # (phase, valid until): a POSIX time, so that the check on every request is one float
+        # comparison (inf: no dated change ahead)
+        self._cached: tuple[Phase, float] | None = None
         # No file (or an unreadable one) means nobody moved the phase on by hand.
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             self._manual = Phase.from_label(json.loads(state_file.read_text())["phase"])
@@ -64,12 +68,13 @@ class Lifecycle:
     def phase(self, now: datetime | None = None) -> Phase:
         if now is None:
             # Asked on every HTTP request: the answer holds until the next dated change.
-            now = datetime.now(UTC)
             cached = self._cached
-            if cached is not None and (cached[1] is None or now < cached[1]):
+            if cached is not None and time.time() < cached[1]:
                 return cached[0]
+            now = datetime.now(UTC)
             phase = self._phase_at(now)
-            self._cached = (phase, self.next_change(now))
+            change = self.next_change(now)
+            self._cached = (phase, math.inf if change is None else change.timestamp())
             return phase
         return self._phase_at(now)
 

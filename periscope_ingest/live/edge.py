@@ -134,9 +134,10 @@ class LiveEdge:
 
     # -- the newest files in memory, for viewers ------------------------------------------------
 
-    def watched(self) -> None:
-        """A viewer asked for this stream's playlist or media: keep the newest files in memory."""
-        self._watched_until = time.monotonic() + WATCHED_FOR_S
+    def watched(self, now: float | None = None) -> None:
+        """A viewer asked for this stream's playlist or media: keep the newest files in memory.
+        ``now``: time.monotonic(), when the caller has just read it."""
+        self._watched_until = (time.monotonic() if now is None else now) + WATCHED_FOR_S
         self._keep_media(True)
 
     def media(self, name: str) -> bytes | None:

@@ -40,7 +40,7 @@ from aiohttp import web
 from periscope_ingest.logs import log_event
 from periscope_ingest.web.fast_answers import FastAnswers, FileAnswer, Response, SegmentOut
 from periscope_ingest.web.forwarded import TrustedProxies
-from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
+from periscope_ingest.web.plain_get import ParsedHeads, PlainGet
 
 # aiohttp's own line limit: a longer head is handed over, and aiohttp refuses it properly.
 MAX_HEAD_BYTES = 8190
@@ -58,7 +58,11 @@ class FastPathProtocol(asyncio.Protocol):
 
     def __init__(self, site: FastPathSite) -> None:
         self._site = site
+        self._clock = site.loop.time  # looked up once: it is read on every request
         self._transport: asyncio.Transport | None = None
+        # The socket's descriptor, for the segment bodies written to it directly (None under
+        # TLS, where the socket carries records and only the transport writes).
+        self._fd: int | None = None
         self._buffer = b""
         self.client = "?"
         self._paused = False
@@ -74,6 +78,8 @@ class FastPathProtocol(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self.client = str(peer[0])
         sock = transport.get_extra_info("socket")
+        if sock is not None and not self._site.tls:
+            self._fd = sock.fileno()
         if sock is not None and _TCP_USER_TIMEOUT is not None:
             # The kernel's own send timeout, for this connection whoever ends up answering it
             # (aiohttp, a download's sendfile): once what we sent waits untransmitted (a zero
@@ -85,7 +91,7 @@ class FastPathProtocol(asyncio.Protocol):
                     _TCP_USER_TIMEOUT,
                     round(self._site.write_timeout * 1000),
                 )
-        self.last_active = self._site.loop.time()
+        self.last_active = self._clock()
         self._site.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -101,7 +107,7 @@ class FastPathProtocol(asyncio.Protocol):
                 if len(buffer) > MAX_HEAD_BYTES or b"\n\n" in buffer:
                     self._hand_over()
                 return
-            request = parse_plain_get(buffer[:end]) if end <= MAX_HEAD_BYTES else None
+            request = self._site.heads.parse(buffer[:end]) if end <= MAX_HEAD_BYTES else None
             response = None
             if request is not None:
                 client = self.client
@@ -137,7 +143,7 @@ class FastPathProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._buffer = self._buffer[end + 4 :]
-        self.last_active = self._site.loop.time()
+        self.last_active = self._clock()
         if isinstance(response, bytes):
             transport.write(response)
         else:
@@ -151,16 +157,14 @@ class FastPathProtocol(asyncio.Protocol):
         The socket is written directly only while the transport holds nothing unsent, so the
         bytes stay in order."""
         sent = 0
-        # Under TLS the socket carries records, not the response: only the transport writes.
-        sock = None if self._site.tls else transport.get_extra_info("socket")
+        fd = self._fd
         source = None
-        if sock is not None and not transport.get_write_buffer_size():
+        if fd is not None and not transport.get_write_buffer_size():
             # Opened before a byte of the head goes out: a head promising Content-Length bytes
             # that never follow would make the next pipelined response read as this body.
             with contextlib.suppress(OSError):
                 source = self._site.answers.segment_fd(out.path)
-        if source is not None:
-            fd = sock.fileno()
+        if source is not None and fd is not None:
             try:
                 sent = os.write(fd, out.head)
                 if sent == len(out.head):
@@ -190,7 +194,7 @@ class FastPathProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # A slow reader: stop reading (and so answering) until what is written drains.
         self._paused = True
-        self.stalled_since = self._site.loop.time()
+        self.stalled_since = self._clock()
         if self._transport is not None:
             self._unsent_when_stalled = self._transport.get_write_buffer_size()
             self._transport.pause_reading()
@@ -208,7 +212,7 @@ class FastPathProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         self.stalled_since = None
-        self.last_active = self._site.loop.time()
+        self.last_active = self._clock()
         if self._transport is not None:
             self._transport.resume_reading()
             self._answer()
@@ -254,6 +258,7 @@ class FastPathSite(web.BaseSite):
     ) -> None:
         super().__init__(runner, ssl_context=tls)
         self.answers = answers
+        self.heads = ParsedHeads()  # what each request head seen recently asks for
         # The connection limit aiohttp applies as keepalive_timeout, applied here as well: a
         # connection that completes no request for this long (idle, or sending a head that never
         # ends) is closed.

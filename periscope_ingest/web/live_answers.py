@@ -63,8 +63,9 @@ class LiveAnswers:
         estimate behind "viewers"), and its newest media is kept in memory for them."""
         edge = self._registry.edge(channel)
         if edge is not None:
-            self._viewers.seen(channel, client, time.monotonic())
-            edge.watched()
+            now = time.monotonic()  # one clock read per request for both
+            self._viewers.seen(channel, client, now)
+            edge.watched(now)
         return edge
 
     def media_requested(self, channel: str, broadcast: str) -> LiveEdge | None:

@@ -7,6 +7,10 @@ characters (no query, no escapes), HTTP/1.0 or 1.1, header lines that are a toke
 a value without control characters (no obs-fold), and none of the fields that bring a body, a
 protocol switch or an expectation. A Connection field decides keep-alive; Range and the
 conditional fields mark the request as the file's (aiohttp's FileResponse answers those).
+
+A player repeats the same head for every reload of a playlist, and a thousand viewers in one
+player send the same head for each segment: ParsedHeads keeps what was read from each head seen
+recently, so most requests cost one dict lookup instead of three regular expression passes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ _NOTABLE = re.compile(
 )
 
 
-@dataclass(slots=True)
+# Heads kept by ParsedHeads: at most this many (all dropped when full, then kept again as they
+# come), each at most this long (a longer one is parsed every time). At most 1 MiB of heads.
+MAX_KEPT_HEADS = 512
+MAX_KEPT_HEAD_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
 class PlainGet:
     """A GET web/fast_path.py may answer: its path, and whether the connection stays open."""
 
@@ -76,3 +86,28 @@ def parse_plain_get(head: bytes) -> PlainGet | None:
         elif b"keep-alive" in options and http10:
             keep_alive = True
     return PlainGet(match.group(1).decode("ascii"), keep_alive, http10, file_only, forwarded_for)
+
+
+class ParsedHeads:
+    """parse_plain_get, remembering its answer for each head seen recently (a PlainGet is
+    immutable, so one is shared by every request that sent the same bytes). Heads that are not
+    a plain GET are not kept: their connection goes to aiohttp for good."""
+
+    def __init__(self) -> None:
+        self._kept: dict[bytes, PlainGet] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def parse(self, head: bytes) -> PlainGet | None:
+        request = self._kept.get(head)
+        if request is not None:
+            return request
+        request = parse_plain_get(head)
+        if request is not None and len(head) <= MAX_KEPT_HEAD_BYTES:
+            if len(self._kept) >= MAX_KEPT_HEADS:
+                # Dropping all at once is simpler than an LRU and as good here: the heads in
+                # use come back within a reload interval.
+                self._kept.clear()
+            self._kept[head] = request
+        return request

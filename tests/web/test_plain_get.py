@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from periscope_ingest.web.plain_get import PlainGet, parse_plain_get
+from periscope_ingest.web.plain_get import (
+    MAX_KEPT_HEAD_BYTES,
+    MAX_KEPT_HEADS,
+    ParsedHeads,
+    PlainGet,
+    parse_plain_get,
+)
 
 PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-/"
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$&'*+.^_`|~%"
@@ -131,3 +137,33 @@ def test_x_forwarded_for_sent_twice_is_one_list_in_order() -> None:
     )
     assert got is not None and not got.file_only
     assert got.forwarded_for == "198.51.100.9,203.0.113.7, 192.0.2.1"
+
+
+def test_parsed_heads_answer_a_repeated_head_with_the_same_request() -> None:
+    heads = ParsedHeads()
+    playlist = head("GET /live/a/index.m3u8 HTTP/1.1", "Host: h", "Connection: close")
+    first = heads.parse(playlist)
+    assert first == PlainGet("/live/a/index.m3u8", False, False, False)
+    # The same bytes again (a new bytes object, as read from a socket): the kept answer.
+    assert heads.parse(bytes(bytearray(playlist))) is first
+    segment = head("GET /live/a/b/000001.ts HTTP/1.1", "Host: h", "Range: bytes=0-")
+    assert heads.parse(segment) == PlainGet("/live/a/b/000001.ts", True, False, True)
+    assert heads.parse(playlist) is first
+
+
+def test_parsed_heads_are_bounded_and_keep_only_plain_gets() -> None:
+    heads = ParsedHeads()
+    refused = head("POST /live/a/index.m3u8 HTTP/1.1", "Content-Length: 0")
+    assert heads.parse(refused) is None
+    assert heads.parse(refused) is None
+    long_head = head("GET /live/a/index.m3u8 HTTP/1.1", "X-Pad: " + "p" * MAX_KEPT_HEAD_BYTES)
+    long_request = heads.parse(long_head)
+    assert long_request is not None and long_request.path == "/live/a/index.m3u8"
+    assert heads.parse(long_head) is not long_request  # parsed again, not kept
+    first = heads.parse(head("GET /0 HTTP/1.1"))
+    for n in range(1, MAX_KEPT_HEADS + 1):
+        assert heads.parse(head(f"GET /{n} HTTP/1.1")) == PlainGet(f"/{n}", True, False, False)
+    # Full: everything was dropped once, so the first head is parsed anew.
+    again = heads.parse(head("GET /0 HTTP/1.1"))
+    assert again == first and again is not first
+    assert len(heads) <= MAX_KEPT_HEADS
