@@ -141,6 +141,15 @@ class HlsSettings(Section):
         le=2.0,
         description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
     )
+    part_hold_back: float = Field(
+        0.0,
+        ge=0,
+        le=30,
+        description="LL-HLS PART-HOLD-BACK in seconds: how far behind the newest part LL-HLS"
+        " players start (hls.js stays there). 0 = three part targets (the draft's advice);"
+        " else at least two part targets (its minimum): lower is closer to live, with more"
+        " risk of stalls",
+    )
     poster_interval: float = Field(
         10.0,
         ge=1,
@@ -166,6 +175,11 @@ class HlsSettings(Section):
             raise ValueError('low_latency = true needs segment_format = "fmp4"')
         if self.low_latency and self.part_duration > self.segment_duration:
             raise ValueError("part_duration must not exceed segment_duration")
+        # Compared in the whole ms the playlist is made of (media/llhls.py checks the same).
+        if self.low_latency and 0 < round(self.part_hold_back * 1000) < 2 * round(
+            self.part_duration * 1000
+        ):
+            raise ValueError("part_hold_back must be 0 or at least twice part_duration")
         return self
 
 

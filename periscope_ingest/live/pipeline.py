@@ -113,7 +113,10 @@ class StreamPipeline:
         self._segment_start_pts = 0
         low_latency = None
         if hls.low_latency:
-            low_latency = LowLatencySettings(part_target_ms=round(hls.part_duration * 1000))
+            low_latency = LowLatencySettings(
+                part_target_ms=round(hls.part_duration * 1000),
+                part_hold_back_ms=round(hls.part_hold_back * 1000) or None,
+            )
         self._worker = SegmentWorker(
             record,
             files,

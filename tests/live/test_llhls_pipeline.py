@@ -166,3 +166,23 @@ async def test_fmp4_recording_is_mapped_and_exports(tmp_path: Path, tags) -> Non
     assert segments and all(p.suffix == ".m4s" for p in segments)
     info = export_mp4(segments, tmp_path / "out.mp4", inits=init_segments(segments))
     assert info.video and info.audio and abs(info.duration - SECONDS) < 0.1
+
+
+async def test_part_hold_back_setting_reaches_the_live_playlist(tmp_path: Path, tags) -> None:
+    hls = {**LL, "part_duration": 0.25, "part_hold_back": 0.5}
+    pipeline, _layout = make_pipeline(tmp_path, **hls)
+    updates = record_updates(pipeline)
+    for tag in tags[: len(tags) // 4]:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    texts = [u.text for u in updates]
+    assert texts and all("PART-HOLD-BACK=0.500," in text for text in texts)
+    assert "#EXT-X-PART-INF:PART-TARGET=0.250" in texts[-1]
+    # Unset, it stays three part targets.
+    (tmp_path / "default").mkdir()
+    pipeline, _layout = make_pipeline(tmp_path / "default", **LL)
+    updates = record_updates(pipeline)
+    for tag in tags[: len(tags) // 4]:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    assert updates and "PART-HOLD-BACK=1.500," in updates[-1].text
