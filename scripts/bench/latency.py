@@ -9,6 +9,9 @@ Modes (a fresh server each):
 * ``llhls``: our server, fMP4 2 s segments with LL-HLS 0.5 s parts, 1 s GOP; hls.js with
   ``lowLatencyMode: true``.
 * ``llhls-gop2``: the same with a 2 s GOP (what most encoders send by default).
+* ``llhls-p033``, ``llhls-p02``, ``llhls-p025`` (``-gop2``: with a 2 s GOP): 0.334, 0.2 and
+  0.25 s parts, PART-HOLD-BACK three part targets; ``llhls-p025-hb05``, ``llhls-p033-hb067``:
+  PART-HOLD-BACK two part targets (``PERISCOPE_HLS__PART_HOLD_BACK``, the draft's minimum).
 * ``nginx``: nginx-rtmp, ``hls_fragment 2s``, 2 s GOP; hls.js as for ``ts``. The peer.
 
 The publisher is this script run as a subprocess (``--push URL``): PyAV encodes 640x360 30 fps
@@ -143,6 +146,30 @@ MODES = {
         "gop": 2.0,
         "hls_config": LL_CONFIG,
         "describe": "ours, fMP4 2 s + LL-HLS 0.33 s parts, 2 s GOP",
+    },
+    # Shorter parts and PART-HOLD-BACK down to the draft's two part targets (#17, sixth set).
+    **{
+        f"llhls-p{tag}{'-hb' + hb_tag if hb_tag else ''}{'-gop2' if gop == 2.0 else ''}": {
+            "server": "periscope",
+            "env": {
+                "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",
+                "PERISCOPE_HLS__LOW_LATENCY": "true",
+                "PERISCOPE_HLS__PART_DURATION": part,
+                "PERISCOPE_HLS__PART_HOLD_BACK": hold_back,
+                "PERISCOPE_HLS__SEGMENT_DURATION": "2",
+            },
+            "gop": gop,
+            "hls_config": LL_CONFIG,
+            "describe": f"ours, fMP4 2 s + LL-HLS {part} s parts, PART-HOLD-BACK "
+            f"{hold_back if hold_back != '0' else '3 parts'}, {gop:g} s GOP",
+        }
+        for tag, part, hb_tag, hold_back in (
+            ("02", "0.2", "", "0"),
+            ("025", "0.25", "", "0"),
+            ("025", "0.25", "05", "0.5"),
+            ("033", "0.334", "067", "0.668"),
+        )
+        for gop in (1.0, 2.0)
     },
     "nginx": {
         "server": "nginx-rtmp",
