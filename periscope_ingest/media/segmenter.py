@@ -283,7 +283,8 @@ class PartCutter:
 
     Parts and segments are measured from the same integer millisecond positions, so the parts
     of a segment add up exactly to its EXTINF. A part ends:
-    - at every segment cut (the new segment's first frame starts a new part);
+    - at every segment cut (the new segment's first frame starts a new part), and before every
+      other keyframe, so that each keyframe starts an INDEPENDENT part;
     - before the first frame of the cutting track (video, or audio when there is none) that
       would make the part longer than the part target. With B-frames only a reference frame
       (a PTS beyond every PTS so far) may start a part, so that the frames shown before it stay
@@ -352,7 +353,14 @@ class PartCutter:
         if (
             reference
             and self._max_end is not None
-            and position_ms(packet.pts + packet.duration) - self._part_start > self.target_ms
+            and (
+                position_ms(packet.pts + packet.duration) - self._part_start > self.target_ms
+                # A keyframe inside a segment (a GOP shorter than the segment) starts a part
+                # of its own, flagged INDEPENDENT: a joining player (hls.js loads from the
+                # last independent part before its start position) then loads less before it
+                # can play. Left inside a part, it would help no one.
+                or (packet.keyframe and packet.track == "video")
+            )
         ):
             boundary = min(
                 position_ms(self._max_end),

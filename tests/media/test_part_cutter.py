@@ -113,3 +113,23 @@ def test_a_segments_parts_never_add_up_to_more_than_its_limit(gaps: list[int], t
         parts.append(last.duration_ms)
         assert sum(parts) == duration <= limit, (parts, gaps)
         assert all(0 < p <= 500 for p in parts), parts
+
+
+def test_a_keyframe_inside_a_segment_starts_an_independent_part() -> None:
+    # A 1 s GOP in a 2 s segment, with B-frames (decode order I0 P3 B1 B2 ...): the keyframe at
+    # frame 30 comes two frames after a part boundary would otherwise be, yet starts its own
+    # part, flagged independent; the part before it is short rather than holding it.
+    order = [0]
+    for base in range(3, 28, 3):
+        order += [base, base - 2, base - 1]
+    order += [29, 28]  # the frame before a closed GOP's keyframe is a reference frame
+    for base in range(30, 60, 3):
+        order += [base] if base == 30 else [base, base - 2, base - 1]
+    keys = {0, 30}
+    frames = [video(p * FRAME, (i - 1) * FRAME, p in keys) for i, p in enumerate(order)]
+    parts, duration = run_gop(frames, PartCutter(0.5, has_video=True))
+    assert sum(p.duration_ms for p in parts) == duration
+    assert all(p.duration_ms <= 500 for p in parts)
+    starts = [sum(p.duration_ms for p in parts[:i]) for i in range(len(parts))]
+    independent = [start for start, p in zip(starts, parts, strict=True) if p.independent]
+    assert independent == [0, position_ms(30 * FRAME)]
