@@ -136,7 +136,7 @@ class HlsSettings(Section):
         " (needs segment_format = fmp4)",
     )
     part_duration: float = Field(
-        0.5,
+        0.25,
         ge=0.1,
         le=2.0,
         description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
