@@ -281,10 +281,18 @@ PAGE = """<!doctype html>
 const video = document.getElementById('video');
 const hls = new Hls(HLS_CONFIG);
 window.hls = hls;
-window.__lat = {errors: [], fatal: [], waiting: 0};
-video.addEventListener('waiting', () => { window.__lat.waiting += 1; });
+window.__lat = {errors: [], fatal: [], waiting: 0, events: []};
+// Every stall and error from the start, warm-up included, with the time and hls.js's latency:
+// what left it ~6 s behind in a few runs (docs/benchmarks.md, sixth set) shows up here.
+const note = (what) => window.__lat.events.length < 200 && window.__lat.events.push(
+  {at: Date.now(), what: what, t: video.currentTime, latency: hls.latency,
+   target: hls.targetLatency});
+video.addEventListener('waiting', () => { window.__lat.waiting += 1; note('waiting'); });
+video.addEventListener('playing', () => note('playing'));
 hls.on(Hls.Events.ERROR, (_e, d) => {
   (d.fatal ? window.__lat.fatal : window.__lat.errors).push(d.details);
+  note('error ' + d.details + (d.frag ? ' sn=' + d.frag.sn : '') +
+       (d.part ? ' part=' + d.part.index : '') + (d.fatal ? ' fatal' : ''));
 });
 hls.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
 hls.loadSource(PLAYLIST);
@@ -422,6 +430,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
             time.sleep(max(0.0, args.join_after - (time.monotonic() - pushed)))
             origin = f"http://{common.LOOPBACK}:{server.http_port}"
             opened = time.monotonic()
+            opened_wall = time.time()
             blank = origin + ("/healthz" if mode["server"] == "periscope" else "/")
             open_player(driver, blank, url.removeprefix(origin), mode["hls_config"])
             wait_until(
@@ -445,6 +454,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
             if mode["server"] == "periscope":
                 text = fetch_text(f"{origin}/metrics")
                 metrics = histogram_quantiles(text, "periscope_listing_delay_seconds", (50, 95))
+            events = driver.execute_script("return window.__lat.events;")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 pusher.send_signal(signal.SIGTERM)
@@ -483,6 +493,11 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
         "dropped_frames": last["dropped"] - first["dropped"],
         "frames": last["frames"] - first["frames"],
         "server_listing_delay_s": metrics,
+        # Stalls, resumptions and errors from the player's start: ms since it opened.
+        "hlsjs_events": [
+            {**e, "at": e["at"] - round(opened_wall * 1000), "latency": r(e["latency"], 2)}
+            for e in events
+        ],
     }
 
 
