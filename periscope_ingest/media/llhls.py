@@ -30,7 +30,8 @@ adds the LL-HLS pieces through its hooks, so there is one renderer for both kind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from periscope_ingest.media.playlist import (
@@ -95,6 +96,18 @@ class LowLatencySettings:
     part_hold_back_ms: int | None = None  # default 3 x part target; at least 2 x
     hold_back_ms: int | None = None  # default 3 x target duration
     can_skip_until_ms: int | None = None  # default 6 x target duration; 0 = no delta updates
+
+    def with_part_target(self, part_target_ms: int) -> LowLatencySettings:
+        """The same settings for the PART-TARGET a stream's frame rhythm made of the setting
+        (media/part_cutter.py): PART-HOLD-BACK keeps its multiple of the part target, and
+        never goes below the draft's two part targets."""
+        if part_target_ms == self.part_target_ms:
+            return self
+        hold_back = self.part_hold_back_ms
+        if hold_back is not None:
+            scaled = math.ceil(hold_back * part_target_ms / self.part_target_ms)
+            hold_back = max(_MIN_PART_HOLD_BACK_PARTS * part_target_ms, scaled)
+        return replace(self, part_target_ms=part_target_ms, part_hold_back_ms=hold_back)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, init_segments, new_broadcast_id
 from periscope_ingest.storage.recordings import recording_segments
+from tests.e2e.hls_check import check_part_durations
 from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
 
@@ -176,13 +177,17 @@ async def test_part_hold_back_setting_reaches_the_live_playlist(tmp_path: Path, 
         feed(pipeline, tag)
     await pipeline.finish()
     texts = [u.text for u in updates]
-    assert texts and all("PART-HOLD-BACK=0.500," in text for text in texts)
-    assert "#EXT-X-PART-INF:PART-TARGET=0.250" in texts[-1]
-    # Unset, it stays three part targets.
+    # 30 fps with two B-frames: parts can end every 100 ms, so 0.25 s is snapped up to three
+    # steps (and the ms the timestamps' rounding may add), and PART-HOLD-BACK keeps its two
+    # part targets of that.
+    assert texts and all(check_part_durations(text) == 304 for text in texts)
+    assert all("PART-HOLD-BACK=0.608," in text for text in texts)
+    # Unset, it stays three part targets (0.5 s snapped up to five steps).
     (tmp_path / "default").mkdir()
     pipeline, _layout = make_pipeline(tmp_path / "default", **LL)
     updates = record_updates(pipeline)
     for tag in tags[: len(tags) // 4]:
         feed(pipeline, tag)
     await pipeline.finish()
-    assert updates and "PART-HOLD-BACK=1.500," in updates[-1].text
+    assert updates and check_part_durations(updates[-1].text) == 506
+    assert "PART-HOLD-BACK=1.518," in updates[-1].text
