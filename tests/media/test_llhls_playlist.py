@@ -298,6 +298,21 @@ def test_part_hold_back_may_go_down_to_two_part_targets() -> None:
         LowLatencyPlaylist(2, low_latency=LowLatencySettings(250, part_hold_back_ms=499))
 
 
+def test_a_snapped_part_target_keeps_part_hold_backs_multiple() -> None:
+    # The part cutter may declare more than the setting (a stream's frame rhythm): PART-HOLD-BACK
+    # keeps its multiple of the part target, and never drops below the draft's two.
+    two = LowLatencySettings(250, part_hold_back_ms=500).with_part_target(304)
+    assert (two.part_target_ms, two.part_hold_back_ms) == (304, 608)
+    text = LowLatencyPlaylist(2, low_latency=two).render()
+    assert "PART-HOLD-BACK=0.608," in text and "PART-TARGET=0.304" in text
+    default = LowLatencySettings(250).with_part_target(304)
+    assert "PART-HOLD-BACK=0.912," in LowLatencyPlaylist(2, low_latency=default).render()
+    odd = LowLatencySettings(300, part_hold_back_ms=601).with_part_target(301)
+    assert odd.part_hold_back_ms == 604  # 601 x 301 / 300 = 603.003, rounded up
+    unchanged = LowLatencySettings(250, part_hold_back_ms=700)
+    assert unchanged.with_part_target(250) is unchanged
+
+
 def test_errors() -> None:
     playlist = ll_playlist()
     with pytest.raises(PartTooLongError):
