@@ -43,6 +43,7 @@ PURE_MEDIA = {
     "aac",
     "timeline",
     "segmenter",
+    "part_cutter",
     "playlist",
     "master_playlist",
     "llhls",
