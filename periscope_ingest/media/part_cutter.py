@@ -85,11 +85,12 @@ class PartCutter:
 
     The part target (``part_target_ms``, what the playlist declares) is fixed when the first
     part is cut, from the longest reference step seen by then (``declared_part_target_ms``).
-    It holds every part of a stream whose rhythm stays as it began. What cannot be guaranteed:
-    after a gap in the media, at a GOP's odd last steps, or when the rhythm changes later (an
-    encoder that varies its B-frames, a reconnect with other settings), a part may have to stay
-    below 85 %: its end then moves to the next frame's start (over the gap, or the B-frames
-    shown before that frame), never past it.
+    It holds every part of a stream whose rhythm stays as it began. A part that whole steps
+    would leave short of 85 % (more B-frames than at the start: x264's adaptive B-frames, or a
+    GOP's odd last steps) ends where the next reference frame starts instead, listing the
+    B-frames shown before that frame, which come after it; that absorbs such changes. What
+    cannot be guaranteed: after a gap in the media, or a rhythm much slower than at the start
+    (a reconnect with other encoder settings), a part may still be short of 85 %.
 
     A part never lasts longer than the target (PART-TARGET is a MUST): after a gap in the media
     a boundary is placed at most one target after the part's start, and the positions that

@@ -21,9 +21,12 @@ def frame_ticks(fps: int, index: int) -> int:
     return round(index * 1000 / fps) * 90
 
 
-def encoded(fps: int, b_frames: int, gop_s: int, seconds: int) -> list[MediaPacket]:
+def encoded(
+    fps: int, b_frames: int, gop_s: int, seconds: int, first_b_frames: int | None = None
+) -> list[MediaPacket]:
     """Video frames in decode order: closed GOPs, each reference frame followed by the
-    B-frames shown before it; a GOP's last frames are a shorter run of the same."""
+    B-frames shown before it; a GOP's last frames are a shorter run of the same. With
+    ``first_b_frames``, the first 0.4 s use that many instead (x264's adaptive B-frames)."""
     gop = gop_s * fps
     duration = round(90_000 / fps)
     packets = []
@@ -31,7 +34,8 @@ def encoded(fps: int, b_frames: int, gop_s: int, seconds: int) -> list[MediaPack
         order = [start]
         shown = start + 1
         while shown < start + gop:
-            reference = min(shown + b_frames, start + gop - 1)
+            run = b_frames if first_b_frames is None or shown >= 0.4 * fps else first_b_frames
+            reference = min(shown + run, start + gop - 1)
             order += [reference, *range(shown, reference)]
             shown = reference + 1
         for index in order:
@@ -118,3 +122,14 @@ def test_a_keyframe_close_after_a_boundary_stays_inside_its_part() -> None:
     segments, cutter = segments_of(encoded(30, 2, 1, seconds=4), 2.0, 0.25)
     assert_within_the_part_target(segments, cutter.part_target_ms or 0)
     assert all(sum(p.independent for p in parts) >= 1 for parts in segments)
+
+
+def test_more_b_frames_after_the_target_is_fixed_still_keep_the_rule() -> None:
+    # An encoder that starts with one B-frame (67 ms steps: 0.25 s is declared as 0.273 s),
+    # then uses two (100 ms): whole steps would give 200 ms parts (73 %); such a part ends
+    # instead where the next reference frame starts (the B-frames shown before it are listed
+    # in it), which keeps 85 %.
+    packets = encoded(30, 2, 2, seconds=6, first_b_frames=1)
+    segments, cutter = segments_of(packets, 2.0, 0.25)
+    assert cutter.part_target_ms == 273
+    assert_within_the_part_target(segments, 273)
