@@ -136,10 +136,21 @@ class HlsSettings(Section):
         " (needs segment_format = fmp4)",
     )
     part_duration: float = Field(
-        0.5,
+        0.25,
         ge=0.1,
         le=2.0,
-        description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries",
+        description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries,"
+        " so the PART-TARGET declared may be snapped up to the stream's frame rhythm (the"
+        " draft's 85 % rule; 0.304 s for 0.25 at 30 fps with 2 B-frames)",
+    )
+    part_hold_back: float = Field(
+        0.0,
+        ge=0,
+        le=30,
+        description="LL-HLS PART-HOLD-BACK in seconds: how far behind the newest part LL-HLS"
+        " players start (hls.js stays there). 0 = three part targets (the draft's advice);"
+        " else at least two part targets (its minimum): lower is closer to live, with more"
+        " risk of stalls. Scaled with a snapped part target (same multiple of it)",
     )
     poster_interval: float = Field(
         10.0,
@@ -166,6 +177,11 @@ class HlsSettings(Section):
             raise ValueError('low_latency = true needs segment_format = "fmp4"')
         if self.low_latency and self.part_duration > self.segment_duration:
             raise ValueError("part_duration must not exceed segment_duration")
+        # Compared in the whole ms the playlist is made of (media/llhls.py checks the same).
+        if self.low_latency and 0 < round(self.part_hold_back * 1000) < 2 * round(
+            self.part_duration * 1000
+        ):
+            raise ValueError("part_hold_back must be 0 or at least twice part_duration")
         return self
 
 

@@ -52,6 +52,11 @@ def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
         ("rtmp_port = 70000\n", "rtmp_port"),
         ("log_level = 'chatty'\n", "log_level"),
         ("this is not toml", "cannot read settings"),
+        (
+            "[hls]\nsegment_format = 'fmp4'\nlow_latency = true\npart_duration = 0.25\n"
+            "part_hold_back = 0.4\n",
+            "part_hold_back must be 0 or at least twice part_duration",
+        ),
         ("[webhooks]\nurls = ['https://example.org/hook']\n", "webhook urls need a secret"),
         ("[webhooks]\nurls = ['http://h/']\nsecret = 'short'\n", "at least 16 characters"),
         ("https_port = 8443\n", "https_port needs tls.cert_file"),

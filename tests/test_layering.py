@@ -45,6 +45,7 @@ PURE_MEDIA = {
     "aac",
     "timeline",
     "segmenter",
+    "part_cutter",
     "playlist",
     "master_playlist",
     "llhls",

@@ -3,7 +3,7 @@
 Everything here is cheap and pure-ish (FLV parsing, timeline, cut decisions); the blocking work is
 sent to the stream's SegmentWorker thread.
 
-With LL-HLS the pipeline also decides where partial segments end (media/segmenter.PartCutter).
+With LL-HLS the pipeline also decides where partial segments end (media/part_cutter.py).
 What the worker publishes (playlists, the newest media) goes to the stream's LiveEdge
 (live/edge.py), the one object viewers are answered from; web/ never reads the pipeline.
 """
@@ -45,7 +45,8 @@ from periscope_ingest.media.ingest import (
 )
 from periscope_ingest.media.llhls import LowLatencySettings
 from periscope_ingest.media.packets import TICKS_PER_SECOND, MediaPacket
-from periscope_ingest.media.segmenter import Action, PartCutter, Segmenter
+from periscope_ingest.media.part_cutter import PartCutter
+from periscope_ingest.media.segmenter import Action, Segmenter
 from periscope_ingest.metrics import Metrics
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog, iso
 from periscope_ingest.storage.continuation import ContinuedRecording
@@ -117,7 +118,7 @@ class StreamPipeline:
         self._segment_start_pts = 0
         low_latency = None
         if hls.low_latency:
-            low_latency = LowLatencySettings(part_target_ms=round(hls.part_duration * 1000))
+            low_latency = LowLatencySettings.of(hls.part_duration, hls.part_hold_back)
         self._worker = SegmentWorker(
             record,
             files,
@@ -246,15 +247,8 @@ class StreamPipeline:
         self.edge.close()  # blocked requests answer with whatever is final
 
     def _log_stop(self, event: str) -> None:
-        segments = self.info.segments
-        log_event(
-            log,
-            logging.INFO,
-            event,
-            channel=self.channel,
-            broadcast=self.broadcast_id,
-            segments=segments,
-        )
+        where = {"channel": self.channel, "broadcast": self.broadcast_id}
+        log_event(log, logging.INFO, event, **where, segments=self.info.segments)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -299,7 +293,9 @@ class StreamPipeline:
             if self._continued_target is not None:
                 self._segmenter.continue_with(self._continued_target)
             if self.low_latency:
-                self._part_cutter = PartCutter(self._hls.part_duration, ready.video is not None)
+                self._part_cutter = PartCutter(
+                    self._hls.part_duration, ready.video is not None, self._hls.segment_duration
+                )
         else:
             # New stream layout mid-broadcast: the next segment must be muxed with new streams.
             self._pending_discontinuity = True
@@ -395,7 +391,10 @@ class StreamPipeline:
                 # The first segment fixes EXT-X-TARGETDURATION: it must cover the parts.
                 self._segmenter.cover_first(duration_ms)
                 target_duration_s = self._segmenter.target_duration_s or target_duration_s
-            command = CloseSegment(duration_ticks, target_duration_s, duration_ms, last_part)
+            part_target = self._part_cutter.part_target_ms  # fixed by close_segment at last
+            command = CloseSegment(
+                duration_ticks, target_duration_s, duration_ms, last_part, part_target
+            )
         else:
             command = CloseSegment(duration_ticks, target_duration_s)
         self._cut_at[self._next_sequence - 1] = time.monotonic()

@@ -54,6 +54,7 @@ class PlaylistPublisher:
             self._recording = LivePlaylist(continued.target_duration_s, 0, "EVENT")
             for earlier in continued.segments:
                 self._recording.append(earlier)
+        self._unpublished: Media = ()  # the media of a segment's last part, listed with it
 
     @property
     def _parts(self) -> LowLatencyPlaylist | None:
@@ -72,11 +73,17 @@ class PlaylistPublisher:
         if (playlist := self._parts) is not None:
             playlist.set_map_uri(map_uri)
 
-    def part_added(self, part: Part, next_part_uri: str, media: Media) -> None:
+    def part_added(self, part: Part, next_part_uri: str, media: Media, last: bool = False) -> None:
+        """A complete part; the ``last`` of its segment is published with the segment (next):
+        listed on its own, it would look like a part of the segment being written, where the
+        draft's 85 % rule does not exempt it."""
         if (playlist := self._parts) is not None:
             playlist.add_part(part)
             playlist.set_preload_hint(next_part_uri)
-            self._write_live(media)
+            if last:
+                self._unpublished = media
+            else:
+                self._write_live(media)
 
     # -- a complete segment -----------------------------------------------------------------------
 
@@ -88,13 +95,16 @@ class PlaylistPublisher:
         parts: list[Part],
         recording_uris: tuple[str, str | None],
         media: Callable[[], Media],
+        part_target_ms: int | None = None,
     ) -> None:
         """List a complete segment: in the recording first (a viewer of the live playlist may
         switch to the replay at once), then live. ``parts`` are the segment's parts (LL-HLS),
         ``recording_uris`` its URI and init segment's beside the recording playlist, and
-        ``media`` gives the bytes viewers are to get from memory (empty unless watched)."""
+        ``media`` gives the bytes viewers are to get from memory (empty unless watched);
+        ``part_target_ms`` is the PART-TARGET the parts were cut to (LL-HLS; None: the
+        setting's)."""
         if self._live is None:
-            self._make(target_duration_s, segment, opened, parts)
+            self._make(target_duration_s, segment, opened, parts, part_target_ms)
         assert self._live is not None and self._recording is not None
         self._live.append(segment)
         if (playlist := self._parts) is not None:
@@ -106,19 +116,29 @@ class PlaylistPublisher:
         position = self._recording.next_sequence
         self._recording.append(replace(segment, sequence=position, uri=uri, map_uri=map_uri))
         write_atomic(self._files.recording_playlist, self._recording.render().encode())
-        self._write_live(media())
+        unpublished, self._unpublished = self._unpublished, ()
+        self._write_live(unpublished + media())
 
     def _make(
-        self, target_duration_s: int, first: Segment, opened: OpenSegment, parts: list[Part]
+        self,
+        target_duration_s: int,
+        first: Segment,
+        opened: OpenSegment,
+        parts: list[Part],
+        part_target_ms: int | None,
     ) -> None:
         if self._recording is None:
             self._recording = LivePlaylist(target_duration_s, 0, "EVENT")
-        if self._low_latency is None or first.map_uri is None:  # LL-HLS is fMP4 only
+        low_latency = self._low_latency
+        if low_latency is None or first.map_uri is None:  # LL-HLS is fMP4 only
             self._live = LivePlaylist(target_duration_s, self._window)
             self._continue_numbering(self._live)
             return
+        if part_target_ms is not None:
+            # Fixed for the broadcast (like the target duration): every part was cut to it.
+            low_latency = low_latency.with_part_target(part_target_ms)
         playlist = LowLatencyPlaylist(
-            target_duration_s, self._window, low_latency=self._low_latency, map_uri=first.map_uri
+            target_duration_s, self._window, low_latency=low_latency, map_uri=first.map_uri
         )
         self._continue_numbering(playlist)
         # The target duration is known once the first segment closes: list its parts now.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from periscope_ingest.media.ingest import TracksReady, video_codec, video_record
 from periscope_ingest.media.packets import MediaPacket
-from periscope_ingest.media.segmenter import PartCut
+from periscope_ingest.media.part_cutter import PartCut
 from periscope_ingest.storage.layout import DataLayout
 
 # -- commands: loop -> thread ---------------------------------------------------------------------
@@ -68,6 +68,9 @@ class CloseSegment:
     target_duration_s: int
     duration_ms: int | None = None  # LL-HLS: from the same ms positions as the parts
     last_part: PartCut | None = None  # LL-HLS: the segment's last part ends with it
+    # LL-HLS: the PART-TARGET the parts were cut to (the setting snapped to the stream's frame
+    # rhythm), fixed before the first part; the playlist made at the first close declares it.
+    part_target_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from periscope_ingest.live.segment_commands import BroadcastFiles, OpenSegment, 
 from periscope_ingest.media.llhls import Part
 from periscope_ingest.media.muxer import Fmp4SegmentWriter, StreamTemplates, TsSegmentMuxer
 from periscope_ingest.media.packets import MediaPacket
-from periscope_ingest.media.segmenter import PartCut
+from periscope_ingest.media.part_cutter import PartCut
 from periscope_ingest.storage.atomic import partial_path, publish_partial, write_atomic
 
 

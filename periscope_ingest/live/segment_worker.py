@@ -44,8 +44,8 @@ from periscope_ingest.media.llhls import LowLatencySettings
 from periscope_ingest.media.master_playlist import segment_bitrate
 from periscope_ingest.media.muxer import PacketRefused
 from periscope_ingest.media.packets import MediaPacket, ticks_to_ms
+from periscope_ingest.media.part_cutter import PartCut
 from periscope_ingest.media.playlist import Segment
-from periscope_ingest.media.segmenter import PartCut
 from periscope_ingest.storage.catalog import BroadcastRecord, Catalog
 from periscope_ingest.storage.continuation import ContinuedRecording
 
@@ -230,14 +230,14 @@ class SegmentWorker:
                 self._on_file_complete(command.init_path)
         self._playlists.segment_opened(command, segments.part_uri(0))
 
-    def _cut_part(self, cut: PartCut) -> None:
+    def _cut_part(self, cut: PartCut, last: bool = False) -> None:
         segments = self._segments
         written = segments.cut_part(cut)
         if written is None:
             return
         name, fragment, part = written
         media = ((name, fragment),) if self.keep_media else ()
-        self._playlists.part_added(part, segments.part_uri(len(segments.parts)), media)
+        self._playlists.part_added(part, segments.part_uri(len(segments.parts)), media, last)
 
     def _close_segment(self, command: CloseSegment) -> SegmentPublished | None:
         segments = self._segments
@@ -247,7 +247,7 @@ class SegmentWorker:
         assert opened is not None
         fmp4 = opened.segment_format == "fmp4"
         if fmp4 and command.last_part is not None:
-            self._cut_part(command.last_part)
+            self._cut_part(command.last_part, last=True)
         elif fmp4:
             segments.finish_fmp4_fragment()
         closed = segments.close_segment()
@@ -279,6 +279,7 @@ class SegmentWorker:
             segments.parts,
             (opened.path.name, segments.map_name if fmp4 else None),
             media,
+            command.part_target_ms,
         )
         if self._on_file_complete is not None:
             # The segment before the playlist that lists it (the uploader keeps this order).

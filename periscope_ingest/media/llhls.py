@@ -30,7 +30,8 @@ adds the LL-HLS pieces through its hooks, so there is one renderer for both kind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from periscope_ingest.media.playlist import (
@@ -57,11 +58,14 @@ __all__ = [
 # RFC 8216bis section 8: EXT-X-SKIP needs 9 (EXT-X-MAP's 6 is in playlist.py).
 DELTA_PROTOCOL_VERSION = 9
 
-# Draft minimums: HOLD-BACK >= 3 target durations, PART-HOLD-BACK >= 2 part targets (3 advised,
-# and required here), CAN-SKIP-UNTIL >= 6 target durations; parts older than 3 target durations
-# from the end should be removed.
+# Draft minimums: HOLD-BACK >= 3 target durations, PART-HOLD-BACK >= 2 part targets (a MUST;
+# 3 is a SHOULD and the default here), CAN-SKIP-UNTIL >= 6 target durations; parts older than 3
+# target durations from the end should be removed. hls.js (lowLatencyMode) plays PART-HOLD-BACK
+# behind the edge plus its start-up time, and never catches up by default: an operator who wants
+# it closer may go down to the MUST (hls.part_hold_back), at the risk of stalls.
 _MIN_HOLD_BACK_TARGETS = 3
-_MIN_PART_HOLD_BACK_PARTS = 3
+_MIN_PART_HOLD_BACK_PARTS = 2
+_DEFAULT_PART_HOLD_BACK_PARTS = 3
 _MIN_SKIP_TARGETS = 6
 _PART_LISTED_TARGETS = 3
 
@@ -85,12 +89,31 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class LowLatencySettings:
-    """The LL-HLS numbers of one media playlist; None means the draft's minimum."""
+    """The LL-HLS numbers of one media playlist; None means the draft's minimum (for
+    PART-HOLD-BACK, its advised three part targets)."""
 
     part_target_ms: int
-    part_hold_back_ms: int | None = None  # default 3 x part target
+    part_hold_back_ms: int | None = None  # default 3 x part target; at least 2 x
     hold_back_ms: int | None = None  # default 3 x target duration
     can_skip_until_ms: int | None = None  # default 6 x target duration; 0 = no delta updates
+
+    @classmethod
+    def of(cls, part_duration_s: float, part_hold_back_s: float) -> LowLatencySettings:
+        """From the settings in seconds (hls.part_duration; hls.part_hold_back, 0: default)."""
+        hold_back_ms = round(part_hold_back_s * 1000) or None
+        return cls(part_target_ms=round(part_duration_s * 1000), part_hold_back_ms=hold_back_ms)
+
+    def with_part_target(self, part_target_ms: int) -> LowLatencySettings:
+        """The same settings for the PART-TARGET a stream's frame rhythm made of the setting
+        (media/part_cutter.py): PART-HOLD-BACK keeps its multiple of the part target, and
+        never goes below the draft's two part targets."""
+        if part_target_ms == self.part_target_ms:
+            return self
+        hold_back = self.part_hold_back_ms
+        if hold_back is not None:
+            scaled = math.ceil(hold_back * part_target_ms / self.part_target_ms)
+            hold_back = max(_MIN_PART_HOLD_BACK_PARTS * part_target_ms, scaled)
+        return replace(self, part_target_ms=part_target_ms, part_hold_back_ms=hold_back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +156,11 @@ class LowLatencyPlaylist(LivePlaylist):
             )
         part_hold_back = low_latency.part_hold_back_ms
         if part_hold_back is None:
-            part_hold_back = _MIN_PART_HOLD_BACK_PARTS * part_target
+            part_hold_back = _DEFAULT_PART_HOLD_BACK_PARTS * part_target
         if part_hold_back < _MIN_PART_HOLD_BACK_PARTS * part_target:
-            raise PlaylistError(f"PART-HOLD-BACK must be >= 3 part targets, got {part_hold_back}")
+            raise PlaylistError(
+                f"PART-HOLD-BACK must be >= 2 part targets, got {part_hold_back} ms"
+            )
         hold_back = low_latency.hold_back_ms
         if hold_back is None:
             hold_back = _MIN_HOLD_BACK_TARGETS * target_ms

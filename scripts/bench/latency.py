@@ -9,6 +9,9 @@ Modes (a fresh server each):
 * ``llhls``: our server, fMP4 2 s segments with LL-HLS 0.5 s parts, 1 s GOP; hls.js with
   ``lowLatencyMode: true``.
 * ``llhls-gop2``: the same with a 2 s GOP (what most encoders send by default).
+* ``llhls-p033``, ``llhls-p02``, ``llhls-p025`` (``-gop2``: with a 2 s GOP): 0.334, 0.2 and
+  0.25 s parts, PART-HOLD-BACK three part targets; ``llhls-p025-hb05``, ``llhls-p033-hb067``:
+  PART-HOLD-BACK two part targets (``PERISCOPE_HLS__PART_HOLD_BACK``, the draft's minimum).
 * ``nginx``: nginx-rtmp, ``hls_fragment 2s``, 2 s GOP; hls.js as for ``ts``. The peer.
 
 The publisher is this script run as a subprocess (``--push URL``): PyAV encodes 640x360 30 fps
@@ -144,6 +147,31 @@ MODES = {
         "hls_config": LL_CONFIG,
         "describe": "ours, fMP4 2 s + LL-HLS 0.33 s parts, 2 s GOP",
     },
+    # Shorter parts and PART-HOLD-BACK down to the draft's two part targets (#17, sixth set).
+    **{
+        f"llhls-p{tag}{'-hb' + hb_tag if hb_tag else ''}{'-gop2' if gop == 2.0 else ''}": {
+            "server": "periscope",
+            "env": {
+                "PERISCOPE_HLS__SEGMENT_FORMAT": "fmp4",
+                "PERISCOPE_HLS__LOW_LATENCY": "true",
+                "PERISCOPE_HLS__PART_DURATION": part,
+                "PERISCOPE_HLS__PART_HOLD_BACK": hold_back,
+                "PERISCOPE_HLS__SEGMENT_DURATION": "2",
+            },
+            "gop": gop,
+            "hls_config": LL_CONFIG,
+            "describe": f"ours, fMP4 2 s + LL-HLS {part} s parts, PART-HOLD-BACK "
+            f"{hold_back if hold_back != '0' else '3 parts'}, {gop:g} s GOP",
+        }
+        for tag, part, hb_tag, hold_back in (
+            ("02", "0.2", "", "0"),
+            ("025", "0.25", "", "0"),
+            ("025", "0.25", "05", "0.5"),
+            ("033", "0.334", "067", "0.668"),
+            ("02", "0.2", "04", "0.4"),
+        )
+        for gop in (1.0, 2.0)
+    },
     "nginx": {
         "server": "nginx-rtmp",
         "env": {},
@@ -253,10 +281,18 @@ PAGE = """<!doctype html>
 const video = document.getElementById('video');
 const hls = new Hls(HLS_CONFIG);
 window.hls = hls;
-window.__lat = {errors: [], fatal: [], waiting: 0};
-video.addEventListener('waiting', () => { window.__lat.waiting += 1; });
+window.__lat = {errors: [], fatal: [], waiting: 0, events: []};
+// Every stall and error from the start, warm-up included, with the time and hls.js's latency:
+// what left it ~6 s behind in a few runs (docs/benchmarks.md, sixth set) shows up here.
+const note = (what) => window.__lat.events.length < 200 && window.__lat.events.push(
+  {at: Date.now(), what: what, t: video.currentTime, latency: hls.latency,
+   target: hls.targetLatency});
+video.addEventListener('waiting', () => { window.__lat.waiting += 1; note('waiting'); });
+video.addEventListener('playing', () => note('playing'));
 hls.on(Hls.Events.ERROR, (_e, d) => {
   (d.fatal ? window.__lat.fatal : window.__lat.errors).push(d.details);
+  note('error ' + d.details + (d.frag ? ' sn=' + d.frag.sn : '') +
+       (d.part ? ' part=' + d.part.index : '') + (d.fatal ? ' fatal' : ''));
 });
 hls.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
 hls.loadSource(PLAYLIST);
@@ -394,6 +430,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
             time.sleep(max(0.0, args.join_after - (time.monotonic() - pushed)))
             origin = f"http://{common.LOOPBACK}:{server.http_port}"
             opened = time.monotonic()
+            opened_wall = time.time()
             blank = origin + ("/healthz" if mode["server"] == "periscope" else "/")
             open_player(driver, blank, url.removeprefix(origin), mode["hls_config"])
             wait_until(
@@ -417,6 +454,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
             if mode["server"] == "periscope":
                 text = fetch_text(f"{origin}/metrics")
                 metrics = histogram_quantiles(text, "periscope_listing_delay_seconds", (50, 95))
+            events = driver.execute_script("return window.__lat.events;")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 pusher.send_signal(signal.SIGTERM)
@@ -455,6 +493,11 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
         "dropped_frames": last["dropped"] - first["dropped"],
         "frames": last["frames"] - first["frames"],
         "server_listing_delay_s": metrics,
+        # Stalls, resumptions and errors from the player's start: ms since it opened.
+        "hlsjs_events": [
+            {**e, "at": e["at"] - round(opened_wall * 1000), "latency": r(e["latency"], 2)}
+            for e in events
+        ],
     }
 
 

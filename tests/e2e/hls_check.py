@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import av
@@ -60,6 +61,32 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
             playlist.segments.append(ListedSegment(line, duration, discontinuity, pdt))
             duration, discontinuity, pdt = None, False, None
     return playlist
+
+
+def check_part_durations(text: str) -> int:
+    """The draft's rule for an LL-HLS playlist's parts (draft-pantos-hls-rfc8216bis 4.4.4.9):
+    none longer than the PART-TARGET it declares, none shorter than 85 % of it but an
+    INDEPENDENT part and a segment's last (the parts of the segment being written are all
+    complete, none of them its last). Returns the PART-TARGET in ms."""
+    declared = re.search(r"#EXT-X-PART-INF:PART-TARGET=([\d.]+)", text)
+    assert declared, "an LL-HLS playlist declares its PART-TARGET"
+    target = round(float(declared.group(1)) * 1000)
+    parts: list[tuple[int, bool]] = []
+
+    def check(listed: list[tuple[int, bool]]) -> None:
+        for duration, independent in listed:
+            assert 0 < duration <= target, (target, parts)
+            assert independent or duration >= 0.85 * target, (target, parts)
+
+    for line in text.splitlines():
+        if m := re.match(r'#EXT-X-PART:DURATION=([\d.]+),URI="[^"]+"(,INDEPENDENT=YES)?', line):
+            parts.append((round(float(m.group(1)) * 1000), bool(m.group(2))))
+        elif line and not line.startswith("#"):  # a complete segment: its last part is exempt
+            assert all(duration <= target for duration, _ in parts[-1:]), (target, parts)
+            check(parts[:-1])
+            parts = []
+    check(parts)
+    return target
 
 
 def parse_master_playlist(text: str) -> list[tuple[dict[str, str], str]]:

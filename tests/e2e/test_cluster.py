@@ -22,7 +22,7 @@ import pytest
 
 from periscope_ingest.storage.layout import part_name
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.hls_check import parse_media_playlist
+from tests.e2e.hls_check import check_part_durations, parse_media_playlist
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.server import ServerProcess, free_port
@@ -156,6 +156,9 @@ def test_ll_hls_blocking_reload_on_another_node_wakes_with_the_part(tmp_path: Pa
             if line.startswith("#EXT-X-PART:")
         ]
         assert any(uri.endswith(part_name(msn + 1, 0)) for uri in uris), text
+        # The default 0.25 s parts, snapped up to three of ffmpeg's 100 ms steps (30 fps, two
+        # B-frames), keep the draft's 85 % rule on the node that serves them.
+        assert check_part_durations(text) == 304
         # The newest part, from B, has A's bytes.
         assert b.get(f"/live/ll/{uris[-1]}")[2] == a.get(f"/live/ll/{uris[-1]}")[2]
     finally:

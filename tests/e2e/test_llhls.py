@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import subprocess
+import time
 
 import aiohttp
 import av
 import pytest
 
-from tests.e2e.hls_check import FRAME_90K
-from tests.e2e.pushers import push_pyav
+from tests.e2e.conftest import require
+from tests.e2e.hls_check import FRAME_90K, check_part_durations
+from tests.e2e.pushers import ffmpeg_command, push_pyav
 from tests.e2e.server import ServerProcess
 from tests.e2e.test_live_push import push_in_background
 
@@ -69,7 +72,8 @@ async def _blocked_requests(server: ServerProcess, key: str) -> None:
         assert status == 200
         text = body.decode()
         assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in text
-        assert "#EXT-X-PART-INF:PART-TARGET=0.500" in text
+        # 0.5 s snapped up to five 100 ms steps (30 fps, two B-frames), with the 85 % rule kept.
+        assert check_part_durations(text) == 506
         msn, part, hint = next_part(text)
         assert not lists_part(text, msn, part)
 
@@ -114,6 +118,7 @@ def test_parts_blocking_reload_and_preload_hint(server: ServerProcess) -> None:
         10,
     )
     assert "#EXT-X-PRELOAD-HINT" not in ended
+    assert check_part_durations(ended) == 506
     _, parts = parts_by_segment(ended)
     init_uri = re.search(r'#EXT-X-MAP:URI="([^"]+)"', ended).group(1)
     init = server.get(f"/live/{key}/{init_uri}")[2]
@@ -134,7 +139,7 @@ def test_parts_blocking_reload_and_preload_hint(server: ServerProcess) -> None:
         for (duration, _, _), fragment in zip(listed[:-1], fragments[:-1], strict=True):
             # Each part's video spans its listed duration within one frame.
             assert abs(_video_span(init + fragment) - duration * 90_000) <= FRAME_90K
-            assert duration <= 0.5
+            assert duration <= 0.506
         checked += 1
     assert checked >= 2
 
@@ -148,3 +153,39 @@ def _video_span(data: bytes) -> int:
             if p.pts is not None
         ]
     return max(pts) - min(pts) + FRAME_90K
+
+
+def test_ffmpeg_parts_keep_the_85_percent_rule(server: ServerProcess) -> None:
+    """draft-pantos-hls-rfc8216bis 4.4.4.9 on every playlist of a real ffmpeg push (30 fps, two
+    B-frames: parts can only end every 100 ms), read while it is live and once it has ended."""
+    require("ffmpeg")
+    key = "rhythm"
+    pusher = subprocess.Popen(
+        ffmpeg_command(server.rtmp_url(key), 7), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    texts: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while pusher.poll() is None and time.monotonic() < deadline:
+            status, _, body = server.get(f"/live/{key}/index.m3u8")
+            if status == 200 and "#EXT-X-PART:" in (text := body.decode()):
+                texts.append(text)
+            time.sleep(0.1)
+        assert pusher.wait(10) == 0, pusher.stderr.read() if pusher.stderr else ""
+    finally:
+        pusher.kill()
+        pusher.wait()
+    ended = server.wait_for(
+        lambda: (
+            (r := server.get(f"/live/{key}/index.m3u8"))[0] == 200
+            and b"#EXT-X-ENDLIST" in r[2]
+            and r[2].decode()
+        ),
+        10,
+    )
+    assert len(texts) >= 10, texts
+    assert {check_part_durations(text) for text in [*texts, ended]} == {506}
+    _, parts = parts_by_segment(ended)
+    # Parts of a whole 100 ms rhythm are five steps long: most are 0.5 s (and none is 0.4 s).
+    durations = [d for listed in parts.values() for d, _, independent in listed[1:-1]]
+    assert durations and durations.count(0.5) >= len(durations) // 2, durations

@@ -17,6 +17,7 @@ from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout, init_segments, new_broadcast_id
 from periscope_ingest.storage.recordings import recording_segments
+from tests.e2e.hls_check import check_part_durations
 from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
 
@@ -166,3 +167,27 @@ async def test_fmp4_recording_is_mapped_and_exports(tmp_path: Path, tags) -> Non
     assert segments and all(p.suffix == ".m4s" for p in segments)
     info = export_mp4(segments, tmp_path / "out.mp4", inits=init_segments(segments))
     assert info.video and info.audio and abs(info.duration - SECONDS) < 0.1
+
+
+async def test_part_hold_back_setting_reaches_the_live_playlist(tmp_path: Path, tags) -> None:
+    hls = {**LL, "part_duration": 0.25, "part_hold_back": 0.5}
+    pipeline, _layout = make_pipeline(tmp_path, **hls)
+    updates = record_updates(pipeline)
+    for tag in tags[: len(tags) // 4]:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    texts = [u.text for u in updates]
+    # 30 fps with two B-frames: parts can end every 100 ms, so 0.25 s is snapped up to three
+    # steps (and the ms the timestamps' rounding may add), and PART-HOLD-BACK keeps its two
+    # part targets of that.
+    assert texts and all(check_part_durations(text) == 304 for text in texts)
+    assert all("PART-HOLD-BACK=0.608," in text for text in texts)
+    # Unset, it stays three part targets (0.5 s snapped up to five steps).
+    (tmp_path / "default").mkdir()
+    pipeline, _layout = make_pipeline(tmp_path / "default", **LL)
+    updates = record_updates(pipeline)
+    for tag in tags[: len(tags) // 4]:
+        feed(pipeline, tag)
+    await pipeline.finish()
+    assert updates and check_part_durations(updates[-1].text) == 506
+    assert "PART-HOLD-BACK=1.518," in updates[-1].text

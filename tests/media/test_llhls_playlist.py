@@ -285,6 +285,34 @@ def test_end_drops_the_hint() -> None:
         playlist.add_part(Part("1.0.m4s", 500))
 
 
+def test_part_hold_back_may_go_down_to_two_part_targets() -> None:
+    # The draft's MUST is two part targets (three is a SHOULD, and the default).
+    settings = LowLatencySettings(part_target_ms=250, part_hold_back_ms=500)
+    text = LowLatencyPlaylist(2, low_latency=settings).render()
+    assert "PART-HOLD-BACK=0.500,HOLD-BACK=6.000" in text
+    assert (
+        "PART-HOLD-BACK=0.750,"
+        in LowLatencyPlaylist(2, low_latency=LowLatencySettings(part_target_ms=250)).render()
+    )
+    with pytest.raises(PlaylistError, match="2 part targets"):
+        LowLatencyPlaylist(2, low_latency=LowLatencySettings(250, part_hold_back_ms=499))
+
+
+def test_a_snapped_part_target_keeps_part_hold_backs_multiple() -> None:
+    # The part cutter may declare more than the setting (a stream's frame rhythm): PART-HOLD-BACK
+    # keeps its multiple of the part target, and never drops below the draft's two.
+    two = LowLatencySettings(250, part_hold_back_ms=500).with_part_target(304)
+    assert (two.part_target_ms, two.part_hold_back_ms) == (304, 608)
+    text = LowLatencyPlaylist(2, low_latency=two).render()
+    assert "PART-HOLD-BACK=0.608," in text and "PART-TARGET=0.304" in text
+    default = LowLatencySettings(250).with_part_target(304)
+    assert "PART-HOLD-BACK=0.912," in LowLatencyPlaylist(2, low_latency=default).render()
+    odd = LowLatencySettings(300, part_hold_back_ms=601).with_part_target(301)
+    assert odd.part_hold_back_ms == 604  # 601 x 301 / 300 = 603.003, rounded up
+    unchanged = LowLatencySettings(250, part_hold_back_ms=700)
+    assert unchanged.with_part_target(250) is unchanged
+
+
 def test_errors() -> None:
     playlist = ll_playlist()
     with pytest.raises(PartTooLongError):
@@ -299,7 +327,7 @@ def test_errors() -> None:
     with pytest.raises(PlaylistStateError):
         playlist.start_segment(T0)
     with pytest.raises(PlaylistError):
-        LowLatencyPlaylist(2, low_latency=LowLatencySettings(500, part_hold_back_ms=1400))
+        LowLatencyPlaylist(2, low_latency=LowLatencySettings(500, part_hold_back_ms=999))
     with pytest.raises(PlaylistError):
         LowLatencyPlaylist(2, low_latency=LowLatencySettings(500, hold_back_ms=5999))
     with pytest.raises(PlaylistError):

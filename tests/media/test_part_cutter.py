@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from periscope_ingest.media.packets import MediaPacket
-from periscope_ingest.media.segmenter import PartCutter, position_ms
+from periscope_ingest.media.part_cutter import PartCut, PartCutter, position_ms
 
 FRAME = 3003  # 29.97 fps in 90 kHz ticks
 
@@ -63,7 +63,7 @@ def test_gaps_never_make_a_part_too_long(gaps: list[int]) -> None:
         packets.append(MediaPacket("audio", pts, pts, True, b"a", 1920))
         pts += gap * 900
     parts, duration = run_gop(packets, cutter)
-    assert all(0 < p.duration_ms <= 300 for p in parts)
+    assert all(0 < p.duration_ms <= cutter.target_ms for p in parts)
     assert sum(p.duration_ms for p in parts) == duration
 
 
@@ -112,4 +112,47 @@ def test_a_segments_parts_never_add_up_to_more_than_its_limit(gaps: list[int], t
         last, duration = cutter.close_segment(pts)
         parts.append(last.duration_ms)
         assert sum(parts) == duration <= limit, (parts, gaps)
-        assert all(0 < p <= 500 for p in parts), parts
+        assert all(0 < p <= cutter.target_ms for p in parts), parts
+
+
+def gop_order(start: int, length: int) -> list[int]:
+    """A closed GOP with two B-frames in decode order (I0 P3 B1 B2 ...): its last frames are a
+    shorter run, so that the frame before the next keyframe is a reference frame."""
+    order = [start]
+    shown = start + 1
+    while shown < start + length:
+        reference = min(shown + 2, start + length - 1)
+        order += [reference, *range(shown, reference)]
+        shown = reference + 1
+    return order
+
+
+def independent_starts(first_gop: int) -> tuple[list[int], list[PartCut], int]:
+    order = gop_order(0, first_gop) + gop_order(first_gop, 60 - first_gop)
+    keys = {0, first_gop}
+    frames = [video(p * FRAME, (i - 2) * FRAME, p in keys) for i, p in enumerate(order)]
+    cutter = PartCutter(0.5, has_video=True)
+    parts, duration = run_gop(frames, cutter)
+    assert sum(p.duration_ms for p in parts) == duration
+    assert all(p.duration_ms <= cutter.target_ms for p in parts)
+    # 29.97 fps with two B-frames: 100.1 ms steps, 0.5 s parts of five steps.
+    assert cutter.target_ms == 507
+    starts = [sum(p.duration_ms for p in parts[:i]) for i in range(len(parts))]
+    independent = [start for start, p in zip(starts, parts, strict=True) if p.independent]
+    return independent, parts, cutter.target_ms
+
+
+def test_a_keyframe_inside_a_segment_starts_an_independent_part() -> None:
+    # A 1.4 s GOP in a 2 s segment: the keyframe at frame 42 comes when the part so far keeps
+    # the 85 % rule; it starts its own part, flagged independent.
+    independent, parts, target = independent_starts(42)
+    assert independent == [0, position_ms(42 * FRAME)]
+    assert all(p.duration_ms >= 0.85 * target for p in parts[1:-1] if not p.independent)
+
+
+def test_a_keyframe_just_after_a_part_boundary_stays_inside_the_part() -> None:
+    # A 1 s GOP: the keyframe at frame 30 comes two frames after a part began. Cut there, that
+    # part would be 67 ms, far below 85 % of the target: the keyframe stays inside it.
+    independent, parts, target = independent_starts(30)
+    assert independent == [0]
+    assert all(p.duration_ms >= 0.85 * target for p in parts[:-1])
