@@ -62,6 +62,8 @@ SCRIPTS = {
     "rtmp_parse": ["--capture-seconds", "3", "--repeats", "1"],
     # 18 s broadcast, cached after the first run (the push takes a few seconds).
     "export": ["--minutes", "0.3", "--clip-seconds", "4"],
+    # serve against serve --workers 2 (with its own redis-server), 2 pushers each.
+    "workers": ["--streams", "2", "--layouts", "plain,workers2", "--warmup", "3", "--seconds", "6"],
 }
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -121,7 +123,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
     for name, args in SCRIPTS.items():
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
-        if not with_nginx and name not in ("rtmp_parse", "export"):
+        if not with_nginx and name not in ("rtmp_parse", "export", "workers"):
             cmd.append("--no-nginx")
         if name == "export" and (os.environ.get("CI") or moto_missing() is None):
             cmd.append("--store")  # the same GETs from the object store (moto, started there)
@@ -185,6 +187,26 @@ def test_viewers_reports_every_field_without_errors(results, with_nginx: bool) -
         assert run["pusher_alive_at_end"]
     if with_nginx:
         assert {"viewers", "cpu", "cpu_per_request"} <= data["ratios"][0].keys()
+
+
+def test_workers_spreads_the_streams_over_two_processes(results) -> None:
+    data = results["workers"]
+    plain, workers = data["runs"]
+    assert (plain["layout"], workers["layout"]) == ("plain", "workers2")
+    for run in data["runs"]:
+        assert run.keys() >= INGEST_FIELDS, INGEST_FIELDS - run.keys()
+        assert run["streams_with_segments"] == run["pushers_alive_at_end"] == 2, run
+        assert run["http_check_ok"], run
+        assert run["pushers_cpu_percent"] > 0
+        # Every pusher's connection is held by one serving process, and counted once.
+        assert sum(run["process_streams"]) == 2, run["process_streams"]
+        assert run["implied_capacity_streams"] > 0
+    assert len(plain["process_cpu_percent"]) == 1 and plain["redis_cpu_percent"] is None
+    # The supervisor is left out; the two workers and redis-server are measured.
+    assert len(workers["process_cpu_percent"]) == 2, workers
+    assert workers["supervisor_cpu_percent"] is not None
+    assert workers["redis_cpu_percent"] is not None
+    assert [x["layout"] for x in data["ratios"]] == ["workers2"]
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
