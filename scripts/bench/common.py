@@ -617,10 +617,13 @@ def run_each_size(
     args: argparse.Namespace,
     counts: list[int],
     run_one: Callable[[type[BenchServer], int, argparse.Namespace, Path], dict],
+    also: tuple[type[BenchServer], ...] = (),
 ) -> Runs:
-    """Every (size, server) pair, each on a fresh server, one after the other."""
+    """Every (size, server) pair, each on a fresh server, one after the other; the servers in
+    ``also`` (e.g. ours behind a cache) run between ours and nginx-rtmp."""
     raise_fd_limit()
     servers, skipped = servers_to_run(args)
+    servers = [servers[0], *also, *servers[1:]]
     test_file = ensure_test_file(args.cache)
     machine = machine_info()
     results = [run_one(server, n, args, test_file) for n in counts for server in servers]
