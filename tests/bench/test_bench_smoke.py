@@ -3,7 +3,7 @@
 They keep the scripts from rotting; they assert structure and that streams advanced, never speed
 (speed and memory are measured by the benchmarks themselves, next to nginx-rtmp). nginx-rtmp is
 included when installed (or installable: as root the fixture tries apt-get once); otherwise the
-scripts run with --no-nginx. The four scripts run in parallel to keep this file well under a
+scripts run with --no-nginx. The five scripts run in parallel to keep this file well under a
 minute.
 """
 
