@@ -367,8 +367,11 @@ class BenchServer:
 class OurServer(BenchServer):
     name = "periscope"
 
-    def __init__(self, env: dict[str, str] | None = None, src: Path = REPO) -> None:
+    def __init__(
+        self, env: dict[str, str] | None = None, src: Path = REPO, serve_args: tuple[str, ...] = ()
+    ) -> None:
         self.src = Path(src).resolve()
+        self.serve_args = serve_args  # e.g. ("--workers", "2")
         self.workdir = Path(tempfile.mkdtemp(prefix="periscope-bench-"))
         self.rtmp_port = free_port()
         self.http_port = free_port()
@@ -398,7 +401,10 @@ class OurServer(BenchServer):
         log = open(self.workdir / "server.log", "wb")  # noqa: SIM115
         python = REPO / ".venv" / "bin" / "python"
         self.process = subprocess.Popen(
-            [str(python if python.exists() else sys.executable), "-m", "periscope_ingest", "serve"],
+            [
+                str(python if python.exists() else sys.executable),
+                *("-m", "periscope_ingest", "serve", *self.serve_args),
+            ],
             cwd=self.src,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -611,10 +617,13 @@ def run_each_size(
     args: argparse.Namespace,
     counts: list[int],
     run_one: Callable[[type[BenchServer], int, argparse.Namespace, Path], dict],
+    also: tuple[type[BenchServer], ...] = (),
 ) -> Runs:
-    """Every (size, server) pair, each on a fresh server, one after the other."""
+    """Every (size, server) pair, each on a fresh server, one after the other; the servers in
+    ``also`` (e.g. ours behind a cache) run between ours and nginx-rtmp."""
     raise_fd_limit()
     servers, skipped = servers_to_run(args)
+    servers = [servers[0], *also, *servers[1:]]
     test_file = ensure_test_file(args.cache)
     machine = machine_info()
     results = [run_one(server, n, args, test_file) for n in counts for server in servers]

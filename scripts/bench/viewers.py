@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import common
+from cache_front import OurServerBehindCache, behind_the_cache, origin_requests_of
 from common import (
     BenchServer,
     CpuWindow,
@@ -175,8 +176,12 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
         reload_interval = args.segment_duration / 2
         connector = aiohttp.TCPConnector(limit=n + 16, force_close=False)
         timeout = aiohttp.ClientTimeout(total=args.request_timeout)
+        behind_cache = isinstance(server, OurServerBehindCache)
+        front_cpu = CpuWindow(server.front_pids() if behind_cache else [])
+        origin_before = origin_requests_of(server)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             cpu = CpuWindow(server.pids())
+            front_cpu.start()
             client_cpu = CpuWindow([common.os.getpid()])
             pss: list[int] = []
             cpu.start()
@@ -194,6 +199,8 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
             done, pending = await asyncio.wait(viewers, timeout=args.request_timeout + 2)
             cpu_result = cpu.stop()
             client_result = client_cpu.stop()
+            front_result = front_cpu.stop()
+            origin_after = origin_requests_of(server)
             for task in pending:
                 task.cancel()
                 stats.error("unfinished_at_end")
@@ -246,6 +253,13 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
             1 for t in observer.listed_at.values() if start_at <= t <= stop_at
         ),
         "cpu_percent_of_core": cpu_result["cpu_percent_of_core"],
+        "cpu_percent_per_viewer": r(cpu_result["cpu_percent_of_core"] / n, 4),
+        # nginx with config/nginx-cache.conf in front (--through-nginx-cache); None without it.
+        "cache_cpu_percent_of_core": front_result["cpu_percent_of_core"] if behind_cache else None,
+        # Live playlists and segments our server answered itself (its /metrics), None for nginx.
+        "origin_requests": None
+        if origin_before is None or origin_after is None
+        else {k: origin_after.get(k, 0) - origin_before.get(k, 0) for k in origin_after},
         "client_cpu_percent_of_core": client_result["cpu_percent_of_core"],
         "machine_busy_percent": cpu_result["machine_busy_percent"],
         "loadavg_1m_start_end": cpu_result["loadavg_1m_start_end"],
@@ -263,7 +277,7 @@ def run_server(server_cls, n: int, args: argparse.Namespace, test_file: Path) ->
     if server_cls is common.NginxRtmp:
         server = common.NginxRtmp(fragment=args.segment_duration, window=6)
     else:
-        server = common.OurServer(
+        server = server_cls(
             {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}, args.server_src
         )
     with common.step(f"{server.name}: {n} viewers, {args.seconds:g} s"), server:
@@ -282,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--segment-duration", type=float, default=2.0)
     parser.add_argument("--request-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--through-nginx-cache",
+        action="store_true",
+        help="also run our server with config/nginx-cache.conf in front (viewers fetch from nginx)",
+    )
     common.add_common_arguments(parser, "viewers")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.viewers.split(",") if c.strip()]
@@ -289,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--viewers: counts between 1 and 5000")
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be in (0, 600]")
-    done = common.run_each_size(args, counts, run_server)
+    also = (OurServerBehindCache,) if args.through_nginx_cache else ()
+    done = common.run_each_size(args, counts, run_server, also)
     runs, skipped, machine, test_file = (
         done.results,
         done.nginx_skipped,
@@ -323,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = [
         "server", "viewers", "req/s", "MB/s", "playlist TTLB p50/p99/max ms",
         "segment TTLB p50/p99/max ms", "errors", "late", "segments", "server CPU %",
-        "client CPU %", "PSS MiB", "box busy %",
+        "cache CPU %", "origin req", "client CPU %", "PSS MiB", "box busy %",
     ]  # fmt: skip
     rows = [
         [
@@ -337,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             x["late_segments"],
             x["segments_fetched"],
             x["cpu_percent_of_core"],
+            x["cache_cpu_percent_of_core"],
+            None if x["origin_requests"] is None else sum(x["origin_requests"].values()),
             x["client_cpu_percent_of_core"],
             x["pss_mean_mib"],
             x["machine_busy_percent"],
@@ -366,6 +388,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif skipped:
         print(f"\nnginx-rtmp not measured ({skipped}): no ratios.")
+    cache_ratios = behind_the_cache(runs)
+    if cache_ratios:
+        print("\nratios periscope behind config/nginx-cache.conf / periscope alone:\n")
+        print(
+            markdown_table(
+                ["viewers", "server CPU", "server + cache CPU", "origin requests"],
+                [
+                    [x["viewers"], x["server_cpu"], x["server_and_cache_cpu"], x["origin_requests"]]
+                    for x in cache_ratios
+                ],
+                digits=3,
+            )
+        )
     common.write_results(
         args.json,
         "viewers",
@@ -382,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             "nginx_skipped": skipped,
             "runs": runs,
             "ratios": ratios,
+            "cache_ratios": cache_ratios,
         },
     )
     return 0

@@ -3,7 +3,7 @@
 They keep the scripts from rotting; they assert structure and that streams advanced, never speed
 (speed and memory are measured by the benchmarks themselves, next to nginx-rtmp). nginx-rtmp is
 included when installed (or installable: as root the fixture tries apt-get once); otherwise the
-scripts run with --no-nginx. The four scripts run in parallel to keep this file well under a
+scripts run with --no-nginx. The five scripts run in parallel to keep this file well under a
 minute.
 """
 
@@ -46,7 +46,8 @@ VIEWER_FIELDS = {
     "segment_ttlb_ms_p50", "segment_ttlb_ms_p99", "segment_ttlb_ms_max", "errors",
     "errors_by_kind", "late_segments", "segments_listed_during_run", "cpu_percent_of_core",
     "client_cpu_percent_of_core", "machine_busy_percent", "loadavg_1m_start_end", "pss_mean_mib",
-    "pss_max_mib", "pusher_alive_at_end",
+    "pss_max_mib", "pusher_alive_at_end", "cpu_percent_per_viewer", "cache_cpu_percent_of_core",
+    "origin_requests",
 }  # fmt: skip
 PARSE_FIELDS = {
     "chunk_size", "bytes", "chunks", "messages", "media_messages", "media_events",
@@ -62,6 +63,8 @@ SCRIPTS = {
     "rtmp_parse": ["--capture-seconds", "3", "--repeats", "1"],
     # 18 s broadcast, cached after the first run (the push takes a few seconds).
     "export": ["--minutes", "0.3", "--clip-seconds", "4"],
+    # serve against serve --workers 2 (with its own redis-server), 2 pushers each.
+    "workers": ["--streams", "2", "--layouts", "plain,workers2", "--warmup", "3", "--seconds", "6"],
 }
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -121,8 +124,10 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
     for name, args in SCRIPTS.items():
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
-        if not with_nginx and name not in ("rtmp_parse", "export"):
+        if not with_nginx and name not in ("rtmp_parse", "export", "workers"):
             cmd.append("--no-nginx")
+        if with_nginx and name == "viewers":
+            cmd.append("--through-nginx-cache")  # our server behind config/nginx-cache.conf
         if name == "export" and (os.environ.get("CI") or moto_missing() is None):
             cmd.append("--store")  # the same GETs from the object store (moto, started there)
         processes[name] = subprocess.Popen(
@@ -146,8 +151,8 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
     return found
 
 
-def _servers(with_nginx: bool) -> set[str]:
-    return {"periscope", "nginx-rtmp"} if with_nginx else {"periscope"}
+def _servers(with_nginx: bool, *more: str) -> set[str]:
+    return {"periscope", "nginx-rtmp", *more} if with_nginx else {"periscope"}
 
 
 def test_ingest_reports_every_field_and_streams_advanced(results, with_nginx: bool) -> None:
@@ -174,7 +179,7 @@ def test_ingest_reports_every_field_and_streams_advanced(results, with_nginx: bo
 
 def test_viewers_reports_every_field_without_errors(results, with_nginx: bool) -> None:
     data = results["viewers"]
-    assert {x["server"] for x in data["runs"]} == _servers(with_nginx)
+    assert {x["server"] for x in data["runs"]} == _servers(with_nginx, "periscope+cache")
     for run in data["runs"]:
         assert run.keys() >= VIEWER_FIELDS, VIEWER_FIELDS - run.keys()
         assert run["stream_ready"], run
@@ -185,6 +190,36 @@ def test_viewers_reports_every_field_without_errors(results, with_nginx: bool) -
         assert run["pusher_alive_at_end"]
     if with_nginx:
         assert {"viewers", "cpu", "cpu_per_request"} <= data["ratios"][0].keys()
+        alone, cached = (
+            next(x for x in data["runs"] if x["server"] == name)
+            for name in ("periscope", "periscope+cache")
+        )
+        # Alone, the server answers every playlist and segment the viewers asked for; behind
+        # the cache, far fewer reach it (about one per playlist refresh and one per segment).
+        assert sum(alone["origin_requests"].values()) == alone["requests"], alone
+        assert 0 < sum(cached["origin_requests"].values()) < cached["requests"] / 2, cached
+        assert cached["cache_cpu_percent_of_core"] is not None
+        assert data["cache_ratios"][0]["origin_requests"] < 0.5
+
+
+def test_workers_spreads_the_streams_over_two_processes(results) -> None:
+    data = results["workers"]
+    plain, workers = data["runs"]
+    assert (plain["layout"], workers["layout"]) == ("plain", "workers2")
+    for run in data["runs"]:
+        assert run.keys() >= INGEST_FIELDS, INGEST_FIELDS - run.keys()
+        assert run["streams_with_segments"] == run["pushers_alive_at_end"] == 2, run
+        assert run["http_check_ok"], run
+        assert run["pushers_cpu_percent"] > 0
+        # Every pusher's connection is held by one serving process, and counted once.
+        assert sum(run["process_streams"]) == 2, run["process_streams"]
+        assert run["implied_capacity_streams"] > 0
+    assert len(plain["process_cpu_percent"]) == 1 and plain["redis_cpu_percent"] is None
+    # The supervisor is left out; the two workers and redis-server are measured.
+    assert len(workers["process_cpu_percent"]) == 2, workers
+    assert workers["supervisor_cpu_percent"] is not None
+    assert workers["redis_cpu_percent"] is not None
+    assert [x["layout"] for x in data["ratios"]] == ["workers2"]
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:

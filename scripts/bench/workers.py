@@ -1,0 +1,302 @@
+"""Scale-out benchmark: `serve --workers 2` (with Redis) against one plain `serve` process.
+
+    .venv/bin/python scripts/bench/workers.py --streams 30,90 --seconds 30
+
+For each N and each layout (a fresh server, and a fresh redis-server where one is needed, one
+after the other in the same run), N `ffmpeg -re` pushers as in ingest.py, measured the same way
+(ingest.measure: CPU, PSS, segment latency, whether every playlist kept advancing), plus what a
+multi-process server needs to be judged by:
+
+* the CPU of each server process over the window, and how many of the N RTMP connections each
+  one holds (the kernel spreads them over the SO_REUSEPORT listeners);
+* the CPU of redis-server and of the pushers (ffmpeg), which share the two cores with the server;
+* the capacity the per-process figures imply: a process's core is full when its CPU reaches
+  100 %, so with the streams spread as measured and a linear cost per stream the server holds
+  N x 100 / (its busiest process's CPU %) streams. For one process that is N x 100 / CPU %.
+
+Layouts: `plain` (serve, no Redis: today's default), `redis` (serve as a one-node cluster:
+what Redis mirroring alone costs) and `workers2` (serve --workers 2, Redis started here).
+Ratios are against `plain` in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+import ingest
+from common import CpuWindow, markdown_table
+
+LAYOUTS = ("plain", "redis", "workers2")
+
+
+class RedisProcess:
+    """Debian's redis-server on a free loopback port, nothing kept on disk, stopped by PID."""
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is needed: apt-get install -y redis-server")
+        self.port = common.free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="redis-bench-"))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{common.LOOPBACK}:{self.port}/0"
+
+    def __enter__(self) -> RedisProcess:
+        self.process = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", common.LOOPBACK),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((common.LOOPBACK, self.port), 1) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            common.stop_process(self.process, signal.SIGTERM)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def rtmp_connections_by_pid(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to the local port each process holds."""
+    established: set[str] = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    found = {}
+    for pid in pids:
+        count = 0
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in established:
+                        count += 1
+        found[pid] = count
+    return found
+
+
+def ffmpeg_children() -> list[int]:
+    """The pushers: our own ffmpeg children."""
+    pids = []
+    for pid in common.children_of(os.getpid()):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == "ffmpeg":
+                pids.append(pid)
+    return pids
+
+
+async def per_process(
+    server: common.OurServer, redis: RedisProcess | None, args: argparse.Namespace
+) -> dict:
+    """CPU of each server process, redis and the pushers over (about) ingest.measure's window."""
+    # ingest.measure settles 1 s, spawns the pushers, then warms up: start a little after it.
+    await asyncio.sleep(1.0 + args.warmup + 0.5)
+    pids = server.pids()
+    supervisor = pids[0]
+    windows = {pid: CpuWindow([pid]) for pid in pids}
+    pushers = CpuWindow(ffmpeg_children())
+    redis_cpu = CpuWindow([redis.process.pid] if redis and redis.process else [])
+    for window in (*windows.values(), pushers, redis_cpu):
+        window.start()
+    await asyncio.sleep(args.seconds / 2)
+    connections = rtmp_connections_by_pid(pids, server.rtmp_port)
+    await asyncio.sleep(max(0.0, args.seconds / 2 - 1.0))
+    cpu = {pid: w.stop()["cpu_percent_of_core"] for pid, w in windows.items()}
+    # The supervisor of --workers only waits on its children: list the processes that serve.
+    serving = [pid for pid in pids if not (len(pids) > 1 and pid == supervisor)]
+    return {
+        "process_cpu_percent": [cpu[pid] for pid in serving],
+        "process_streams": [connections.get(pid, 0) for pid in serving],
+        "supervisor_cpu_percent": cpu[supervisor] if len(pids) > 1 else None,
+        "pushers_cpu_percent": pushers.stop()["cpu_percent_of_core"],
+        "redis_cpu_percent": redis_cpu.stop()["cpu_percent_of_core"] if redis else None,
+    }
+
+
+async def measure(server, redis, n: int, args: argparse.Namespace, test_file: Path) -> dict:
+    result, extra = await asyncio.gather(
+        ingest.measure(server, n, args, test_file), per_process(server, redis, args)
+    )
+    result.update(extra)
+    busiest = max(extra["process_cpu_percent"], default=None)
+    result["busiest_process_cpu_percent"] = busiest
+    # Where the busiest process's core would be full (per-stream cost linear, spread as seen).
+    result["implied_capacity_streams"] = round(n * 100 / busiest) if busiest else None
+    everything = (
+        (result["cpu_percent_of_core"] or 0)
+        + (extra["pushers_cpu_percent"] or 0)
+        + (extra["redis_cpu_percent"] or 0)
+    )
+    result["box_cpu_percent_for_this_run"] = round(everything, 1)
+    return result
+
+
+def run_layout(layout: str, n: int, args: argparse.Namespace, test_file: Path) -> dict:
+    env = {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if layout != "plain":
+            redis = stack.enter_context(RedisProcess())
+            env["PERISCOPE_CLUSTER__REDIS_URL"] = redis.url
+        serve_args = ("--workers", "2") if layout == "workers2" else ()
+        server = common.OurServer(env, args.server_src, serve_args)
+        server.name = f"periscope-{layout}"
+        label = f"{layout}: {n} stream(s), {args.warmup:g} s warm-up + {args.seconds:g} s"
+        with common.step(label), server:
+            result = asyncio.run(measure(server, redis, n, args, test_file))
+            result["layout"] = layout
+            if not result["all_advancing"] or not result["http_check_ok"]:
+                result["server_log_tail"] = server.log_tail()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", default="30,90", help="comma-separated stream counts")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="of " + ",".join(LAYOUTS))
+    parser.add_argument("--seconds", type=float, default=30, help="measured interval per run")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds before measuring")
+    parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument("--segment-duration", type=float, default=2.0)
+    parser.add_argument(
+        "--json", type=Path, default=common.RESULTS_DIR / "workers.json", help="results file"
+    )
+    parser.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
+    parser.add_argument("--server-src", type=Path, default=common.REPO)
+    args = parser.parse_args(argv)
+    args.poll = "fs"  # the playlists are in the one shared data directory
+    counts = [int(c) for c in args.streams.split(",") if c.strip()]
+    layouts = [x for x in args.layouts.split(",") if x.strip()]
+    if not counts or min(counts) < 1 or max(counts) > 300:
+        parser.error("--streams: counts between 1 and 300")
+    if not layouts or set(layouts) - set(LAYOUTS):
+        parser.error(f"--layouts: some of {','.join(LAYOUTS)}")
+    if args.seconds < 4 or args.warmup < 0:
+        parser.error("--seconds at least 4, --warmup at least 0")
+    common.raise_fd_limit()
+    test_file = common.ensure_test_file(args.cache)
+    machine = common.machine_info()
+    runs = [run_layout(layout, n, args, test_file) for n in counts for layout in layouts]
+
+    ratios = []
+    for run in runs:
+        plain = next(
+            (x for x in runs if x["layout"] == "plain" and x["streams"] == run["streams"]), None
+        )
+        if plain is None or run is plain:
+            continue
+        ratios.append(
+            {
+                "layout": run["layout"],
+                "streams": run["streams"],
+                "total_cpu": common.ratio(run["cpu_percent_of_core"], plain["cpu_percent_of_core"]),
+                "busiest_process_cpu": common.ratio(
+                    run["busiest_process_cpu_percent"], plain["busiest_process_cpu_percent"]
+                ),
+                "implied_capacity": common.ratio(
+                    run["implied_capacity_streams"], plain["implied_capacity_streams"]
+                ),
+            }
+        )
+
+    headers = [
+        "layout", "streams", "server CPU %", "per process CPU %", "streams per process",
+        "CPU %/stream", "redis CPU %", "pushers CPU %", "implied capacity", "seg lat p50 ms",
+        "max gap s", "advancing", "box busy %", "load 1m",
+    ]  # fmt: skip
+    rows = [
+        [
+            x["layout"],
+            x["streams"],
+            x["cpu_percent_of_core"],
+            " / ".join(common.fmt(v) for v in x["process_cpu_percent"]),
+            " / ".join(str(v) for v in x["process_streams"]),
+            x["cpu_percent_per_stream"],
+            x["redis_cpu_percent"],
+            x["pushers_cpu_percent"],
+            x["implied_capacity_streams"],
+            ingest._ms(x["segment_latency_s_p50"]),
+            x["max_gap_between_segments_s"],
+            x["all_advancing"],
+            x["machine_busy_percent"],
+            x["loadavg_1m_start_end"][0],
+        ]
+        for x in runs
+    ]
+    print(f"\n## workers: {args.warmup:g} s warm-up, {args.seconds:g} s measured\n")
+    print(markdown_table(headers, rows, digits=2))
+    if ratios:
+        print("\nratios against plain serve in the same run:\n")
+        print(
+            markdown_table(
+                ["layout", "streams", "server CPU", "busiest process CPU", "implied capacity"],
+                [
+                    [
+                        x["layout"],
+                        x["streams"],
+                        x["total_cpu"],
+                        x["busiest_process_cpu"],
+                        x["implied_capacity"],
+                    ]
+                    for x in ratios
+                ],
+                digits=2,
+            )
+        )
+    common.write_results(
+        args.json,
+        "workers",
+        {
+            "machine": machine,
+            "params": {
+                "streams": counts,
+                "layouts": layouts,
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "poll_interval": args.poll_interval,
+                "segment_duration": args.segment_duration,
+                "test_file": str(test_file),
+            },
+            "runs": runs,
+            "ratios": ratios,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
