@@ -37,10 +37,12 @@ class ClusterSettings(Section):
         " waits for that node to finish writing its last segments to the store",
     )
     media_ttl: float = Field(
-        120.0,
+        30.0,
         ge=10,
         le=3600,
-        description="Seconds the newest segments and parts stay in Redis for other nodes' viewers",
+        description="Seconds the newest segments and parts stay in Redis for other nodes' viewers"
+        " (never less than twice what the live playlist lists); Redis holds about bitrate x this"
+        " per live stream",
     )
     timeout: float = Field(
         2.0, gt=0, le=60, description="Seconds any one Redis command may take before it fails"

@@ -134,7 +134,11 @@ class EdgeMirror:
             self._inits.pop(edge, None)
 
     async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
-        ttl = max(1, round(self._settings.media_ttl))
+        # Media stays while the playlist lists it and as long again after (RFC 8216 6.2.2: a
+        # segment just dropped stays downloadable), at least cluster.media_ttl; not longer:
+        # Redis holds bitrate x ttl bytes per stream (120 s were 48 MB of a 3.2 Mb/s stream).
+        listed_s = update.target_duration_s * (update.text.count("#EXTINF") + 1)
+        ttl = max(1, round(self._settings.media_ttl), 2 * listed_s)
         channel, broadcast = edge.channel, edge.broadcast_id
         master = await self._master_text(edge, update)
         mirrored = self._inits.setdefault(edge, set())
