@@ -1,6 +1,7 @@
 """``serve --workers N``: N server processes on one machine, so that it uses all its cores.
 
-One Python process takes in about 150 streams before its core is full (docs/benchmarks.md).
+One Python process takes in about 170 streams (720p, 3 Mb/s) before its core is full
+(docs/benchmarks.md).
 The N processes listen on the same ports (SO_REUSEPORT: the kernel spreads new connections
 over them) and share the data directory; they are the nodes of a cluster (cluster.redis_url,
 required), so each stream has one publisher lease, and any process answers any viewer of any
