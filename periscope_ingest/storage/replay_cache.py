@@ -44,6 +44,7 @@ from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 log = logging.getLogger(__name__)
 
 FETCHED_LIST = ".fetched"
+REFRESH_STRIPES = 16  # locks for the refreshes of live playlists (see ReplayCache.refresh)
 LIVE_COPY_PREFIX = ".live-"  # the growing recording playlist of a broadcast live elsewhere
 
 
@@ -80,8 +81,10 @@ class ReplayCache:
         self._on_fetched = on_fetched  # a metric
         self._lock = threading.Lock()
         # One refresh of a growing playlist at a time: viewers asking together wait for it,
-        # then find it fresh, instead of each fetching it.
-        self._refresh_lock = threading.Lock()
+        # then find it fresh, instead of each fetching it. Striped by playlist, so that one
+        # slow fetch holds up only the few broadcasts that share its stripe (a fixed number of
+        # locks: nothing grows with the broadcasts asked for).
+        self._refresh_locks = tuple(threading.Lock() for _ in range(REFRESH_STRIPES))
         self._fetched: dict[Path, _Fetched] = {}
         self._total = 0
         self._load()
@@ -144,7 +147,7 @@ class ReplayCache:
         if the store lacks it. Hidden, so that once the broadcast ends its VOD playlist is
         fetched to ``path`` as for any finished broadcast, never mistaken for this copy."""
         copy = path.with_name(LIVE_COPY_PREFIX + path.name)
-        with self._refresh_lock:
+        with self._refresh_locks[hash(path) % REFRESH_STRIPES]:
             try:
                 age = time.time() - copy.stat().st_mtime
             except FileNotFoundError:
