@@ -79,10 +79,116 @@ def keyed_hash(server_secret: bytes, kind: str, secret: str) -> str:
     return hmac.new(server_secret, f"{kind}:{secret}".encode(), hashlib.sha256).hexdigest()
 
 
-class AccountStore:
+_ACCOUNT = "SELECT handle, created_at, disabled, key_rotated_at FROM accounts"
+
+
+class AccountRules:
+    """What an account store does, the same on every backend: the checks, the secrets made and
+    hashed, the errors. A backend runs the SQL, written here with `?` placeholders, and names
+    the exception its database raises when a UNIQUE column would repeat (`_duplicate`)."""
+
+    _duplicate: type[Exception]
+
+    def __init__(self, secret_file: Path) -> None:
+        self._secret = _server_secret(secret_file)
+
+    def _run(self, sql: str, args: tuple = ()) -> int:
+        """Execute one statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
+        raise NotImplementedError
+
+    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _hash(self, kind: str, secret: str) -> str:
+        return keyed_hash(self._secret, kind, secret)
+
+    def count(self) -> int:
+        row = self._one("SELECT COUNT(*) FROM accounts")
+        return int(row[0]) if row else 0
+
+    def create(self, handle: str) -> Credentials:
+        if not is_channel_name(handle) or handle.lower() in _RESERVED_HANDLES:
+            raise AccountError(
+                f"invalid handle {handle!r}: 1-64 letters, digits, '-' or '_', not a reserved word"
+            )
+        credentials = Credentials(
+            handle, secrets.token_urlsafe(KEY_BYTES), secrets.token_urlsafe(KEY_BYTES)
+        )
+        try:
+            self._run(
+                "INSERT INTO accounts (handle, key_hash, token_hash, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    handle,
+                    self._hash("key", credentials.stream_key),
+                    self._hash("token", credentials.token),
+                    _now(),
+                ),
+            )
+        except self._duplicate:
+            raise AccountError(f"handle {handle!r} is taken") from None
+        return credentials
+
+    def list(self) -> list[Account]:
+        return [
+            Account(h, c, bool(d), r) for h, c, d, r in self._all(f"{_ACCOUNT} ORDER BY handle")
+        ]
+
+    def get(self, handle: str) -> Account | None:
+        row = self._one(f"{_ACCOUNT} WHERE handle = ?", (handle,))
+        return Account(row[0], row[1], bool(row[2]), row[3]) if row else None
+
+    def rotate_key(self, handle: str) -> Credentials:
+        """A new stream key; the old one stops working at once. The token stays."""
+        key = secrets.token_urlsafe(KEY_BYTES)
+        changed = self._run(
+            "UPDATE accounts SET key_hash = ?, key_rotated_at = ? WHERE handle = ?",
+            (self._hash("key", key), _now(), handle),
+        )
+        if not changed:
+            raise AccountError(f"no account {handle!r}")
+        return Credentials(handle, key, "")
+
+    def set_disabled(self, handle: str, disabled: bool = True) -> None:
+        # A Python bool: SQLite stores it as 1/0, PostgreSQL's column is BOOLEAN.
+        changed = self._run("UPDATE accounts SET disabled = ? WHERE handle = ?", (disabled, handle))
+        if not changed:
+            raise AccountError(f"no account {handle!r}")
+
+    def _find(self, column: str, kind: str, secret: str) -> Account | None:
+        if _SECRET_PATTERN.fullmatch(secret) is None:
+            return None
+        digest = self._hash(kind, secret)
+        row = self._one(
+            f"SELECT handle, created_at, disabled, key_rotated_at, {column} FROM accounts"
+            f" WHERE {column} = ?",
+            (digest,),
+        )
+        if row is None or not hmac.compare_digest(row[4], digest):
+            return None
+        return Account(row[0], row[1], bool(row[2]), row[3])
+
+    def by_stream_key(self, stream_key: str) -> Account | None:
+        """The enabled account this key publishes to, or None (unknown, rotated or disabled)."""
+        account = self._find("key_hash", "key", stream_key)
+        return account if account and not account.disabled else None
+
+    def by_token(self, token: str) -> Account | None:
+        account = self._find("token_hash", "token", token)
+        return account if account and not account.disabled else None
+
+
+class AccountStore(AccountRules):
+    """Accounts in the data directory's SQLite file (the embedded default)."""
+
+    _duplicate = sqlite3.IntegrityError
+
     def __init__(self, database: Path, secret_file: Path) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
-        self._secret = _server_secret(secret_file)
+        super().__init__(secret_file)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         with self._lock:
@@ -105,92 +211,14 @@ class AccountStore:
         with self._lock:
             self._db.close()
 
-    def _hash(self, kind: str, secret: str) -> str:
-        return keyed_hash(self._secret, kind, secret)
-
-    def count(self) -> int:
+    def _run(self, sql: str, args: tuple = ()) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0])
+            return self._db.execute(sql, args).rowcount
 
-    def create(self, handle: str) -> Credentials:
-        if not is_channel_name(handle) or handle.lower() in _RESERVED_HANDLES:
-            raise AccountError(
-                f"invalid handle {handle!r}: 1-64 letters, digits, '-' or '_', not a reserved word"
-            )
-        credentials = Credentials(
-            handle, secrets.token_urlsafe(KEY_BYTES), secrets.token_urlsafe(KEY_BYTES)
-        )
-        try:
-            with self._lock:
-                self._db.execute(
-                    "INSERT INTO accounts (handle, key_hash, token_hash, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (
-                        handle,
-                        self._hash("key", credentials.stream_key),
-                        self._hash("token", credentials.token),
-                        _now(),
-                    ),
-                )
-        except sqlite3.IntegrityError:
-            raise AccountError(f"handle {handle!r} is taken") from None
-        return credentials
-
-    def list(self) -> list[Account]:
+    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT handle, created_at, disabled, key_rotated_at FROM accounts ORDER BY handle"
-            ).fetchall()
-        return [Account(h, c, bool(d), r) for h, c, d, r in rows]
+            return self._db.execute(sql, args).fetchone()
 
-    def get(self, handle: str) -> Account | None:
+    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            row = self._db.execute(
-                "SELECT handle, created_at, disabled, key_rotated_at FROM accounts"
-                " WHERE handle = ?",
-                (handle,),
-            ).fetchone()
-        return Account(row[0], row[1], bool(row[2]), row[3]) if row else None
-
-    def rotate_key(self, handle: str) -> Credentials:
-        """A new stream key; the old one stops working at once. The token stays."""
-        key = secrets.token_urlsafe(KEY_BYTES)
-        with self._lock:
-            changed = self._db.execute(
-                "UPDATE accounts SET key_hash = ?, key_rotated_at = ? WHERE handle = ?",
-                (self._hash("key", key), _now(), handle),
-            ).rowcount
-        if not changed:
-            raise AccountError(f"no account {handle!r}")
-        return Credentials(handle, key, "")
-
-    def set_disabled(self, handle: str, disabled: bool = True) -> None:
-        with self._lock:
-            changed = self._db.execute(
-                "UPDATE accounts SET disabled = ? WHERE handle = ?", (int(disabled), handle)
-            ).rowcount
-        if not changed:
-            raise AccountError(f"no account {handle!r}")
-
-    def _find(self, column: str, kind: str, secret: str) -> Account | None:
-        if _SECRET_PATTERN.fullmatch(secret) is None:
-            return None
-        digest = self._hash(kind, secret)
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT handle, created_at, disabled, key_rotated_at, {column} FROM accounts"
-                f" WHERE {column} = ?",
-                (digest,),
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[4], digest):
-            return None
-        return Account(row[0], row[1], bool(row[2]), row[3])
-
-    def by_stream_key(self, stream_key: str) -> Account | None:
-        """The enabled account this key publishes to, or None (unknown, rotated or disabled)."""
-        account = self._find("key_hash", "key", stream_key)
-        return account if account and not account.disabled else None
-
-    def by_token(self, token: str) -> Account | None:
-        account = self._find("token_hash", "token", token)
-        return account if account and not account.disabled else None
+            return self._db.execute(sql, args).fetchall()

@@ -101,6 +101,13 @@ class _Watchdog:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def pg_placeholders(sql: str) -> str:
+    """SQL written for SQLite's `?` placeholders, with psycopg's `%s` instead: the account and
+    restream rules are written once for both backends, and none of their statements holds a
+    literal `?`."""
+    return sql.replace("?", "%s")
+
+
 class PgConnection:
     """A lazily (re)connected psycopg connection in autocommit mode, used under a lock."""
 

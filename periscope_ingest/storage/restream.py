@@ -53,7 +53,59 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-class RestreamStore:
+def checked_target(channel: str, url: str) -> str:
+    """The time the target is added, once channel and URL are valid; RestreamError if not."""
+    if not is_channel_name(channel):
+        raise RestreamError(f"invalid channel {channel!r}")
+    try:
+        parse_target_url(url)
+    except InvalidTargetUrl as exc:
+        raise RestreamError(f"invalid restream URL: {exc}") from None
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def too_many(channel: str, count: int, max_targets: int) -> TooManyTargets:
+    return TooManyTargets(
+        f"channel {channel!r} already has {count} restream targets"
+        f" (restream.max_targets={max_targets}, PERISCOPE_RESTREAM__MAX_TARGETS)"
+    )
+
+
+class RestreamRules:
+    """Listing and removing targets, the same on every backend; a backend runs the SQL (written
+    here with `?` placeholders) and adds targets in its own transaction."""
+
+    def _run(self, sql: str, args: tuple = ()) -> int:
+        """Execute one statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def list(self, channel: str) -> list[RestreamTarget]:
+        rows = self._all(
+            "SELECT id, channel, url, created_at FROM restream_targets WHERE channel = ?"
+            " ORDER BY id",
+            (channel,),
+        )
+        return [RestreamTarget(int(i), c, u, t) for i, c, u, t in rows]
+
+    def remove(self, channel: str, target: int | str) -> bool:
+        """Remove a target by its id or its exact URL; False when the channel has no such one."""
+        column = "id" if isinstance(target, int) else "url"
+        if isinstance(target, int) and not 0 < target < 2**63:
+            # No id is out there (ids are 64-bit on both backends), and SQLite would raise
+            # OverflowError on the number, PostgreSQL refuse it.
+            return False
+        changed = self._run(
+            f"DELETE FROM restream_targets WHERE channel = ? AND {column} = ?", (channel, target)
+        )
+        return changed > 0
+
+
+class RestreamStore(RestreamRules):
+    """Targets in the data directory's own SQLite file (the embedded default)."""
+
     def __init__(self, database: Path) -> None:
         _create_private(database)
         self._lock = threading.Lock()
@@ -77,14 +129,16 @@ class RestreamStore:
         with self._lock:
             self._db.close()
 
+    def _run(self, sql: str, args: tuple = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     def add(self, channel: str, url: str, max_targets: int) -> RestreamTarget:
-        if not is_channel_name(channel):
-            raise RestreamError(f"invalid channel {channel!r}")
-        try:
-            parse_target_url(url)
-        except InvalidTargetUrl as exc:
-            raise RestreamError(f"invalid restream URL: {exc}") from None
-        created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        created = checked_target(channel, url)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")  # count and insert as one step
             try:
@@ -92,10 +146,7 @@ class RestreamStore:
                     "SELECT COUNT(*) FROM restream_targets WHERE channel = ?", (channel,)
                 ).fetchone()[0]
                 if count >= max_targets:
-                    raise TooManyTargets(
-                        f"channel {channel!r} already has {count} restream targets"
-                        f" (restream.max_targets={max_targets}, PERISCOPE_RESTREAM__MAX_TARGETS)"
-                    )
+                    raise too_many(channel, count, max_targets)
                 try:
                     cursor = self._db.execute(
                         "INSERT INTO restream_targets (channel, url, created_at) VALUES (?, ?, ?)",
@@ -109,24 +160,3 @@ class RestreamStore:
                 raise
         assert cursor.lastrowid is not None
         return RestreamTarget(cursor.lastrowid, channel, url, created)
-
-    def list(self, channel: str) -> list[RestreamTarget]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, channel, url, created_at FROM restream_targets WHERE channel = ?"
-                " ORDER BY id",
-                (channel,),
-            ).fetchall()
-        return [RestreamTarget(*row) for row in rows]
-
-    def remove(self, channel: str, target: int | str) -> bool:
-        """Remove a target by its id or its exact URL; False when the channel has no such one."""
-        column = "id" if isinstance(target, int) else "url"
-        if isinstance(target, int) and not 0 < target < 2**63:
-            return False  # no id is out there; SQLite would raise OverflowError on the number
-        with self._lock:
-            changed = self._db.execute(
-                f"DELETE FROM restream_targets WHERE channel = ? AND {column} = ?",
-                (channel, target),
-            ).rowcount
-        return changed > 0
