@@ -10,7 +10,7 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -30,7 +30,13 @@ from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.storage.retention import apply_retention
-from periscope_ingest.storage.stores import open_accounts, open_catalog, open_restream_store
+from periscope_ingest.storage.stores import (
+    AccountsStore,
+    CatalogStore,
+    open_accounts,
+    open_catalog,
+    open_restream_store,
+)
 from periscope_ingest.sunset import Lifecycle
 from periscope_ingest.web import hlsjs, urls
 from periscope_ingest.web.app import AppParts, build_app
@@ -40,6 +46,9 @@ from periscope_ingest.web.error_log import RequestErrorLog
 from periscope_ingest.web.fast_answers import FastAnswers
 from periscope_ingest.web.fast_path import FastPathSite
 from periscope_ingest.web.forwarded import TrustedProxies
+
+if TYPE_CHECKING:
+    from periscope_ingest.live.cluster import ClusterLink
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +71,12 @@ class Service:
         self.primary = worker in (None, 0)
         self.reuse_port = workers > 1
         self.layout = DataLayout(settings.data_dir)
-        self.catalog: Any = None  # storage.stores.open_catalog: SQLite or PostgreSQL
+        self.catalog: CatalogStore | None = None  # SQLite or PostgreSQL
         self.registry = PublisherRegistry(
             settings.rtmp.publisher_takeover_after, settings.recording.reconnect_grace
         )
         self.exports: Mp4Exports | None = None
-        self.accounts: Any = None  # storage.stores.open_accounts; None: open publishing
+        self.accounts: AccountsStore | None = None  # None: open publishing
         self.lifecycle = Lifecycle(settings.sunset, self.layout.phase_file)
         self.webhooks = Webhooks(settings.webhooks)
         self.metrics = Metrics()
@@ -93,8 +102,8 @@ class Service:
         self.shared = SharedServices(settings, self.layout, self.metrics, self.registry)
 
     @property
-    def cluster(self) -> Any:
-        return self.shared.cluster  # live.cluster.ClusterLink with cluster.redis_url
+    def cluster(self) -> ClusterLink | None:
+        return self.shared.cluster  # with cluster.redis_url
 
     @property
     def uploader(self) -> Uploader | None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from periscope_ingest.config import Settings
 from periscope_ingest.live.pipeline import StreamPipeline
@@ -36,6 +36,10 @@ from periscope_ingest.storage.objects import ObjectStore, open_store
 from periscope_ingest.storage.recovery import recover_interrupted
 from periscope_ingest.storage.replay_cache import ReplayCache
 
+if TYPE_CHECKING:
+    from periscope_ingest.live.cluster import ClusterLink
+    from periscope_ingest.storage.stores import CatalogStore
+
 log = logging.getLogger(__name__)
 
 
@@ -51,8 +55,8 @@ class SharedServices:
         # storage.url s3:// only: uploads of finished files, and fetches of missing ones.
         self.uploader: Uploader | None = None
         self.replay_cache: ReplayCache | None = None
-        self.cluster: Any = None  # live.cluster.ClusterLink with cluster.redis_url
-        self._catalog: Any = None
+        self.cluster: ClusterLink | None = None  # with cluster.redis_url
+        self._catalog: CatalogStore | None = None
         self._finished: Callable[[BroadcastRecord], None] = lambda record: None
         self._tasks: set[asyncio.Task] = set()  # dead nodes' broadcasts being finalised here
 
@@ -101,7 +105,7 @@ class SharedServices:
     def wire_cluster(
         self,
         viewer_counts: Callable[[], dict[str, int]],
-        catalog: Any,
+        catalog: CatalogStore,
         finished: Callable[[BroadcastRecord], None],
     ) -> None:
         """The registry and the cluster link, each told of the other; ``finished`` is told of a
@@ -171,7 +175,7 @@ class SharedServices:
         wait = self._settings.cluster.handover_wait
         await asyncio.to_thread(self.uploader.wait_directory, directory, wait)
 
-    async def recover(self, catalog: Any) -> list[BroadcastRecord]:
+    async def recover(self, catalog: CatalogStore) -> list[BroadcastRecord]:
         """Finalise the broadcasts a crash left live. In a cluster one node at a time does it,
         and leaves alone those another running node holds (processes of `serve --workers`
         share this data directory). Their files go to the store again: recovery rewrote their

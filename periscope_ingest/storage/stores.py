@@ -8,7 +8,7 @@ postgresql:// URL is given.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from periscope_ingest.config_services import CatalogSettings
 from periscope_ingest.storage.accounts import AccountStore
@@ -22,10 +22,23 @@ if TYPE_CHECKING:
     from periscope_ingest.storage.catalog_pg import PostgresCatalog
     from periscope_ingest.storage.restream_pg import PostgresRestreamStore
 
-__all__ = ["DatabaseUnavailable", "open_accounts", "open_catalog", "open_restream_store"]
+# What the server and the CLI hold, whichever backend catalog.url chose.
+CatalogStore: TypeAlias = "Catalog | PostgresCatalog"
+AccountsStore: TypeAlias = "AccountStore | PostgresAccountStore"
+TargetsStore: TypeAlias = "RestreamStore | PostgresRestreamStore"
+
+__all__ = [
+    "AccountsStore",
+    "CatalogStore",
+    "DatabaseUnavailable",
+    "TargetsStore",
+    "open_accounts",
+    "open_catalog",
+    "open_restream_store",
+]
 
 
-def open_catalog(settings: CatalogSettings, layout: DataLayout) -> Catalog | PostgresCatalog:
+def open_catalog(settings: CatalogSettings, layout: DataLayout) -> CatalogStore:
     if settings.uses_postgres:
         from periscope_ingest.storage.catalog_pg import PostgresCatalog
 
@@ -33,9 +46,7 @@ def open_catalog(settings: CatalogSettings, layout: DataLayout) -> Catalog | Pos
     return Catalog(layout.catalog_path)
 
 
-def open_accounts(
-    settings: CatalogSettings, layout: DataLayout
-) -> AccountStore | PostgresAccountStore:
+def open_accounts(settings: CatalogSettings, layout: DataLayout) -> AccountsStore:
     if settings.uses_postgres:
         from periscope_ingest.storage.accounts_pg import PostgresAccountStore
 
@@ -43,9 +54,7 @@ def open_accounts(
     return AccountStore(layout.accounts_path, layout.server_secret_path)
 
 
-def open_restream_store(
-    settings: CatalogSettings, layout: DataLayout
-) -> RestreamStore | PostgresRestreamStore:
+def open_restream_store(settings: CatalogSettings, layout: DataLayout) -> TargetsStore:
     if settings.uses_postgres:
         from periscope_ingest.storage.restream_pg import PostgresRestreamStore
 
