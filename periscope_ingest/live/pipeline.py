@@ -112,7 +112,6 @@ class StreamPipeline:
         self._finished = False
         self._title_known = record.title is not None
         self.info.segments = record.segments
-        files = BroadcastFiles.of(layout, channel, broadcast_id)
         # MPEG-TS or fMP4; an AV1 stream switches a "ts" server to fMP4 for this broadcast.
         self.segment_format = hls.segment_format
         self.low_latency = hls.low_latency
@@ -124,7 +123,7 @@ class StreamPipeline:
             low_latency = LowLatencySettings.of(hls.part_duration, hls.part_hold_back)
         self._worker = SegmentWorker(
             record,
-            files,
+            BroadcastFiles.of(layout, channel, broadcast_id),
             hls.window,
             catalog,
             self._published_from_thread,
@@ -134,6 +133,7 @@ class StreamPipeline:
             on_failed=self._failed_from_thread,
             on_file_complete=on_file_complete,
             continued=continued,
+            next_cut=self.next_cut,
         )
         # What viewers are answered from (web/ reads only this).
         self.edge = LiveEdge(

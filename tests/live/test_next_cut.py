@@ -41,7 +41,7 @@ async def test_reads_are_unpaced_only_around_the_expected_cut(tmp_path: Path, fl
         Catalog(layout.catalog_path),
         read_interval_s=READ_INTERVAL_MS / 1000,
     )
-    seen = []  # (FLV timestamp ms, a video keyframe, unpaced after it)
+    seen = []  # (FLV timestamp ms, a video keyframe, unpaced after it, packets not handed over)
     for tag_type, timestamp, body in read_tags(flv):
         if tag_type == 9:
             pipeline.video(timestamp, body)
@@ -50,19 +50,22 @@ async def test_reads_are_unpaced_only_around_the_expected_cut(tmp_path: Path, fl
         else:
             continue
         keyframe = tag_type == 9 and body[0] >> 4 == 1 and body[1] == 1  # not the header
-        seen.append((timestamp, keyframe, pipeline.next_cut.due_soon()))
+        batch = len(pipeline._worker._batch)
+        seen.append((timestamp, keyframe, pipeline.next_cut.due_soon(), batch))
     await pipeline.finish()
 
-    keyframes = [t for t, key, _ in seen if key]
+    keyframes = [t for t, key, *_ in seen if key]
     assert len(keyframes) >= 4, keyframes
     # From the second cut on, a GOP after the last: the frame read just before each keyframe
-    # leaves the connection unpaced, so the keyframe is read the moment it arrives.
+    # leaves the connection unpaced, so the keyframe is read the moment it arrives, and the
+    # segment thread has every packet before it: none is left to mux when the segment closes.
     for cut in keyframes[2:]:
-        before = [unpaced for t, key, unpaced in seen if t < cut and not key]
-        assert before[-1], f"paced before the keyframe at {cut} ms"
+        *_, (_, _, unpaced, batch) = [s for s in seen if s[0] < cut and not s[1]]
+        assert unpaced, f"paced before the keyframe at {cut} ms"
+        assert batch == 0, f"{batch} packets held back before the keyframe at {cut} ms"
     # Elsewhere paced: nothing unpaced further than a read interval (and a frame) from a cut.
-    for timestamp, _, unpaced in seen:
+    for timestamp, _, unpaced, _ in seen:
         near = min(abs(timestamp - cut) for cut in keyframes)
         if near > READ_INTERVAL_MS + 40:
             assert not unpaced, timestamp
-    assert sum(unpaced for *_, unpaced in seen) < 0.15 * len(seen)
+    assert sum(unpaced for _, _, unpaced, _ in seen) < 0.15 * len(seen)
