@@ -93,8 +93,8 @@ class RtmpSettings(Section):
         le=500,
         description="Once a broadcast's first segment is listed, its connection is read at most"
         " once per this many ms (0: as soon as data arrives). Encoders send each frame as it is"
-        " made; reading a few at a time costs much less CPU, and segments are listed at most"
-        " this much later",
+        " made; reading a few at a time costs much less CPU. Reads around the keyframe expected"
+        " to close a segment are not paced, so that segments are listed without this delay",
     )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.ingest_counts import IngestCounts
+from periscope_ingest.live.next_cut import NextCutWindow
 from periscope_ingest.live.segment_commands import (
     BroadcastFiles,
     CloseSegment,
@@ -73,6 +74,7 @@ class StreamPipeline:
         metrics: Metrics | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
         continued: ContinuedRecording | None = None,
+        read_interval_s: float = 0.0,
     ) -> None:
         """``continued``: the recording so far of a broadcast another node took in until now
         (a cluster hand-over): this one goes on with it, after a discontinuity."""
@@ -110,18 +112,18 @@ class StreamPipeline:
         self._finished = False
         self._title_known = record.title is not None
         self.info.segments = record.segments
-        files = BroadcastFiles.of(layout, channel, broadcast_id)
         # MPEG-TS or fMP4; an AV1 stream switches a "ts" server to fMP4 for this broadcast.
         self.segment_format = hls.segment_format
         self.low_latency = hls.low_latency
         self._part_cutter: PartCutter | None = None
         self._segment_start_pts = 0
+        self.next_cut = NextCutWindow(round(read_interval_s * TICKS_PER_SECOND))
         low_latency = None
         if hls.low_latency:
             low_latency = LowLatencySettings.of(hls.part_duration, hls.part_hold_back)
         self._worker = SegmentWorker(
             record,
-            files,
+            BroadcastFiles.of(layout, channel, broadcast_id),
             hls.window,
             catalog,
             self._published_from_thread,
@@ -131,6 +133,7 @@ class StreamPipeline:
             on_failed=self._failed_from_thread,
             on_file_complete=on_file_complete,
             continued=continued,
+            next_cut=self.next_cut,
         )
         # What viewers are answered from (web/ reads only this).
         self.edge = LiveEdge(
@@ -318,12 +321,14 @@ class StreamPipeline:
         decision = segmenter.place(packet, discontinuity or self._pending_discontinuity)
         if decision.action is Action.DROP:
             return
+        self.next_cut.last_dts = packet.dts
         if decision.action is Action.CUT:
             discontinuity = decision.discontinuity or self._pending_discontinuity
             self._pending_discontinuity = False
             if decision.closed_duration is not None:
                 assert segmenter.target_duration_s is not None
                 self._close(decision.closed_duration, segmenter.target_duration_s, packet.pts)
+                self.next_cut.segment_cut(packet.dts, decision.closed_duration)
             if decision.forced and not self._forcing:
                 # Once per run of forced cuts: a camera that stopped for an hour is one line.
                 if packet.track == "audio":

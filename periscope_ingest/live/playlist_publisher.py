@@ -97,12 +97,11 @@ class PlaylistPublisher:
         media: Callable[[], Media],
         part_target_ms: int | None = None,
     ) -> None:
-        """List a complete segment: in the recording first (a viewer of the live playlist may
-        switch to the replay at once), then live. ``parts`` are the segment's parts (LL-HLS),
-        ``recording_uris`` its URI and init segment's beside the recording playlist, and
-        ``media`` gives the bytes viewers are to get from memory (empty unless watched);
-        ``part_target_ms`` is the PART-TARGET the parts were cut to (LL-HLS; None: the
-        setting's)."""
+        """List a complete segment: live first, then in the recording. ``parts`` are the
+        segment's parts (LL-HLS), ``recording_uris`` its URI and init segment's beside the
+        recording playlist, and ``media`` gives the bytes viewers are to get from memory (empty
+        unless watched); ``part_target_ms`` is the PART-TARGET the parts were cut to (LL-HLS;
+        None: the setting's)."""
         if self._live is None:
             self._make(target_duration_s, segment, opened, parts, part_target_ms)
         assert self._live is not None and self._recording is not None
@@ -115,9 +114,13 @@ class PlaylistPublisher:
         # numbers (its file names) may skip one its previous node listed but never stored.
         position = self._recording.next_sequence
         self._recording.append(replace(segment, sequence=position, uri=uri, map_uri=map_uri))
-        write_atomic(self._files.recording_playlist, self._recording.render().encode())
+        # Live first: how soon a segment is listed is the live latency, and the recording's
+        # durable write (two fsyncs, tens of milliseconds when the disk is busy with thirty
+        # streams' media) is not. A viewer switching to the replay in the few milliseconds
+        # between gets the segment at its next reload of the EVENT playlist.
         unpublished, self._unpublished = self._unpublished, ()
         self._write_live(unpublished + media())
+        write_atomic(self._files.recording_playlist, self._recording.render().encode())
 
     def _make(
         self,
@@ -154,8 +157,15 @@ class PlaylistPublisher:
     def _write_live(self, media: Media = ()) -> None:
         playlist = self._live
         assert playlist is not None
+        ended = playlist.ended
         text = playlist.render()
-        write_atomic(self._files.live_playlist, text.encode())
+        # Not durable (no fsync), unlike the recording: a live playlist is replaced by the next
+        # one within a part or segment duration, a new broadcast on the channel starts by
+        # removing it, and recovery reads it only to end it (storage/recovery.py: one a power
+        # cut left empty is removed). Its rename is still atomic, so readers see the old or
+        # the new list, and each segment it lists is complete on disk before. Only the last
+        # one, with ENDLIST, is made durable: nothing would end it after a power cut.
+        write_atomic(self._files.live_playlist, text.encode(), durable=ended)
         if self._on_playlist is None:
             return
         if isinstance(playlist, LowLatencyPlaylist):
@@ -167,7 +177,7 @@ class PlaylistPublisher:
             PlaylistUpdate(
                 next_sequence=playlist.next_sequence,
                 parts=parts,
-                ended=playlist.ended,
+                ended=ended,
                 target_duration_s=playlist.target_duration_s,
                 text=text,
                 delta=delta,

@@ -224,6 +224,7 @@ class RtmpServer:
             self.policy.metrics,
             self.policy.on_file_complete,
             continued,
+            self.read_interval,
         )
 
     async def load_continued(self, channel: str, broadcast_id: str) -> ContinuedRecording | None:

@@ -132,12 +132,13 @@ class RtmpSession(asyncio.Protocol):
         self._flush()
         self._apply_backpressure()
         publication = self._publication
-        # Not before the first segment is listed: how soon a broadcast is watchable after it
-        # starts is worth the few reads of its first seconds.
+        # Not before the first segment is listed (how soon a broadcast is watchable is worth a
+        # few reads), nor while the keyframe closing a segment is due (listing delay).
         if (
             publication is not None
             and publication.pipeline.edge.playlist is not None
             and self._server.read_interval
+            and not publication.pipeline.next_cut.due_soon()
         ):
             self._rest()
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from periscope_ingest.live.broadcast_record import BroadcastRecordKeeper
+from periscope_ingest.live.next_cut import NextCutWindow
 from periscope_ingest.live.playlist_publisher import PlaylistPublisher
 from periscope_ingest.live.segment_commands import (
     BroadcastFiles,
@@ -56,6 +57,9 @@ _STOP = object()
 # sends the batch before it: a queue hand-off per packet woke the thread 80 times a second per
 # stream, and those context switches cost more CPU than the muxing itself. The packets of an open
 # segment only have to be on disk when the segment (or LL-HLS part) closes, which is a command.
+# Except near the expected cut (live/next_cut.py): a batch still unmuxed when the keyframe that
+# closes the segment arrives is listing delay (and thirty streams cut at once on a busy box), so
+# from one read interval before it each packet goes over at once, a handful per segment.
 PACKET_BATCH = 64
 
 
@@ -74,8 +78,10 @@ class SegmentWorker:
         on_failed: Callable[[BaseException], None] | None = None,
         on_file_complete: Callable[[Path], None] | None = None,
         continued: ContinuedRecording | None = None,
+        next_cut: NextCutWindow | None = None,
     ) -> None:
         self._broadcast_id = record.id
+        self._next_cut = next_cut or NextCutWindow(0)
         self._directory = files.directory
         self._files = files
         # storage.url s3://: told (from this thread) of each file of the recording once it is
@@ -107,7 +113,7 @@ class SegmentWorker:
     def send(self, command: Command) -> None:
         if type(command) is MediaPacket:
             self._batch.append(command)
-            if len(self._batch) >= PACKET_BATCH:
+            if len(self._batch) >= PACKET_BATCH or self._next_cut.due_soon():
                 self._hand_over_batch()
             return
         self._hand_over_batch()

@@ -65,6 +65,12 @@ def _end_live_playlist(layout: DataLayout, record: BroadcastRecord) -> None:
         text = path.read_text()
     except OSError:
         return
+    if not text.startswith("#EXTM3U"):
+        # Live playlists are written without fsync (live/playlist_publisher.py): a power cut
+        # can leave an empty one, which no player could use. Without it the channel is
+        # simply not live.
+        path.unlink(missing_ok=True)
+        return
     if "#EXT-X-ENDLIST" not in text and f"\n{record.id}/" in text:
         write_atomic(path, (text.rstrip("\n") + "\n#EXT-X-ENDLIST\n").encode())
 

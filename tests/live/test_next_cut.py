@@ -1,0 +1,71 @@
+"""Read pacing stops around the keyframe that closes a segment (live/next_cut.py).
+
+A real encoder's FLV tags (2 s GOP, B-frames, AAC) through the whole pipeline, with a 50 ms read
+interval; after each tag, what the session would be told: pace the next read or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from periscope_ingest.config_sections import HlsSettings
+from periscope_ingest.live.pipeline import StreamPipeline
+from periscope_ingest.storage.catalog import Catalog
+from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
+from tests.e2e.pushers import push_pyav
+from tests.flv_file import read_tags
+
+SECONDS = 9
+READ_INTERVAL_MS = 50
+
+
+@pytest.fixture(scope="module")
+def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("flv") / "input.flv"
+    push_pyav(str(path), SECONDS, realtime=False)
+    return path
+
+
+async def test_reads_are_unpaced_only_around_the_expected_cut(tmp_path: Path, flv: Path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.ensure()
+    pipeline = StreamPipeline(
+        "chan",
+        new_broadcast_id(),
+        layout,
+        HlsSettings(segment_duration=2),
+        asyncio.get_running_loop(),
+        Catalog(layout.catalog_path),
+        read_interval_s=READ_INTERVAL_MS / 1000,
+    )
+    seen = []  # (FLV timestamp ms, a video keyframe, unpaced after it, packets not handed over)
+    for tag_type, timestamp, body in read_tags(flv):
+        if tag_type == 9:
+            pipeline.video(timestamp, body)
+        elif tag_type == 8:
+            pipeline.audio(timestamp, body)
+        else:
+            continue
+        keyframe = tag_type == 9 and body[0] >> 4 == 1 and body[1] == 1  # not the header
+        batch = len(pipeline._worker._batch)
+        seen.append((timestamp, keyframe, pipeline.next_cut.due_soon(), batch))
+    await pipeline.finish()
+
+    keyframes = [t for t, key, *_ in seen if key]
+    assert len(keyframes) >= 4, keyframes
+    # From the second cut on, a GOP after the last: the frame read just before each keyframe
+    # leaves the connection unpaced, so the keyframe is read the moment it arrives, and the
+    # segment thread has every packet before it: none is left to mux when the segment closes.
+    for cut in keyframes[2:]:
+        *_, (_, _, unpaced, batch) = [s for s in seen if s[0] < cut and not s[1]]
+        assert unpaced, f"paced before the keyframe at {cut} ms"
+        assert batch == 0, f"{batch} packets held back before the keyframe at {cut} ms"
+    # Elsewhere paced: nothing unpaced further than a read interval (and a frame) from a cut.
+    for timestamp, _, unpaced, _ in seen:
+        near = min(abs(timestamp - cut) for cut in keyframes)
+        if near > READ_INTERVAL_MS + 40:
+            assert not unpaced, timestamp
+    assert sum(unpaced for _, _, unpaced, _ in seen) < 0.15 * len(seen)
