@@ -136,12 +136,12 @@ class HlsSettings(Section):
         " (needs segment_format = fmp4)",
     )
     part_duration: float = Field(
-        0.25,
+        0.2,
         ge=0.1,
         le=2.0,
         description="LL-HLS part target (PART-TARGET) in seconds; parts end at frame boundaries,"
         " so the PART-TARGET declared may be snapped up to the stream's frame rhythm (the"
-        " draft's 85 % rule; 0.304 s for 0.25 at 30 fps with 2 B-frames)",
+        " draft's 85 % rule; 0.203 s for 0.2 at 30 fps with 2 B-frames, 0.243 s at 25 fps)",
     )
     part_hold_back: float = Field(
         0.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.media.packets import MediaPacket
 from periscope_ingest.media.part_cutter import PartCut, PartCutter
 from periscope_ingest.media.segmenter import Action, Segmenter
@@ -85,8 +86,9 @@ def assert_within_the_part_target(segments: list[list[PartCut]], declared_ms: in
     part_s=st.integers(20, 100).map(lambda centis: centis / 100),
     segment_s=st.sampled_from([1.0, 2.0, 4.0]),
 )
-@example(fps=30, b_frames=2, gop_s=2, part_s=0.25, segment_s=2.0)  # OBS/x264, the default
+@example(fps=30, b_frames=2, gop_s=2, part_s=0.25, segment_s=2.0)  # OBS/x264, the former default
 @example(fps=30, b_frames=2, gop_s=1, part_s=0.25, segment_s=2.0)  # a keyframe mid-segment
+@example(fps=30, b_frames=2, gop_s=1, part_s=0.2, segment_s=2.0)  # the default, 1 s GOP
 @example(fps=25, b_frames=2, gop_s=1, part_s=0.5, segment_s=2.0)
 @example(fps=30, b_frames=0, gop_s=1, part_s=0.25, segment_s=2.0)
 def test_every_part_keeps_the_85_percent_rule(
@@ -133,3 +135,17 @@ def test_more_b_frames_after_the_target_is_fixed_still_keep_the_rule() -> None:
     segments, cutter = segments_of(packets, 2.0, 0.25)
     assert cutter.part_target_ms == 273
     assert_within_the_part_target(segments, 273)
+
+
+def test_the_default_puts_every_keyframe_of_a_1_s_gop_on_a_part_boundary() -> None:
+    # The default 0.2 s at 30 fps with 2 B-frames: two 100 ms steps, declared 0.203 s (the ms
+    # the timestamps' rounding may add), and the keyframe at 1 s falls on a part boundary, so
+    # each segment has two INDEPENDENT parts for a joining player to start from (with 0.25 s,
+    # declared 0.304 s, the keyframe at 1 s fell 100 ms into a part and was not flagged).
+    default_s = HlsSettings().part_duration
+    segments, cutter = segments_of(encoded(30, 2, 1, seconds=6), 2.0, default_s)
+    assert cutter.part_target_ms == 203
+    assert_within_the_part_target(segments, 203)
+    full = segments[:-1]
+    assert full and all(sum(p.independent for p in parts) == 2 for parts in full)
+    assert {p.duration_ms for parts in full for p in parts[1:-1]} == {200}
