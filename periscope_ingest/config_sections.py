@@ -96,6 +96,14 @@ class RtmpSettings(Section):
         " made; reading a few at a time costs much less CPU. Reads around the keyframe expected"
         " to close a segment are not paced, so that segments are listed without this delay",
     )
+    read_pacing: Literal["lowat", "pause"] = Field(
+        "lowat",
+        description="How a paced connection waits for its next read: lowat sets the socket's"
+        " SO_RCVLOWAT to about what the stream sends per read_interval_ms (the kernel wakes"
+        " the server once that much is buffered; a connection not read for a whole interval is"
+        " read at once), pause stops and restarts reading every interval (an epoll change"
+        " each, per stream). lowat falls back to pause where the mark cannot be set",
+    )
 
 
 class HlsSettings(Section):

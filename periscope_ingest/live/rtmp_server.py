@@ -18,6 +18,7 @@ from periscope_ingest.config import Settings
 from periscope_ingest.config_sections import RtmpSettings, TlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.publish_decision import PublishPolicy
+from periscope_ingest.live.read_pacing import ReadPacer
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.rtmp_reasons import ConnectionRefusal, Refusal
 from periscope_ingest.live.rtmp_session import RtmpSession
@@ -97,23 +98,9 @@ class RtmpServer:
         self._server: asyncio.Server | None = None
         self._tls_server: asyncio.Server | None = None
         self._tls = tls  # for rtmps_port
-        # Publishers that have read and wait for the next tick (see RtmpSession._rest); one
-        # timer for all of them.
+        # Publishers read a few frames at a time (read_pacing.py); one timer for all of them.
         self.read_interval = settings.rtmp.read_interval_ms / 1000
-        self._resting: list[RtmpSession] = []
-        self._tick: asyncio.TimerHandle | None = None
-
-    def rest(self, session: RtmpSession) -> None:
-        self._resting.append(session)
-        if self._tick is None:
-            loop = asyncio.get_running_loop()
-            self._tick = loop.call_later(self.read_interval, self._wake_resting)
-
-    def _wake_resting(self) -> None:
-        self._tick = None
-        resting, self._resting = self._resting, []
-        for session in resting:
-            session.wake()
+        self.pacer = ReadPacer(self.read_interval, settings.rtmp.read_pacing)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,9 +138,7 @@ class RtmpServer:
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.close()
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
+        self.pacer.stop()
         await self.end_all_broadcasts("server shutting down")
         for server in (self._server, self._tls_server):
             if server is not None:

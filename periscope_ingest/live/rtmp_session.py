@@ -67,7 +67,8 @@ class RtmpSession(asyncio.Protocol):
         self._closed = False
         self._paused = False
         self._writes_blocked = False
-        self._resting = False
+        self.resting = False  # paused until the pacer's next tick (read_pacing.py, ``pause``)
+        self.pacing_tried = False  # the pacer has tried this socket's low-water mark
         self.reads = 0  # data_received calls: what rtmp.read_interval_ms saves shows here
         self._tasks: set[asyncio.Task] = set()
         self._max_pending = self._settings.hls.max_pending_packets
@@ -138,9 +139,12 @@ class RtmpSession(asyncio.Protocol):
             publication is not None
             and publication.pipeline.edge.playlist is not None
             and self._server.read_interval
-            and not publication.pipeline.next_cut.due_soon()
+            and not (self._paused or self._writes_blocked or self._transport is None)
         ):
-            self._rest()
+            if publication.pipeline.next_cut.due_soon():
+                self._server.pacer.unpaced(self)
+            else:
+                self._server.pacer.after_read(self, self._transport, len(data))
 
     def _count_in_progress(self) -> bool:
         """Keep the server-wide count of bytes in progress (RtmpServer.charge); close this
@@ -165,19 +169,9 @@ class RtmpSession(asyncio.Protocol):
         self._fail(reason, CloseReason.EVICTED)
         self._server.release(self)  # its slot is the new connection's now, not once it is gone
 
-    def _rest(self) -> None:
-        """A publisher's encoder sends each frame as it is made (about 77 writes a second for
-        30 fps video with AAC), and every read costs asyncio's and the kernel's per-read work
-        whatever it carries: after a read, the connection waits for the server's next tick
-        (rtmp.read_interval_ms) and then reads what arrived meanwhile in one go."""
-        if self._resting or self._paused or self._writes_blocked or self._transport is None:
-            return
-        self._resting = True
-        self._transport.pause_reading()
-        self._server.rest(self)
-
     def wake(self) -> None:
-        self._resting = False
+        """The pacer's tick, after a read paused until it (read_pacing.py, ``pause``)."""
+        self.resting = False
         if not (self._closed or self._paused or self._writes_blocked) and self._transport:
             self._transport.resume_reading()
 
@@ -191,7 +185,7 @@ class RtmpSession(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._transport is not None:
             self._writes_blocked = False
-            if not (self._paused or self._resting):
+            if not (self._paused or self.resting):
                 self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -199,6 +193,7 @@ class RtmpSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._server.release(self)
+        self._server.pacer.forget(self)
         self._server.charge(-self._in_progress)
         self._in_progress = 0
         self._suspend()
@@ -443,7 +438,7 @@ class RtmpSession(asyncio.Protocol):
         if publication.pipeline.backlog() <= self._max_pending // 2:
             self._paused = False
             self._last_data = self._loop.time()
-            if not (self._writes_blocked or self._resting):
+            if not (self._writes_blocked or self.resting):
                 self._transport.resume_reading()
         else:
             self._loop.call_later(0.05, self._maybe_resume)

@@ -34,10 +34,16 @@ def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def push_and_count(tmp_path: Path, source: Path, interval_ms: int) -> tuple[int, str]:
-    """Reads of the publisher's connection while it pushed, and the recording playlist."""
+async def push_and_count(
+    tmp_path: Path, source: Path, interval_ms: int, pacing: str = "lowat"
+) -> tuple[int, str, int]:
+    """Reads of the publisher's connection while it pushed, the recording playlist, and the
+    highest low-water mark its socket had."""
     require("ffmpeg")
-    settings = local_settings(tmp_path / f"d{interval_ms}", rtmp={"read_interval_ms": interval_ms})
+    settings = local_settings(
+        tmp_path / f"d{interval_ms}{pacing}",
+        rtmp={"read_interval_ms": interval_ms, "read_pacing": pacing},
+    )
     service = Service(settings)
     await service.start()
     assert service.rtmp is not None
@@ -47,9 +53,12 @@ async def push_and_count(tmp_path: Path, source: Path, interval_ms: int) -> tupl
             "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{service.rtmp.port}/live/paced",
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        reads = 0
+        reads = mark = 0
         while pusher.returncode is None:  # the session is gone once ffmpeg closes it
             reads = max([reads, *(s.reads for s in service.rtmp.sessions)])
+            for session in service.rtmp.sessions:
+                if (low_water := service.rtmp.pacer.low_water(session)) is not None:
+                    mark = max(mark, low_water.mark)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pusher.wait(), 0.05)
         assert pusher.returncode == 0
@@ -62,21 +71,29 @@ async def push_and_count(tmp_path: Path, source: Path, interval_ms: int) -> tupl
             record = next(iter(service.catalog.all()), None)
         layout = service.layout
         playlist = layout.recording_playlist(record.channel, record.id).read_text()
-        return reads, playlist
+        return reads, playlist, mark
     finally:
         await service.stop()
 
 
+@pytest.mark.parametrize("pacing", ["lowat", "pause"])
 async def test_paced_reads_are_fewer_and_record_the_same_media(
-    tmp_path: Path, source_flv: Path
+    tmp_path: Path, source_flv: Path, pacing: str
 ) -> None:
-    immediate_reads, immediate = await push_and_count(tmp_path, source_flv, 0)
-    paced_reads, paced = await push_and_count(tmp_path, source_flv, 100)
+    immediate_reads, immediate, _ = await push_and_count(tmp_path, source_flv, 0)
+    paced_reads, paced, mark = await push_and_count(tmp_path, source_flv, 100, pacing)
+    # The kernel was asked to hold reads back (lowat), or never (pause).
+    assert (mark > 1000) if pacing == "lowat" else mark == 0, mark
     # ffmpeg -re writes about 77 times a second. Paced, the connection is read at once until
-    # the first segment is listed (about 2 s in), then at most 10 times a second, except for
-    # one interval before each later cut (live/next_cut.py: about 8 reads each).
+    # the first segment is listed (about 2 s in), then, paused, at most 10 times a second; by
+    # the low-water mark, about once per 3/4 of a tick's bytes, plus the read after a tick
+    # too quiet to reach the mark (this test stream is a bursty 20 KB/s); and at once for one
+    # interval before each later cut (live/next_cut.py: about 8 reads each).
+    per_second = 12 if pacing == "pause" else 25
     assert immediate_reads > 60 * SECONDS, immediate_reads
-    assert paced_reads < 80 * 2.5 + 12 * (SECONDS - 2) + 8 * (SECONDS // 2) + 20, paced_reads
+    assert paced_reads < 80 * 2.5 + per_second * (SECONDS - 2) + 8 * (SECONDS // 2) + 20, (
+        paced_reads
+    )
     assert paced_reads < 0.6 * immediate_reads
     # Nothing lost: the same segments with the same durations.
     before = [
