@@ -30,9 +30,8 @@ Q and the pushers and redis-server keep the rest. `--capacity` then steps each l
 up from its `--start` by `--step` (a fresh server each step) until a step does not keep up:
 every playlist advancing (ingest.measure: a new segment listed at least every 3 segment
 durations + 0.5 s in the window) and the median segment latency (listed against the pusher's
-own clock) below `--latency-bound` seconds. A failed step is run once more (`--retries`) before
-it counts. The capacity is the last step kept up; the ratio is capacity(layout) /
-capacity(plain), each to within one step.
+own clock) below `--latency-bound` seconds; a failed step is run once more (`--retries`). The
+capacity is the last step kept up (to within one step).
 """
 
 from __future__ import annotations
@@ -206,8 +205,7 @@ def run_layout(layout: str, n: int, args: argparse.Namespace, test_file: Path) -
 
 
 def quota_groups(stack: contextlib.ExitStack, server, quota: float) -> list[CpuGroup]:
-    """Each serving process in its own group of ``quota`` of a core (the supervisor of
-    --workers, which only waits, with the first worker)."""
+    """Each serving process in a group of ``quota`` of a core (the supervisor with the first)."""
     pids = server.pids()
     serving = pids[1:] if len(pids) > 1 else pids
     groups = []
@@ -228,13 +226,18 @@ def kept_up(result: dict, args: argparse.Namespace) -> bool:
 
 
 def find_capacity(layout: str, start: int, args: argparse.Namespace, test_file: Path):
-    """Step the streams up from ``start`` until a step does not keep up (twice, with retries):
-    (the last step kept up or None if the first did not, every run made)."""
+    """Step up from ``start`` until a step does not keep up: (last kept up or None, runs)."""
     runs, capacity, n = [], None, start
     while n <= args.max_streams:
         for _ in range(1 + args.retries):
             run = run_layout(layout, n, args, test_file)
             runs.append(run)
+            print(
+                f"    kept up: {run['kept_up']}, advancing {run['streams_advancing']}/{n},"
+                f" seg lat p50 {run['segment_latency_s_p50']} s,"
+                f" CPU % per process {run['process_cpu_percent']}",
+                flush=True,
+            )
             if run["kept_up"]:
                 break
         if not run["kept_up"]:
