@@ -205,7 +205,8 @@ class RemoteEdges:
         for channel, edge in list(self._edges.items()):
             update = edge.playlist
             ended = update is not None and update.ended
-            target = update.target_duration_s if update is not None else 10
+            # (not mirrored: no playlist, but the origin still writes at least once a segment)
+            target = update.target_duration_s if update is not None else edge.hold_timeout() / 3
             quiet = now - edge.updated_at
             if (ended and quiet > ENDED_KEPT_S) or (
                 not ended and quiet > max(10.0, STALE_TARGETS * target)
