@@ -44,6 +44,21 @@ class ClusterSettings(Section):
         " (never less than twice what the live playlist lists); Redis holds about bitrate x this"
         " per live stream",
     )
+    interest_ttl: float = Field(
+        30.0,
+        ge=2,
+        le=3600,
+        description="Seconds a node's interest in another node's stream lasts unless its viewers"
+        " renew it: the origin mirrors a stream's media into Redis only while some other node"
+        " has shown interest",
+    )
+    mirror_wait: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Seconds a node's first request for another node's stream waits for the"
+        " origin to start mirroring it (the origin starts at its next update)",
+    )
     timeout: float = Field(
         2.0, gt=0, le=60, description="Seconds any one Redis command may take before it fails"
     )

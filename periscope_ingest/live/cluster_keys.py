@@ -9,6 +9,8 @@ periscope:live:<channel>              hash: the live edge of the channel's broad
 periscope:media:<channel>:<broadcast>:<file>   the newest segments and parts, and the init
                                       segments listed, expiring
 periscope:poster:<channel>:<broadcast> the live poster JPEG, expiring after hls.poster_interval
+periscope:interest:<channel>          another node's viewers want the channel's media (expiring,
+                                      renewed while they watch): only then is it mirrored
 periscope:changed:<channel>           pub/sub: the live edge changed (LL-HLS wake-ups)
 periscope:viewers:<channel>           hash: each node's count of the channel's viewers
 periscope:broadcast:<channel>         hash: the channel's broadcast that may still continue (its id,
@@ -48,6 +50,10 @@ def poster_key(channel: str, broadcast_id: str) -> str:
 
 def viewers_key(channel: str) -> str:
     return f"{PREFIX}viewers:{channel}"
+
+
+def interest_key(channel: str) -> str:
+    return f"{PREFIX}interest:{channel}"
 
 
 def changed_channel(channel: str) -> str:

@@ -87,7 +87,7 @@ class LiveEdge:
         self._media: dict[str, tuple[int, bytes]] = {}  # file name -> (sequence, bytes)
         self._watched_until = 0.0
         # Called with every update after it is published here (a cluster's mirror into Redis,
-        # which wants the newest media whether or not anyone watches on this node).
+        # which wants the newest media while another node has viewers, see keep_always).
         self.listeners: list[Callable[[LiveEdge, PlaylistUpdate], None]] = []
         self.always_keep = False
         # A broadcast taken in here has its files on this disk; a RemoteEdge's are in Redis.
@@ -97,11 +97,20 @@ class LiveEdge:
         # In a cluster: where this broadcast's live poster is shared with the other nodes.
         self.poster_share: PosterShare | None = None
 
-    def keep_always(self, listener: Callable[[LiveEdge, PlaylistUpdate], None]) -> None:
-        """Hand every update, with the newest media, to ``listener`` (a cluster's mirror)."""
+    def listen(self, listener: Callable[[LiveEdge, PlaylistUpdate], None]) -> None:
+        """Hand every update to ``listener`` (a cluster's mirror into Redis)."""
         self.listeners.append(listener)
-        self.always_keep = True
-        self._keep_media(True)
+
+    def keep_always(self, keep: bool) -> None:
+        """Keep the newest media whether or not anyone watches here (a cluster's mirror, while
+        another node has viewers of this stream), or from now on only while watched here."""
+        self.always_keep = keep
+        if keep:
+            self._keep_media(True)
+
+    async def ready(self) -> None:
+        """Wait (bounded) until the playlist can be answered: a local edge's always can (None
+        before its first segment); a RemoteEdge's once its origin mirrors it (remote_edge.py)."""
 
     @property
     def started_at(self) -> datetime:

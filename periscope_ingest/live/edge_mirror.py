@@ -1,16 +1,24 @@
 """This node's live edges, mirrored into Redis for the other nodes' viewers.
 
 Every update a local LiveEdge publishes (a new part, a new segment, the end) is queued here and
-written by one task per stream: the newest media under their own expiring keys, then the edge's
-state (playlist text, delta, what it lists, the stream's description) in one hash, then a
-message on the channel's pub/sub channel, which wakes the other nodes' held LL-HLS requests.
-The order matters: a node that reads the state after the message finds every file it lists.
+written by one task per stream: its short state (node, broadcast, sequence numbers, the stream's
+description) in one hash and a message on the channel's pub/sub channel, so every node lists
+every stream. The playlist text, the master playlist and the newest media (segments, parts, fMP4
+init segments) are mirrored only while another node has viewers of the stream: such a node sets
+the channel's expiring interest key (live/remote_edges.py) and renews it while they watch. Each
+write asks whether the key is there; the answer decides the next write. The first write after
+interest appears puts every file the playlist lists into Redis (read from this disk for those
+not in memory) before the hash says "mirrored", so a remote viewer's first playlist lists only
+files it can fetch (RFC 8216 6.2.2). Then the edge keeps its newest media in memory (the worker
+hands it over) and each update carries its new files, until the interest expires. Mirroring every
+stream whatever is watched cost a clustered node 1.1-1.4x a plain node's CPU and 2.5 MiB more
+per stream (docs/benchmarks.md, sixth set).
 
-The master playlist is a file the segment worker rewrites after a segment (rarely: when the peak
-bitrate grows); it is read again, off the event loop, once per new segment and carried in the
-same hash. fMP4 init segments are read once each, when the playlist first lists them, and kept
-in Redis as long as it lists them (players need them before any segment). The live poster is
-shared under its own key (live/shared_poster.py), which the edge is given here.
+The order matters: the media first, then the hash, then the message; a node that reads the
+state after the message finds every file it lists. The master playlist is a file the segment
+worker rewrites after a segment (rarely: when the peak bitrate grows); while mirroring it is
+read again, off the event loop, once per new segment and carried in the same hash. The live
+poster is shared under its own key (live/shared_poster.py), which the edge is given here.
 
 Ingest never waits on Redis: the queue is bounded (cluster.max_pending). When Redis falls
 behind, the oldest waiting updates (after the one being written) are merged into the next one
@@ -35,7 +43,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from periscope_ingest.config_services import ClusterSettings
-from periscope_ingest.live.cluster_keys import changed_channel, live_key, media_key
+from periscope_ingest.live.cluster_keys import (
+    changed_channel,
+    interest_key,
+    live_key,
+    media_key,
+)
 from periscope_ingest.live.edge import LiveEdge
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.shared_poster import RedisPosterShare
@@ -47,7 +60,8 @@ log = logging.getLogger(__name__)
 
 # Media carried over from merged updates while Redis is behind (about ten 3 Mb/s segments).
 MAX_CARRIED_BYTES = 8 << 20
-# The init segments a live playlist lists (fMP4).
+# The init segments and parts a live playlist lists (a preload hint's part does not exist yet).
+_TAG_URI = re.compile(r'^#EXT-X-(?:MAP|PART):.*?URI="([^"]+)"', re.MULTILINE)
 _MAP_URI = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
 
 
@@ -65,7 +79,10 @@ class EdgeMirror:
         self._leaving: set[LiveEdge] = set()  # handed over to another node: stop once written
         # The master playlist last read for each edge: (its next_sequence then, the text or "").
         self._masters: dict[LiveEdge, tuple[int, str]] = {}
-        self._inits: dict[LiveEdge, set[str]] = {}  # init segments already in Redis
+        # Which streams another node has viewers of (their media is mirrored), and the files
+        # of each written to Redis since its mirroring began.
+        self._interested: dict[LiveEdge, bool] = {}
+        self._in_redis: dict[LiveEdge, set[str]] = {}
         self._failing = False
         # Where the master playlists and init segments are (set by the service).
         self.layout: DataLayout | None = None
@@ -80,7 +97,7 @@ class EdgeMirror:
         edge.poster_share = RedisPosterShare(
             self._redis, edge.channel, edge.broadcast_id, self._settings.timeout
         )
-        edge.keep_always(self._updated)
+        edge.listen(self._updated)
         if edge.playlist is not None:
             self._updated(edge, edge.playlist)
 
@@ -114,12 +131,14 @@ class EdgeMirror:
                 while queue:
                     update = queue[0]
                     try:
-                        await self._write(edge, update)
+                        started = await self._write(edge, update)
                     except (RedisError, OSError, TimeoutError) as exc:
                         self._failed(exc)
                         await asyncio.sleep(min(1.0, self._settings.timeout))
                         continue  # the same update again (merged with what came meanwhile)
                     self._recovered()
+                    if started:
+                        continue  # the same update again at once, with every file it lists
                     queue.popleft()
                     if update.ended:
                         return
@@ -131,56 +150,89 @@ class EdgeMirror:
             self._wake.pop(edge, None)
             self._tasks.pop(edge, None)
             self._masters.pop(edge, None)
-            self._inits.pop(edge, None)
+            self._interested.pop(edge, None)
+            self._in_redis.pop(edge, None)
 
-    async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> None:
+    async def _write(self, edge: LiveEdge, update: PlaylistUpdate) -> bool:
+        """Write ``update``; True if it found another node's interest just now (mirroring
+        starts with the next write)."""
         # Media stays while the playlist lists it and as long again after (RFC 8216 6.2.2: a
         # segment just dropped stays downloadable), at least cluster.media_ttl; not longer:
         # Redis holds bitrate x ttl bytes per stream (120 s were 48 MB of a 3.2 Mb/s stream).
         listed_s = update.target_duration_s * (update.text.count("#EXTINF") + 1)
         ttl = max(1, round(self._settings.media_ttl), 2 * listed_s)
         channel, broadcast = edge.channel, edge.broadcast_id
-        master = await self._master_text(edge, update)
-        mirrored = self._inits.setdefault(edge, set())
-        listed = {uri.rsplit("/", 1)[-1] for uri in _MAP_URI.findall(update.text)}
-        new_inits = await self._read_inits(edge, listed - mirrored)
+        mirroring = self._interested.get(edge, False)
+        state: dict[str, str | int | float] = {
+            "node": self._node,
+            "broadcast": broadcast,
+            "next_sequence": update.next_sequence,
+            "parts": update.parts,
+            "ended": "1" if update.ended else "0",
+            "target": update.target_duration_s,
+            "mirrored": "1" if mirroring else "0",
+            "low_latency": "1" if edge.low_latency else "0",
+            "segment_duration": edge.segment_duration_s,
+            "poster_interval": edge.poster_interval,
+            "reconnecting": "1" if edge.reconnecting else "0",
+            "info": json.dumps(edge.describe()),
+            "updated": time.time(),
+        }
+        media: list[tuple[str, bytes]] = []
+        inits: set[str] = set()
+        listed: set[str] = set()
+        carried: set[str] = set()
+        in_redis = self._in_redis.setdefault(edge, set())
+        if mirroring:
+            state["text"] = update.text
+            state["delta"] = update.delta or ""
+            state["master"] = await self._master_text(edge, update)
+            listed = _listed_files(update.text)
+            inits = {uri.rsplit("/", 1)[-1] for uri in _MAP_URI.findall(update.text)}
+            media = [item for item in update.media if item[0] not in in_redis]
+            carried = {name for name, _ in media}
+            media += await self._read_files(edge, listed - in_redis - carried)
         pipe = self._redis.pipeline(transaction=False)
-        for name, data in (*update.media, *new_inits):
+        for name, data in media:
             pipe.set(media_key(channel, broadcast, name), data, ex=ttl)
-        for name in listed & mirrored:
+        for name in inits & in_redis:
             pipe.expire(media_key(channel, broadcast, name), ttl)  # still needed: kept
-        pipe.hset(
-            live_key(channel),
-            mapping={
-                "node": self._node,
-                "broadcast": broadcast,
-                "next_sequence": update.next_sequence,
-                "parts": update.parts,
-                "ended": "1" if update.ended else "0",
-                "target": update.target_duration_s,
-                "text": update.text,
-                "delta": update.delta or "",
-                "master": master,
-                "low_latency": "1" if edge.low_latency else "0",
-                "segment_duration": edge.segment_duration_s,
-                "poster_interval": edge.poster_interval,
-                "reconnecting": "1" if edge.reconnecting else "0",
-                "info": json.dumps(edge.describe()),
-                "updated": time.time(),
-            },
-        )
+        pipe.hset(live_key(channel), mapping=state)
         pipe.expire(live_key(channel), ttl)
         message = {
             "node": self._node,
             "broadcast": broadcast,
-            "media": [n for n, _ in update.media],
+            "media": [n for n, _ in media],
+            "mirrored": mirroring,
+            "next_sequence": update.next_sequence,
+            "ended": update.ended,
+            "reconnecting": edge.reconnecting,
         }
         pipe.publish(changed_channel(channel), json.dumps(message))
-        await asyncio.wait_for(pipe.execute(), self._settings.timeout)
-        mirrored.update(name for name, _ in new_inits)
+        pipe.exists(interest_key(channel))
+        results = await asyncio.wait_for(pipe.execute(), self._settings.timeout)
+        if mirroring:
+            in_redis.update(name for name, _ in media)
+            if len(in_redis) > 4 * len(listed) + 16:  # forget what the playlist dropped long ago
+                in_redis.intersection_update(listed | carried)
+        interested = bool(results[-1]) and not update.ended
+        if interested == mirroring:
+            return False
+        self._interested[edge] = interested
+        in_redis.clear()  # (what it holds from an earlier interest may have expired)
+        edge.keep_always(interested)
+        log_event(
+            log,
+            logging.INFO,
+            "cluster_mirror_started" if interested else "cluster_mirror_stopped",
+            channel=channel,
+            broadcast=broadcast,
+        )
+        return interested
 
-    async def _read_inits(self, edge: LiveEdge, names: set[str]) -> list[tuple[str, bytes]]:
-        """The init segments the live playlist lists for the first time, from this disk."""
+    async def _read_files(self, edge: LiveEdge, names: set[str]) -> list[tuple[str, bytes]]:
+        """Listed files not in Redis nor in the update (made while nobody elsewhere watched, or
+        init segments), from this disk."""
         if not names or self.layout is None:
             return []
         layout, channel, broadcast = self.layout, edge.channel, edge.broadcast_id
@@ -188,7 +240,7 @@ class EdgeMirror:
         def read() -> list[tuple[str, bytes]]:
             found = []
             for name in sorted(names):
-                # One not there (yet) is tried again with the next update.
+                # One not there (an init segment not written yet) is tried again next time.
                 with contextlib.suppress(OSError, InvalidName):
                     path = layout.find_segment(channel, broadcast, name)
                     found.append((name, path.read_bytes()))
@@ -228,6 +280,13 @@ class EdgeMirror:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _listed_files(text: str) -> set[str]:
+    """The file names of the segments, parts and init segments a media playlist lists."""
+    uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+    uris += _TAG_URI.findall(text)
+    return {uri.rsplit("/", 1)[-1] for uri in uris}
 
 
 def _read_text(path: Path) -> str:

@@ -167,10 +167,9 @@ class PublisherRegistry:
             log_event(log, logging.WARNING, "handover_failed", channel=channel, reason=repr(exc))
             return None
         continued = await load(channel, adopted.broadcast_id)
-        seen = cluster.remote.get(channel)  # the previous node's live edge, as last mirrored
-        listed = seen.playlist if seen and seen.broadcast_id == adopted.broadcast_id else None
-        if continued is not None and listed is not None:
-            continued = continued.numbered_after(listed.next_sequence)
+        seen = cluster.remote.get(channel)  # the previous node's live edge, as last written
+        if continued is not None and seen and seen.broadcast_id == adopted.broadcast_id:
+            continued = continued.numbered_after(seen.next_sequence)
         log_event(
             log,
             logging.INFO if continued is not None else logging.WARNING,

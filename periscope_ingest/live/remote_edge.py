@@ -6,6 +6,12 @@ fMP4 init segments), the same blocking-reload behaviour, and the live poster sha
 Redis (live/shared_poster.py). It is fed by live/remote_edges.py from Redis: every change the
 publishing node mirrors there is published here, with the new media fetched while someone
 watches on this node; a file not held in memory is fetched from Redis when asked for.
+
+The origin mirrors the playlist and media only while some node has shown interest (its viewers
+renew the channel's interest key, live/edge_mirror.py). Until then this edge lists the stream
+(its description, sequence numbers) but has no playlist: the first request marks the interest
+and waits (cluster.mirror_wait) for the origin's first mirrored update, which has put every file
+it lists into Redis first.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.live.stream_info import StreamInfo
 
 Fetch = Callable[[str, str, str], Awaitable[bytes | None]]  # (channel, broadcast, file name)
+MarkInterest = Callable[[str], None]  # (channel): this node's viewers want its media
 
 
 class RemoteEdge(LiveEdge):
@@ -31,6 +38,10 @@ class RemoteEdge(LiveEdge):
         fetch: Fetch,
         loop: asyncio.AbstractEventLoop,
         poster_share: PosterShare | None = None,
+        *,
+        mark_interest: MarkInterest,
+        interest_ttl: float,
+        mirror_wait: float,
     ) -> None:
         description = json.loads(state.get("info") or "{}")
         started = _parse_time(description.get("started_at"))
@@ -50,6 +61,42 @@ class RemoteEdge(LiveEdge):
         self._description = description
         self._fetch = fetch
         self.updated_at = time.monotonic()
+        self.read_at = 0.0  # time.monotonic() when its hash was last read (apply)
+        # The origin's newest segment number, mirrored or not (a handover continues from it).
+        self.next_sequence = int(state.get("next_sequence") or 0)
+        self._mark_interest = mark_interest
+        self._interest_ttl = interest_ttl
+        self._mirror_wait = mirror_wait
+        self._interest_marked = -interest_ttl  # time.monotonic() of the last mark
+
+    def watched(self, now: float | None = None) -> None:
+        """A viewer here: the origin is told (at most three times per interest_ttl) to keep
+        mirroring the stream's media."""
+        now = time.monotonic() if now is None else now
+        super().watched(now)
+        if now - self._interest_marked > self._interest_ttl / 3:
+            self._interest_marked = now
+            self._mark_interest(self.channel)
+
+    async def ready(self) -> None:
+        if self.playlist is not None or self._closed:
+            return
+        self.watched()
+        deadline = self._loop.time() + self._mirror_wait
+        while self.playlist is None and not self._closed:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(self._changed), remaining)
+            except TimeoutError:
+                return
+
+    def touch(self, next_sequence: int, reconnecting: bool) -> None:
+        """The origin wrote an update without mirroring it (nobody elsewhere watches)."""
+        self.updated_at = time.monotonic()
+        self.next_sequence = max(self.next_sequence, next_sequence)
+        self.reconnecting = reconnecting
 
     @property
     def wants_media(self) -> bool:
@@ -61,11 +108,20 @@ class RemoteEdge(LiveEdge):
 
     def apply(self, state: dict[str, str], media: tuple[tuple[str, bytes], ...]) -> None:
         """The publishing node's edge changed: publish the same here."""
-        self.updated_at = time.monotonic()
+        self.updated_at = self.read_at = time.monotonic()
+        self.next_sequence = int(state["next_sequence"])
         self.reconnecting = state.get("reconnecting") == "1"
         self.master = state.get("master") or self.master
         if state.get("info"):
             self._description = json.loads(state["info"])
+        if state.get("mirrored", "1") != "1":
+            # Not (or no longer) mirrored: a playlist from an earlier interest would list files
+            # gone from Redis. The next request marks the interest again and waits.
+            self.playlist = None
+            self._media.clear()
+            if state.get("ended") == "1":
+                self.close()
+            return
         delta = state.get("delta")
         self.publish(
             PlaylistUpdate(

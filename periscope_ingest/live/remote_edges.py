@@ -1,10 +1,15 @@
 """The live streams other nodes take in, as RemoteEdges this node's viewers are answered from.
 
 One pub/sub subscription to every channel's "changed" messages (live/edge_mirror.py publishes
-them). Each message names the node, the broadcast and the files it lists for the first time; the
-edge's state is then read from its hash, the new files from their keys while someone watches
-here, and the RemoteEdge publishes the same update its origin did. Messages are handled in order,
-so a held LL-HLS request here wakes right after the origin's.
+them). Each message names the node, the broadcast, the files it lists for the first time and
+whether the origin mirrors the stream. A mirrored stream's state is then read from its hash, the
+new files from their keys while someone watches here, and the RemoteEdge publishes the same
+update its origin did. Messages are handled in order, so a held LL-HLS request here wakes right
+after the origin's. A stream not mirrored (nobody elsewhere watches it) costs a JSON parse per
+message here and no Redis read, unless its broadcast is new to this node.
+
+Viewers here mark the channel's interest (an expiring key, renewed while they watch), which
+makes the origin mirror the stream (RemoteEdge.watched, ready).
 
 Streams are also found by scanning the live hashes at start (a node that joins late lists every
 stream at once), and dropped when their origin stops updating them (a node that died) or a while
@@ -27,6 +32,7 @@ from periscope_ingest.live.cluster_keys import (
     CHANGED_PATTERN,
     LIVE_PATTERN,
     channel_of,
+    interest_key,
     live_key,
     media_key,
 )
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # An ended stream stays listed this long, so players reloading it see EXT-X-ENDLIST.
 ENDED_KEPT_S = 30.0
+# A stream nobody here watches has its hash (description, reconnecting) read this often.
+STATE_REREAD_S = 10.0
 # A stream whose origin published nothing for this many target durations is taken as gone.
 STALE_TARGETS = 4
 
@@ -49,6 +57,7 @@ class RemoteEdges:
         self._settings = settings
         self._edges: dict[str, RemoteEdge] = {}
         self._task: asyncio.Task | None = None
+        self._marking: set[asyncio.Task] = set()  # interest being written (kept from the GC)
         self.local_channels: set[str] = set()  # taken in here: never shown as remote
 
     def get(self, channel: str) -> RemoteEdge | None:
@@ -61,6 +70,8 @@ class RemoteEdges:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        for task in list(self._marking):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -108,6 +119,19 @@ class RemoteEdges:
             return
         if body.get("node") == self._node:
             return
+        edge = self._edges.get(channel)
+        if (
+            body.get("mirrored") is False
+            and not body.get("ended")
+            and edge is not None
+            and edge.broadcast_id == body.get("broadcast")
+            and edge.playlist is None
+            and time.monotonic() - edge.read_at < STATE_REREAD_S
+        ):
+            # Nothing to read: not mirrored. Its description and state are read again now and
+            # then (STATE_REREAD_S) for /api/streams.
+            edge.touch(int(body.get("next_sequence") or 0), body.get("reconnecting") is True)
+            return
         await self._refresh(channel, body.get("node"), body.get("broadcast"), body.get("media", ()))
 
     async def _refresh(self, channel, node, broadcast, names) -> None:
@@ -126,7 +150,16 @@ class RemoteEdges:
             share = RedisPosterShare(
                 self._redis, channel, state["broadcast"], self._settings.timeout
             )
-            edge = RemoteEdge(channel, state, self.fetch, asyncio.get_running_loop(), share)
+            edge = RemoteEdge(
+                channel,
+                state,
+                self.fetch,
+                asyncio.get_running_loop(),
+                share,
+                mark_interest=self.mark_interest,
+                interest_ttl=self._settings.interest_ttl,
+                mirror_wait=self._settings.mirror_wait,
+            )
             self._edges[channel] = edge
             log_event(
                 log,
@@ -143,6 +176,21 @@ class RemoteEdges:
             media = tuple((n, v) for n, v in zip(names, values, strict=True) if v is not None)
         edge.apply(state, media)
 
+    def mark_interest(self, channel: str) -> None:
+        """This node's viewers want the channel's media: its origin mirrors it while the key
+        lasts. Written in the background: a viewer's request never waits on it."""
+        task = asyncio.get_running_loop().create_task(self._mark(channel))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def _mark(self, channel: str) -> None:
+        ttl_ms = max(1000, round(self._settings.interest_ttl * 1000))
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(
+                self._redis.set(interest_key(channel), self._node, px=ttl_ms),
+                self._settings.timeout,
+            )
+
     async def fetch(self, channel: str, broadcast: str, name: str) -> bytes | None:
         """One file of a remote stream (a viewer asked for one not held in memory here)."""
         try:
@@ -157,7 +205,8 @@ class RemoteEdges:
         for channel, edge in list(self._edges.items()):
             update = edge.playlist
             ended = update is not None and update.ended
-            target = update.target_duration_s if update is not None else 10
+            # (not mirrored: no playlist, but the origin still writes at least once a segment)
+            target = update.target_duration_s if update is not None else edge.hold_timeout() / 3
             quiet = now - edge.updated_at
             if (ended and quiet > ENDED_KEPT_S) or (
                 not ended and quiet > max(10.0, STALE_TARGETS * target)

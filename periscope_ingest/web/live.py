@@ -83,6 +83,8 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     except InvalidName:
         raise web.HTTPNotFound(text="unknown stream\n") from None
     live = request.app[LIVE_ANSWERS].playlist_reloaded(channel, request.remote or "?")
+    if live is not None and live.playlist is None:
+        await live.ready()  # another node's stream, not mirrored yet: it starts now
     msn = _int_param(request, "_HLS_msn")
     part = _int_param(request, "_HLS_part")
     skip = request.query.get("_HLS_skip")
@@ -127,6 +129,8 @@ async def master_playlist(request: web.Request) -> web.StreamResponse:
     if edge is not None and not edge.files_here:
         # Another node's broadcast (a cluster): its master playlist as the origin wrote it. A
         # file here would be of an older broadcast of this node's.
+        if edge.master is None:
+            await edge.ready()  # mirrored (with its master playlist) only while watched here
         if edge.master is None:
             raise web.HTTPNotFound(text="not found\n")
         return _playlist_response(edge.master)

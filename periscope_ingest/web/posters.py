@@ -220,6 +220,8 @@ class Posters:
     async def _from_mirrored(self, edge: LiveEdge) -> bytes | None:
         """Another node's broadcast: a poster of the newest segment its live playlist lists,
         from the copy it mirrored into Redis."""
+        edge.watched()  # its media is mirrored only while someone here wants it
+        await edge.ready()
         update = edge.playlist
         if update is None:
             return None

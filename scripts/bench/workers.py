@@ -17,6 +17,21 @@ multi-process server needs to be judged by:
 Layouts: `plain` (serve, no Redis: today's default), `redis` (serve as a one-node cluster:
 what Redis mirroring alone costs) and `workers2` (serve --workers 2, Redis started here).
 Ratios are against `plain` in the same run.
+
+Capacity measured, not derived (the pushers share the box's cores, so a whole core per server
+process cannot be had here):
+
+    workers.py --cpu-quota 0.4 --capacity --layouts plain,workers2 --start 40,80 --step 10
+
+`--cpu-quota Q` puts each serving process in its own cgroup v1 `cpu` group of Q of a core
+(scripts/bench/cpu_groups.py): the single process in one, each worker of `--workers 2` in its
+own (the supervisor, which only waits, with the first), so the server has one or two "cores" of
+Q and the pushers and redis-server keep the rest. `--capacity` then steps each layout's streams
+up from its `--start` by `--step` (a fresh server each step) until a step does not keep up:
+every playlist advancing (ingest.measure: a new segment listed at least every 3 segment
+durations + 0.5 s in the window) and the median segment latency (listed against the pusher's
+own clock) below `--latency-bound` seconds; a failed step is run once more (`--retries`). The
+capacity is the last step kept up (to within one step).
 """
 
 from __future__ import annotations
@@ -39,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import ingest
 from common import CpuWindow, markdown_table
+from cpu_groups import CpuGroup
 
 LAYOUTS = ("plain", "redis", "workers2")
 
@@ -177,11 +193,57 @@ def run_layout(layout: str, n: int, args: argparse.Namespace, test_file: Path) -
         server.name = f"periscope-{layout}"
         label = f"{layout}: {n} stream(s), {args.warmup:g} s warm-up + {args.seconds:g} s"
         with common.step(label), server:
+            groups = quota_groups(stack, server, args.cpu_quota) if args.cpu_quota else []
             result = asyncio.run(measure(server, redis, n, args, test_file))
             result["layout"] = layout
+            result["cpu_quota"] = args.cpu_quota or None
+            result["throttled"] = [group.throttled() for group in groups]
+            result["kept_up"] = kept_up(result, args)
             if not result["all_advancing"] or not result["http_check_ok"]:
                 result["server_log_tail"] = server.log_tail()
     return result
+
+
+def quota_groups(stack: contextlib.ExitStack, server, quota: float) -> list[CpuGroup]:
+    """Each serving process in a group of ``quota`` of a core (the supervisor with the first)."""
+    pids = server.pids()
+    serving = pids[1:] if len(pids) > 1 else pids
+    groups = []
+    for i, pid in enumerate(serving):
+        group = stack.enter_context(CpuGroup(f"p{i}", quota))
+        group.add(pid)
+        groups.append(group)
+    if len(pids) > 1:
+        groups[0].add(pids[0])
+    return groups
+
+
+def kept_up(result: dict, args: argparse.Namespace) -> bool:
+    """Every stream advancing, every playlist served, median segment latency under the bound."""
+    p50 = result["segment_latency_s_p50"]
+    ok = result["all_advancing"] and result["http_check_ok"]
+    return bool(ok and p50 is not None and p50 < args.latency_bound)
+
+
+def find_capacity(layout: str, start: int, args: argparse.Namespace, test_file: Path):
+    """Step up from ``start`` until a step does not keep up: (last kept up or None, runs)."""
+    runs, capacity, n = [], None, start
+    while n <= args.max_streams:
+        for _ in range(1 + args.retries):
+            run = run_layout(layout, n, args, test_file)
+            runs.append(run)
+            print(
+                f"    kept up: {run['kept_up']}, advancing {run['streams_advancing']}/{n},"
+                f" seg lat p50 {run['segment_latency_s_p50']} s,"
+                f" CPU % per process {run['process_cpu_percent']}",
+                flush=True,
+            )
+            if run["kept_up"]:
+                break
+        if not run["kept_up"]:
+            break
+        capacity, n = n, n + args.step
+    return capacity, runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +259,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
     parser.add_argument("--server-src", type=Path, default=common.REPO)
+    parser.add_argument(
+        "--cpu-quota",
+        type=float,
+        default=0.0,
+        help="each serving process in its own cgroup of this much of a core (0: none)",
+    )
+    parser.add_argument(
+        "--capacity", action="store_true", help="step streams up to each layout's capacity"
+    )
+    parser.add_argument("--start", default="40", help="--capacity: first step, one per layout")
+    parser.add_argument("--step", type=int, default=10, help="--capacity: streams added a step")
+    parser.add_argument("--max-streams", type=int, default=300, help="--capacity: stop here")
+    parser.add_argument("--retries", type=int, default=1, help="--capacity: a failed step again")
+    parser.add_argument(
+        "--latency-bound",
+        type=float,
+        default=1.0,
+        help="--capacity: median segment latency (s) a stream that keeps up stays under",
+    )
     args = parser.parse_args(argv)
     args.poll = "fs"  # the playlists are in the one shared data directory
     counts = [int(c) for c in args.streams.split(",") if c.strip()]
@@ -210,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     common.raise_fd_limit()
     test_file = common.ensure_test_file(args.cache)
     machine = common.machine_info()
+    if args.capacity:
+        return capacity_main(args, layouts, test_file, machine)
     runs = [run_layout(layout, n, args, test_file) for n in counts for layout in layouts]
 
     ratios = []
@@ -293,6 +376,70 @@ def main(argv: list[str] | None = None) -> int:
             },
             "runs": runs,
             "ratios": ratios,
+        },
+    )
+    return 0
+
+
+def capacity_main(args: argparse.Namespace, layouts: list[str], test_file: Path, machine) -> int:
+    starts = [int(x) for x in args.start.split(",") if x.strip()]
+    starts += [starts[-1]] * (len(layouts) - len(starts))
+    found, runs = {}, []
+    for layout, start in zip(layouts, starts, strict=False):
+        found[layout], layout_runs = find_capacity(layout, start, args, test_file)
+        runs += layout_runs
+    headers = [
+        "layout", "streams", "kept up", "per process CPU %", "streams per process",
+        "throttled periods %", "redis CPU %", "pushers CPU %", "seg lat p50 ms", "max gap s",
+        "advancing", "box busy %", "load 1m",
+    ]  # fmt: skip
+    rows = [
+        [
+            x["layout"],
+            x["streams"],
+            x["kept_up"],
+            " / ".join(common.fmt(v) for v in x["process_cpu_percent"]),
+            " / ".join(str(v) for v in x["process_streams"]),
+            " / ".join(
+                common.fmt(round(100 * t["throttled_periods"] / max(1, t["periods"]), 1))
+                for t in x["throttled"]
+            ),
+            x["redis_cpu_percent"],
+            x["pushers_cpu_percent"],
+            ingest._ms(x["segment_latency_s_p50"]),
+            x["max_gap_between_segments_s"],
+            f"{x['streams_advancing']}/{x['streams']}",
+            x["machine_busy_percent"],
+            x["loadavg_1m_start_end"][0],
+        ]
+        for x in runs
+    ]
+    print(f"\n## capacity, {args.cpu_quota:g} of a core per serving process\n")
+    print(markdown_table(headers, rows, digits=2))
+    plain = found.get("plain")
+    print("\ncapacity (last step kept up; None: not even the first):\n")
+    for layout, capacity in found.items():
+        ratio = common.ratio(capacity, plain) if capacity and plain else None
+        print(f"  {layout}: {capacity} streams, {ratio}x plain")
+    common.write_results(
+        args.json,
+        "workers-capacity",
+        {
+            "machine": machine,
+            "params": {
+                "layouts": layouts,
+                "starts": starts,
+                "step": args.step,
+                "cpu_quota": args.cpu_quota,
+                "latency_bound_s": args.latency_bound,
+                "retries": args.retries,
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "segment_duration": args.segment_duration,
+                "test_file": str(test_file),
+            },
+            "capacity": found,
+            "runs": runs,
         },
     )
     return 0

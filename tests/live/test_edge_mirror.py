@@ -38,3 +38,21 @@ def test_a_backlog_merges_into_the_newest_keeping_every_file_and_the_head() -> N
         assert names == [f"{n:06d}.ts" for n in range(20)]
 
     asyncio.run(run())
+
+
+def test_the_files_a_playlist_lists_are_segments_parts_and_init_segments_not_the_hint() -> None:
+    from periscope_ingest.live.edge_mirror import _listed_files
+
+    text = "\n".join(
+        [
+            "#EXTM3U",
+            '#EXT-X-MAP:URI="b1/init-0.mp4"',
+            "#EXTINF:2.0,",
+            "b1/000004.m4s",
+            '#EXT-X-PART:DURATION=0.3,URI="b1/000005.0.m4s",INDEPENDENT=YES',
+            '#EXT-X-PART:DURATION=0.3,URI="b1/000005.1.m4s"',
+            '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="b1/000005.2.m4s"',
+            '#EXT-X-RENDITION-REPORT:URI="../other/index.m3u8",LAST-MSN=3',
+        ]
+    )
+    assert _listed_files(text) == {"init-0.mp4", "000004.m4s", "000005.0.m4s", "000005.1.m4s"}
