@@ -1,0 +1,38 @@
+"""The event_loop setting picks the loop the server runs on (uvloop by default, asyncio on
+request), and a stream goes through on each: the server's start line says which loop runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.pushers import push_pyav
+from tests.e2e.server import ServerProcess
+from tests.e2e.test_live_push import playlist
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_server_runs_on_the_loop_the_setting_names(
+    tmp_path: Path, setting: str | None, expected: str
+) -> None:
+    log = ARTIFACTS / f"server-event-loop-{expected}.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log.unlink(missing_ok=True)
+    env = {} if setting is None else {"PERISCOPE_EVENT_LOOP": setting}
+    server = ServerProcess(tmp_path / "data", log, **env)
+    server.start()
+    try:
+        push_pyav(server.rtmp_url("loop"), 3, realtime=False)
+        ended = server.wait_for(lambda: (p := playlist(server, "loop")) and p.ended and p, 10)
+    finally:
+        code = server.stop()
+    assert code == 0
+    assert len(ended.segments) >= 1
+    loops = re.findall(r"server_started .*event_loop=(\w+)", server.log())
+    assert loops == [expected]
+    assert "Traceback" not in server.log()
