@@ -46,8 +46,10 @@ _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
 
 
 class RtmpSession(asyncio.Protocol):
-    def __init__(self, server: RtmpServer) -> None:
+    def __init__(self, server: RtmpServer, tls: bool = False) -> None:
         self._server = server
+        # RTMPS connections are not paced (see _rest).
+        self._paced = bool(server.read_interval) and not tls
         self._settings = server.settings
         self._conn = ServerConnection(server.limits)
         self._transport: asyncio.Transport | None = None
@@ -135,9 +137,9 @@ class RtmpSession(asyncio.Protocol):
         # Not before the first segment is listed: how soon a broadcast is watchable after it
         # starts is worth the few reads of its first seconds.
         if (
-            publication is not None
+            self._paced
+            and publication is not None
             and publication.pipeline.edge.playlist is not None
-            and self._server.read_interval
         ):
             self._rest()
 
@@ -168,7 +170,12 @@ class RtmpSession(asyncio.Protocol):
         """A publisher's encoder sends each frame as it is made (about 77 writes a second for
         30 fps video with AAC), and every read costs asyncio's and the kernel's per-read work
         whatever it carries: after a read, the connection waits for the server's next tick
-        (rtmp.read_interval_ms) and then reads what arrived meanwhile in one go."""
+        (rtmp.read_interval_ms) and then reads what arrived meanwhile in one go.
+
+        Not for RTMPS: there pause_reading only holds back what the TLS layer has already read
+        and decrypted (the socket is read on), so it saves little, and uvloop's TLS transport
+        drops what it holds when the client closes meanwhile: a broadcast lost its last frames
+        and its FCUnpublish (tests/e2e/test_tls.py)."""
         if self._resting or self._paused or self._writes_blocked or self._transport is None:
             return
         self._resting = True
