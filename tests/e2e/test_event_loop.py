@@ -27,8 +27,8 @@ def test_server_runs_on_the_loop_the_setting_names(
     log.unlink(missing_ok=True)
     env = {} if setting is None else {"PERISCOPE_EVENT_LOOP": setting}
     server = ServerProcess(tmp_path / "data", log, **env)
-    server.start()
     try:
+        server.start()  # inside: a server that never answers is stopped too
         push_pyav(server.rtmp_url("loop"), 30, realtime=False)
         ended = server.wait_for(lambda: (p := playlist(server, "loop")) and p.ended and p, 20)
         # The MP4 download goes out in 256 KiB parts: by sendfile on asyncio's loop, copied
