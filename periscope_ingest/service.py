@@ -280,6 +280,8 @@ class Service:
                 else None
             ),
             data_dir=self.layout.root,
+            # The loop that runs, not the setting: uvloop.Loop or asyncio's own.
+            event_loop=type(loop).__module__.partition(".")[0],
         )
 
     async def _start_https(self, answers: FastAnswers, tls: ssl.SSLContext | None) -> None:

@@ -51,6 +51,7 @@ def test_toml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
         ("[hls]\nsegmnet_duration = 2\n", "hls.segmnet_duration"),
         ("rtmp_port = 70000\n", "rtmp_port"),
         ("log_level = 'chatty'\n", "log_level"),
+        ("event_loop = 'trio'\n", "event_loop"),
         ("this is not toml", "cannot read settings"),
         (
             "[hls]\nsegment_format = 'fmp4'\nlow_latency = true\npart_duration = 0.25\n"

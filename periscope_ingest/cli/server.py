@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,18 @@ def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> in
     # Before any thread or stream starts: see allocator.py.
     fix_malloc_thresholds(settings.memory.mmap_threshold, settings.memory.trim_threshold)
     try:
-        asyncio.run(service.serve(settings, worker, workers))
+        loop_factory = _loop_factory(settings.event_loop)
+    except ImportError as exc:
+        print(
+            f"periscope-ingest: event_loop = {settings.event_loop} cannot be used ({exc});"
+            " install it, or set PERISCOPE_EVENT_LOOP=asyncio",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        # Each `serve --workers N` process comes through here too, so each runs on it.
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(service.serve(settings, worker, workers))
     except service.PortInUse as exc:
         print(f"periscope-ingest: {exc}", file=sys.stderr)
         return 1
@@ -50,6 +62,15 @@ def serve(settings: Settings, worker: int | None = None, workers: int = 1) -> in
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop setting's loop (config.Settings.event_loop)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def _server_url(settings: Settings, url: str | None) -> str:

@@ -114,7 +114,7 @@ class RtmpServer:
             # RTMPS: the same sessions behind TLS. The TLS handshake has the RTMP handshake's
             # time limit, so that a client cannot hold one open.
             self._tls_server = await loop.create_server(
-                lambda: RtmpSession(self),
+                lambda: RtmpSession(self, tls=True),
                 self.settings.host,
                 self.settings.rtmps_port,
                 ssl=self._tls,

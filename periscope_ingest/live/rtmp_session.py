@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from periscope_ingest.live.client_address import address_group
 from periscope_ingest.live.publish_decision import decide_publish, shown_app
@@ -46,8 +46,13 @@ _MEDIA_ERRORS = (FlvError, AvcConfigError, AacConfigError)
 
 
 class RtmpSession(asyncio.Protocol):
-    def __init__(self, server: RtmpServer) -> None:
+    def __init__(self, server: RtmpServer, tls: bool = False) -> None:
         self._server = server
+        # RTMPS connections are not paced: there pausing holds back only what the TLS layer has
+        # already read and decrypted (the socket is read on), so it saves little, and uvloop's
+        # TLS transport drops what it holds when the client closes meanwhile: a broadcast lost
+        # its last frames and its FCUnpublish (tests/e2e/test_tls.py).
+        self._paced = bool(server.read_interval) and not tls
         self._settings = server.settings
         self._conn = ServerConnection(server.limits)
         self._transport: asyncio.Transport | None = None
@@ -76,8 +81,8 @@ class RtmpSession(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport; not an isinstance check: uvloop's do not subclass asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.address = str(peer[0]) if peer else "?"
@@ -136,9 +141,9 @@ class RtmpSession(asyncio.Protocol):
         # Not before the first segment is listed (how soon a broadcast is watchable is worth a
         # few reads), nor while the keyframe closing a segment is due (listing delay).
         if (
-            publication is not None
+            self._paced
+            and publication is not None
             and publication.pipeline.edge.playlist is not None
-            and self._server.read_interval
             and not (self._paused or self._writes_blocked or self._transport is None)
         ):
             if publication.pipeline.next_cut.due_soon():

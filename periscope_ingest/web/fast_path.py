@@ -34,6 +34,7 @@ import os
 import socket
 import ssl
 from functools import partial
+from typing import cast
 
 from aiohttp import web
 
@@ -72,8 +73,8 @@ class FastPathProtocol(asyncio.Protocol):
         self._unsent_when_stalled = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport; not an isinstance check: uvloop's do not subclass asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client = str(peer[0])

@@ -35,6 +35,7 @@ from periscope_ingest.web.context import (
     SEGMENT_TYPE,
 )
 from periscope_ingest.web.downloads import ExportInputs, Sending, local_inputs
+from periscope_ingest.web.file_parts import copy_file_part, loop_has_sendfile
 from periscope_ingest.web.stored_file import send_stored
 from periscope_ingest.web.streaming import stream_from_thread
 from periscope_ingest.web.write_timeout import within_write_timeout
@@ -275,14 +276,19 @@ class _SentFile(web.FileResponse):
         if transport is None:
             raise ConnectionResetError("Connection lost")
         loop = asyncio.get_running_loop()
+        sendfile = loop_has_sendfile(loop)  # uvloop: each part copied (web/file_parts.py)
+        threads = request.app[DOWNLOADS].streams
         end = offset + count
         while offset < end:
             if transport.is_closing():  # the client left (loop.sendfile would say RuntimeError)
                 raise ConnectionResetError("Connection lost")
             part = min(SENDFILE_PART, end - offset)
-            await within_write_timeout(
-                request, loop.sendfile(transport, fobj, offset, part), self.write_timeout
+            sending = (
+                loop.sendfile(transport, fobj, offset, part)
+                if sendfile
+                else copy_file_part(writer, fobj, offset, part, threads)
             )
+            await within_write_timeout(request, sending, self.write_timeout)
             offset += part
         await web.StreamResponse.write_eof(self)
         return writer

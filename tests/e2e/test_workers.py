@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -134,6 +135,9 @@ def test_two_workers_share_the_ports_and_every_stream(tmp_path: Path, redis) -> 
             what="the killed worker's broadcasts finalised as interrupted",
         )
         text = server.log()
+        # Each worker runs on the default loop (the restarted one may not have said so yet).
+        loops = re.findall(r"server_started .*event_loop=(\w+)", text)
+        assert len(loops) >= 2 and set(loops) == {"uvloop"}
         for record in records:  # once, by one process
             line = f"broadcast_recovered channel={record['channel']} broadcast={record['id']}"
             assert text.count(line) == 1, line
