@@ -26,12 +26,12 @@ from periscope_ingest.live.webhooks import Webhooks
 from periscope_ingest.logs import log_event
 from periscope_ingest.metrics import Metrics, ViewerCounter
 from periscope_ingest.shared_services import SharedServices
+from periscope_ingest.storage.accounts import AccountStore
 from periscope_ingest.storage.catalog import BroadcastRecord, iso
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.replay_cache import ReplayCache
 from periscope_ingest.storage.retention import apply_retention
 from periscope_ingest.storage.stores import (
-    AccountsStore,
     CatalogStore,
     open_accounts,
     open_catalog,
@@ -76,7 +76,7 @@ class Service:
             settings.rtmp.publisher_takeover_after, settings.recording.reconnect_grace
         )
         self.exports: Mp4Exports | None = None
-        self.accounts: AccountsStore | None = None  # None: open publishing
+        self.accounts: AccountStore | None = None  # None: open publishing
         self.lifecycle = Lifecycle(settings.sunset, self.layout.phase_file)
         self.webhooks = Webhooks(settings.webhooks)
         self.metrics = Metrics()

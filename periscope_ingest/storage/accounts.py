@@ -14,12 +14,16 @@ import os
 import re
 import secrets
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from periscope_ingest.storage.layout import is_channel_name
+from periscope_ingest.storage.sqlite_file import SharedSqlite
+
+if TYPE_CHECKING:
+    from periscope_ingest.storage.postgres import PgStatements
 
 KEY_BYTES = 24  # 192 bits of randomness; the issue asks for at least 128
 _SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -79,34 +83,40 @@ def keyed_hash(server_secret: bytes, kind: str, secret: str) -> str:
     return hmac.new(server_secret, f"{kind}:{secret}".encode(), hashlib.sha256).hexdigest()
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    handle TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    key_rotated_at TEXT
+);
+"""
 _ACCOUNT = "SELECT handle, created_at, disabled, key_rotated_at FROM accounts"
 
 
-class AccountRules:
+class AccountStore:
     """What an account store does, the same on every backend: the checks, the secrets made and
-    hashed, the errors. A backend runs the SQL, written here with `?` placeholders, and names
-    the exception its database raises when a UNIQUE column would repeat (`_duplicate`)."""
+    hashed, the errors. ``db`` runs the SQL, written here with `?` placeholders (SharedSqlite,
+    or PgStatements); ``duplicate`` is the exception its database raises when a UNIQUE column
+    would repeat."""
 
-    _duplicate: type[Exception]
-
-    def __init__(self, secret_file: Path) -> None:
+    def __init__(
+        self, db: SharedSqlite | PgStatements, duplicate: type[Exception], secret_file: Path
+    ) -> None:
+        self._db = db
+        self._duplicate = duplicate
         self._secret = _server_secret(secret_file)
 
-    def _run(self, sql: str, args: tuple = ()) -> int:
-        """Execute one statement; the number of rows it changed."""
-        raise NotImplementedError
-
-    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
-        raise NotImplementedError
-
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
-        raise NotImplementedError
+    def close(self) -> None:
+        self._db.close()
 
     def _hash(self, kind: str, secret: str) -> str:
         return keyed_hash(self._secret, kind, secret)
 
     def count(self) -> int:
-        row = self._one("SELECT COUNT(*) FROM accounts")
+        row = self._db.one("SELECT COUNT(*) FROM accounts")
         return int(row[0]) if row else 0
 
     def create(self, handle: str) -> Credentials:
@@ -118,7 +128,7 @@ class AccountRules:
             handle, secrets.token_urlsafe(KEY_BYTES), secrets.token_urlsafe(KEY_BYTES)
         )
         try:
-            self._run(
+            self._db.run(
                 "INSERT INTO accounts (handle, key_hash, token_hash, created_at)"
                 " VALUES (?, ?, ?, ?)",
                 (
@@ -134,17 +144,17 @@ class AccountRules:
 
     def list(self) -> list[Account]:
         return [
-            Account(h, c, bool(d), r) for h, c, d, r in self._all(f"{_ACCOUNT} ORDER BY handle")
+            Account(h, c, bool(d), r) for h, c, d, r in self._db.all(f"{_ACCOUNT} ORDER BY handle")
         ]
 
     def get(self, handle: str) -> Account | None:
-        row = self._one(f"{_ACCOUNT} WHERE handle = ?", (handle,))
+        row = self._db.one(f"{_ACCOUNT} WHERE handle = ?", (handle,))
         return Account(row[0], row[1], bool(row[2]), row[3]) if row else None
 
     def rotate_key(self, handle: str) -> Credentials:
         """A new stream key; the old one stops working at once. The token stays."""
         key = secrets.token_urlsafe(KEY_BYTES)
-        changed = self._run(
+        changed = self._db.run(
             "UPDATE accounts SET key_hash = ?, key_rotated_at = ? WHERE handle = ?",
             (self._hash("key", key), _now(), handle),
         )
@@ -154,7 +164,9 @@ class AccountRules:
 
     def set_disabled(self, handle: str, disabled: bool = True) -> None:
         # A Python bool: SQLite stores it as 1/0, PostgreSQL's column is BOOLEAN.
-        changed = self._run("UPDATE accounts SET disabled = ? WHERE handle = ?", (disabled, handle))
+        changed = self._db.run(
+            "UPDATE accounts SET disabled = ? WHERE handle = ?", (disabled, handle)
+        )
         if not changed:
             raise AccountError(f"no account {handle!r}")
 
@@ -162,7 +174,7 @@ class AccountRules:
         if _SECRET_PATTERN.fullmatch(secret) is None:
             return None
         digest = self._hash(kind, secret)
-        row = self._one(
+        row = self._db.one(
             f"SELECT handle, created_at, disabled, key_rotated_at, {column} FROM accounts"
             f" WHERE {column} = ?",
             (digest,),
@@ -181,44 +193,7 @@ class AccountRules:
         return account if account and not account.disabled else None
 
 
-class AccountStore(AccountRules):
+def open_sqlite_accounts(database: Path, secret_file: Path) -> AccountStore:
     """Accounts in the data directory's SQLite file (the embedded default)."""
-
-    _duplicate = sqlite3.IntegrityError
-
-    def __init__(self, database: Path, secret_file: Path) -> None:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(secret_file)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and other workers share it
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS accounts (
-                    handle TEXT PRIMARY KEY,
-                    key_hash TEXT NOT NULL UNIQUE,
-                    token_hash TEXT NOT NULL UNIQUE,
-                    created_at TEXT NOT NULL,
-                    disabled INTEGER NOT NULL DEFAULT 0,
-                    key_rotated_at TEXT
-                );
-                """
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _run(self, sql: str, args: tuple = ()) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).rowcount
-
-    def _one(self, sql: str, args: tuple = ()) -> tuple | None:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
-
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return AccountStore(SharedSqlite(database, _SCHEMA), sqlite3.IntegrityError, secret_file)

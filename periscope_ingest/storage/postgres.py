@@ -101,13 +101,6 @@ class _Watchdog:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def pg_placeholders(sql: str) -> str:
-    """SQL written for SQLite's `?` placeholders, with psycopg's `%s` instead: the account and
-    restream rules are written once for both backends, and none of their statements holds a
-    literal `?`."""
-    return sql.replace("?", "%s")
-
-
 class PgConnection:
     """A lazily (re)connected psycopg connection in autocommit mode, used under a lock."""
 
@@ -200,3 +193,25 @@ class PgConnection:
         """Execute one statement; the number of rows it changed."""
         with self.session() as conn:
             return conn.execute(sql, args).rowcount
+
+
+class PgStatements:
+    """run/one/all/close, as storage.sqlite_file.SharedSqlite has them, over a PgConnection:
+    the account and restream rules are written once for both backends, with SQLite's `?`
+    placeholders, which become psycopg's `%s` here (none of their statements holds a literal
+    `?`)."""
+
+    def __init__(self, connection: PgConnection) -> None:
+        self.connection = connection
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def run(self, sql: str, args: tuple = ()) -> int:
+        return self.connection.run(sql.replace("?", "%s"), args)
+
+    def one(self, sql: str, args: tuple = ()) -> tuple | None:
+        return self.connection.fetch_one(sql.replace("?", "%s"), args)
+
+    def all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self.connection.fetch_all(sql.replace("?", "%s"), args)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from periscope_ingest.rtmp.client import InvalidTargetUrl, TargetAddress, parse_target_url
 from periscope_ingest.storage.layout import is_channel_name
+from periscope_ingest.storage.sqlite_file import SharedSqlite
+
+if TYPE_CHECKING:
+    from periscope_ingest.storage.postgres import PgStatements
 
 
 class RestreamError(ValueError):
@@ -71,19 +75,22 @@ def too_many(channel: str, count: int, max_targets: int) -> TooManyTargets:
     )
 
 
-class RestreamRules:
-    """Listing and removing targets, the same on every backend; a backend runs the SQL (written
-    here with `?` placeholders) and adds targets in its own transaction."""
+class RestreamStore:
+    """A channel's targets, the same on every backend: ``db`` runs the SQL, written here with
+    `?` placeholders (SharedSqlite, or PgStatements); each backend adds in its own
+    transaction (count and insert as one step)."""
 
-    def _run(self, sql: str, args: tuple = ()) -> int:
-        """Execute one statement; the number of rows it changed."""
-        raise NotImplementedError
+    def __init__(self, db: SharedSqlite | PgStatements) -> None:
+        self._db = db
 
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, channel: str, url: str, max_targets: int) -> RestreamTarget:
         raise NotImplementedError
 
     def list(self, channel: str) -> list[RestreamTarget]:
-        rows = self._all(
+        rows = self._db.all(
             "SELECT id, channel, url, created_at FROM restream_targets WHERE channel = ?"
             " ORDER BY id",
             (channel,),
@@ -97,66 +104,45 @@ class RestreamRules:
             # No id is out there (ids are 64-bit on both backends), and SQLite would raise
             # OverflowError on the number, PostgreSQL refuse it.
             return False
-        changed = self._run(
+        changed = self._db.run(
             f"DELETE FROM restream_targets WHERE channel = ? AND {column} = ?", (channel, target)
         )
         return changed > 0
 
 
-class RestreamStore(RestreamRules):
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS restream_targets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    url TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (channel, url)
+);
+"""
+
+
+class SqliteRestreamStore(RestreamStore):
     """Targets in the data directory's own SQLite file (the embedded default)."""
 
     def __init__(self, database: Path) -> None:
         _create_private(database)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and the server share it
-            self._db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS restream_targets (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    channel TEXT NOT NULL,
-                    url TEXT NOT NULL,
-                    created_at TEXT NOT NULL,
-                    UNIQUE (channel, url)
-                );
-                """
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _run(self, sql: str, args: tuple = ()) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).rowcount
-
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._sqlite = SharedSqlite(database, _SCHEMA)
+        super().__init__(self._sqlite)
 
     def add(self, channel: str, url: str, max_targets: int) -> RestreamTarget:
         created = checked_target(channel, url)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # count and insert as one step
+        with self._sqlite.immediate() as db:  # count and insert as one step
+            count = db.execute(
+                "SELECT COUNT(*) FROM restream_targets WHERE channel = ?", (channel,)
+            ).fetchone()[0]
+            if count >= max_targets:
+                raise too_many(channel, count, max_targets)
             try:
-                count = self._db.execute(
-                    "SELECT COUNT(*) FROM restream_targets WHERE channel = ?", (channel,)
-                ).fetchone()[0]
-                if count >= max_targets:
-                    raise too_many(channel, count, max_targets)
-                try:
-                    cursor = self._db.execute(
-                        "INSERT INTO restream_targets (channel, url, created_at) VALUES (?, ?, ?)",
-                        (channel, url, created),
-                    )
-                except sqlite3.IntegrityError:
-                    raise RestreamError("this channel already restreams to that URL") from None
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                cursor = db.execute(
+                    "INSERT INTO restream_targets (channel, url, created_at) VALUES (?, ?, ?)",
+                    (channel, url, created),
+                )
+            except sqlite3.IntegrityError:
+                raise RestreamError("this channel already restreams to that URL") from None
         assert cursor.lastrowid is not None
         return RestreamTarget(cursor.lastrowid, channel, url, created)

@@ -1,4 +1,4 @@
-"""Restream targets in PostgreSQL: restream.RestreamRules (the same methods, checks and errors as
+"""Restream targets in PostgreSQL: restream.RestreamStore (the same methods, checks and errors as
 the SQLite store) for nodes that share one database.
 
 The URLs hold other services' stream keys: whoever can read the database can read them, as
@@ -8,10 +8,10 @@ whoever can read restream.sqlite3 can; give the database user of the server alon
 from __future__ import annotations
 
 from periscope_ingest.storage.pg_schema import migrate
-from periscope_ingest.storage.postgres import PgConnection, pg_placeholders
+from periscope_ingest.storage.postgres import PgConnection, PgStatements
 from periscope_ingest.storage.restream import (
     RestreamError,
-    RestreamRules,
+    RestreamStore,
     RestreamTarget,
     checked_target,
     too_many,
@@ -21,25 +21,17 @@ from periscope_ingest.storage.restream import (
 _ADD_LOCK = 0x72737472
 
 
-class PostgresRestreamStore(RestreamRules):
+class PostgresRestreamStore(RestreamStore):
     def __init__(self, url: str, timeout: float) -> None:
-        self._db = PgConnection(url, timeout, "restream")
-        migrate(self._db)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _run(self, sql: str, args: tuple = ()) -> int:
-        return self._db.run(pg_placeholders(sql), args)
-
-    def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self._db.fetch_all(pg_placeholders(sql), args)
+        self._pg = PgConnection(url, timeout, "restream")
+        migrate(self._pg)
+        super().__init__(PgStatements(self._pg))
 
     def add(self, channel: str, url: str, max_targets: int) -> RestreamTarget:
         import psycopg
 
         created = checked_target(channel, url)
-        with self._db.session() as conn, conn.transaction():
+        with self._pg.session() as conn, conn.transaction():
             # Count and insert as one step, also against another node adding at the same time.
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_ADD_LOCK, channel))
             row = conn.execute(

@@ -11,27 +11,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeAlias
 
 from periscope_ingest.config_services import CatalogSettings
-from periscope_ingest.storage.accounts import AccountStore
+from periscope_ingest.storage.accounts import AccountStore, open_sqlite_accounts
 from periscope_ingest.storage.catalog import Catalog
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.postgres import DatabaseUnavailable
-from periscope_ingest.storage.restream import RestreamStore
+from periscope_ingest.storage.restream import RestreamStore, SqliteRestreamStore
 
 if TYPE_CHECKING:
-    from periscope_ingest.storage.accounts_pg import PostgresAccountStore
     from periscope_ingest.storage.catalog_pg import PostgresCatalog
-    from periscope_ingest.storage.restream_pg import PostgresRestreamStore
 
-# What the server and the CLI hold, whichever backend catalog.url chose.
+# The catalog the server and the CLI hold, whichever backend catalog.url chose.
 CatalogStore: TypeAlias = "Catalog | PostgresCatalog"
-AccountsStore: TypeAlias = "AccountStore | PostgresAccountStore"
-TargetsStore: TypeAlias = "RestreamStore | PostgresRestreamStore"
 
 __all__ = [
-    "AccountsStore",
     "CatalogStore",
     "DatabaseUnavailable",
-    "TargetsStore",
     "open_accounts",
     "open_catalog",
     "open_restream_store",
@@ -46,17 +40,17 @@ def open_catalog(settings: CatalogSettings, layout: DataLayout) -> CatalogStore:
     return Catalog(layout.catalog_path)
 
 
-def open_accounts(settings: CatalogSettings, layout: DataLayout) -> AccountsStore:
+def open_accounts(settings: CatalogSettings, layout: DataLayout) -> AccountStore:
     if settings.uses_postgres:
-        from periscope_ingest.storage.accounts_pg import PostgresAccountStore
+        from periscope_ingest.storage.accounts_pg import open_postgres_accounts
 
-        return PostgresAccountStore(settings.url, settings.timeout, layout.server_secret_path)
-    return AccountStore(layout.accounts_path, layout.server_secret_path)
+        return open_postgres_accounts(settings.url, settings.timeout, layout.server_secret_path)
+    return open_sqlite_accounts(layout.accounts_path, layout.server_secret_path)
 
 
-def open_restream_store(settings: CatalogSettings, layout: DataLayout) -> TargetsStore:
+def open_restream_store(settings: CatalogSettings, layout: DataLayout) -> RestreamStore:
     if settings.uses_postgres:
         from periscope_ingest.storage.restream_pg import PostgresRestreamStore
 
         return PostgresRestreamStore(settings.url, settings.timeout)
-    return RestreamStore(layout.restream_path)
+    return SqliteRestreamStore(layout.restream_path)
