@@ -10,6 +10,15 @@ from tests.e2e.server import ServerProcess
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
+def assert_prompt(seconds: list[float], limit: float, worst: float) -> None:
+    """Nine answers in ten (all but one of fewer than twenty) within `limit`, none past `worst`.
+    The stalls these tests guard against last seconds; a shared CI machine's hiccups (two
+    /healthz answers of 100.5 and 103 ms in one run) are not them."""
+    over = [t for t in seconds if t >= limit]
+    allowed = max(1, len(seconds) // 10)
+    assert len(over) <= allowed and max(seconds) < worst, sorted(seconds)[-allowed - 2 :]
+
+
 def require(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not installed: run .ci/run or scripts/setup-dev.sh")

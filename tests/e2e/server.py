@@ -21,9 +21,24 @@ _PORT_RANGE = (20000, 32767)
 _handed_out: set[int] = set()
 
 
+def _port_range() -> tuple[int, int]:
+    """This process's share of _PORT_RANGE. scripts/test.sh runs the suite in pytest-xdist
+    workers, and a port one worker picked is free until its server binds it: without disjoint
+    shares another worker could pick it in that window (every fixture's server, not only ours,
+    would then fail to start)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return _PORT_RANGE
+    low, high = _PORT_RANGE
+    share = (high - low + 1) // count
+    start = low + int(worker[2:]) % count * share
+    return start, start + share - 1
+
+
 def free_port() -> int:
     for _ in range(200):
-        port = random.randint(*_PORT_RANGE)
+        port = random.randint(*_port_range())
         if port in _handed_out:
             continue
         with socket.socket() as s:

@@ -21,7 +21,7 @@ from periscope_ingest.live.client_address import address_group
 from periscope_ingest.rtmp import amf0
 from periscope_ingest.rtmp import messages as msg
 from periscope_ingest.rtmp.chunk import ChunkWriter, Message
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, assert_prompt
 from tests.e2e.pushers import push_pyav
 from tests.e2e.server import ServerProcess
 from tests.e2e.test_limits import closed_by_server
@@ -172,17 +172,17 @@ def test_commands_at_and_past_the_limits_keep_the_server_responsive(
     """Eight connections at a time send connect commands of 8 MiB (before: 2 s of event-loop
     CPU each, every client stalled), of just over and exactly 64 KiB, and of just over and
     exactly 1024 AMF0 values: the ones at the limits are answered, the ones past them closed
-    with a log line naming the limit, and /healthz stays under 100 ms all along."""
+    with a log line naming the limit, and /healthz answers within 100 ms (nine in ten) all along."""
     assert (len(AT_SIZE_LIMIT), len(PAST_SIZE_LIMIT)) == (65536, 65537)
     stop = threading.Event()
-    slowest: list[float] = []
+    health_times: list[float] = []
 
     def poll_health() -> None:
         while not stop.is_set():
             started = time.perf_counter()
             with urllib.request.urlopen(server.http + "/healthz", timeout=5) as response:
                 response.read()
-            slowest.append(time.perf_counter() - started)
+            health_times.append(time.perf_counter() - started)
             time.sleep(0.02)
 
     poller = threading.Thread(target=poll_health, daemon=True)
@@ -191,15 +191,13 @@ def test_commands_at_and_past_the_limits_keep_the_server_responsive(
     try:
         with ThreadPoolExecutor(8) as pool:
             accepted = list(pool.map(lambda payload: send_command(server, payload), attacks))
-        while len(slowest) < 20:  # /healthz asked enough times to tell
+        while len(health_times) < 20:  # /healthz asked enough times to tell
             time.sleep(0.05)
     finally:
         stop.set()
         poller.join(5)
     assert accepted == [True, False, True, False, False] * 8
-    # Under 100 ms, allowing one outlier to a shared machine's hiccup (before: 2 s and more).
-    ordered = sorted(slowest)
-    assert ordered[-2] < 0.1 and ordered[-1] < 0.5, f"/healthz took {ordered[-3:]} s"
+    assert_prompt(health_times, 0.1, 0.5)  # before the limits: a stall of 2 s and more per command
     lines = log_lines(server, "rtmp_closed")
     assert sum("message of 65537 bytes exceeds max_command_size=65536" in x for x in lines) >= 8
     assert sum("more than 1024 values" in x for x in lines) >= 8, lines
