@@ -10,9 +10,12 @@ If the publisher does not come back in time, B finalises A's broadcast from the 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,47 @@ def push(server: ServerProcess, channel: str, seconds: float) -> subprocess.Pope
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@dataclass
+class TwoNodes:
+    """Nodes A and B of one cluster (one Redis, one bucket), ffmpeg pushing to A (``first``),
+    and the publisher's comeback (``second``) once a test starts it."""
+
+    a: ServerProcess
+    b: ServerProcess
+    first: subprocess.Popen
+    second: subprocess.Popen | None = None
+
+
+@contextlib.contextmanager
+def two_nodes_publishing_on_a(
+    tmp_path: Path,
+    redis: RedisServer,
+    moto: MotoS3,
+    names: tuple[str, str],
+    channel: str,
+    grace: float = GRACE_S,
+) -> Iterator[TwoNodes]:
+    """Start both nodes (``names``: their node names and log names, distinct per test) and a
+    60 s push of ``channel`` to A; at the end kill the pushers and stop both nodes, whatever
+    the test did to them (stopping a node the test killed only reaps it)."""
+    require("ffmpeg")
+    with contextlib.ExitStack() as cleanup:  # undone in reverse: pushers, B, A
+        a = node(tmp_path, names[0], redis, moto, grace)
+        cleanup.callback(a.stop)
+        b = node(tmp_path, names[1], redis, moto, grace)
+        cleanup.callback(b.stop)
+        nodes = TwoNodes(a, b, push(a, channel, 60))
+        cleanup.callback(kill_pushers, nodes)
+        yield nodes
+
+
+def kill_pushers(nodes: TwoNodes) -> None:
+    for pusher in (nodes.first, nodes.second):
+        if pusher is not None:
+            pusher.kill()
+            pusher.wait()
 
 
 def live_playlist(server: ServerProcess, channel: str):
@@ -126,12 +170,8 @@ def check_replay(server: ServerProcess, broadcast_id: str, listed_on_a: int, pus
 def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
     tmp_path: Path, redis, moto: MotoS3
 ) -> None:
-    require("ffmpeg")
-    a = node(tmp_path, "a", redis, moto)
-    b = node(tmp_path, "b", redis, moto)
-    first = push(a, "moving", 60)
-    second = None
-    try:
+    with two_nodes_publishing_on_a(tmp_path, redis, moto, ("a", "b"), "moving") as nodes:
+        a, b = nodes.a, nodes.b
         # A viewer on B plays what A takes in.
         seen = b.wait_for(
             lambda: (p := live_playlist(b, "moving")) and len(p.segments) >= 3 and p,
@@ -148,10 +188,10 @@ def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
         assert on_a is not None
         listed_on_a = on_a.media_sequence + len(on_a.segments)
         assert a.stop(signal.SIGKILL) == -signal.SIGKILL
-        first.kill()
-        first.wait()
+        nodes.first.kill()
+        nodes.first.wait()
 
-        second = push_until_taken(b, "moving", 8, within=GRACE_S)
+        nodes.second = push_until_taken(b, "moving", 8, within=GRACE_S)
         b.wait_for(lambda: "broadcast_adopted" in b.log(), 10, what="the adoption")
         assert f"broadcast={broadcast_id}" in b.log().split("broadcast_adopted", 1)[1][:400]
         # B's viewer goes on with the same numbering (RFC 8216 6.2.2), after a discontinuity.
@@ -162,64 +202,46 @@ def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
         )
         assert listed_on_a <= after.media_sequence <= listed_on_a + 1
         assert after.media_sequence > seen.media_sequence
-        assert second.wait(30) == 0
+        assert nodes.second.wait(30) == 0
         b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
         assert one_broadcast(b, "moving")["id"] == broadcast_id
         check_replay(b, broadcast_id, listed_on_a, 8)
-    finally:
-        for pusher in (first, second):
-            if pusher is not None:
-                pusher.kill()
-        b.stop()
 
 
 def test_a_publisher_that_moves_while_both_nodes_run_is_handed_over(
     tmp_path: Path, redis, moto: MotoS3
 ) -> None:
-    require("ffmpeg")
-    a = node(tmp_path, "ha", redis, moto)
-    b = node(tmp_path, "hb", redis, moto)
-    first = push(a, "moving", 60)
-    second = None
-    try:
+    with two_nodes_publishing_on_a(tmp_path, redis, moto, ("ha", "hb"), "moving") as nodes:
+        a, b = nodes.a, nodes.b
         a.wait_for(
             lambda: (p := live_playlist(a, "moving")) and len(p.segments) >= 3,
             40,
             what="three segments on A",
         )
         broadcast_id = one_broadcast(a, "moving")["id"]
-        first.kill()  # the phone drops off the network: no unpublish
-        first.wait()
+        nodes.first.kill()  # the phone drops off the network: no unpublish
+        nodes.first.wait()
         a.wait_for(lambda: "publisher_gone" in a.log(), 10, what="A noticing")
         on_a = a.wait_for(
             lambda: (p := live_playlist(a, "moving")) and p, 5, what="A's last playlist"
         )
-        second = push_until_taken(b, "moving", 8, within=GRACE_S)
+        nodes.second = push_until_taken(b, "moving", 8, within=GRACE_S)
         a.wait_for(lambda: "broadcast_handed_over" in a.log(), 15, what="A handing it over")
-        assert second.wait(30) == 0
+        assert nodes.second.wait(30) == 0
         b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
         # A never ended it: no ENDLIST, no final record of its own, no second broadcast.
         assert "broadcast_ended" not in a.log()
         assert one_broadcast(b, "moving")["id"] == broadcast_id
         listed_on_a = on_a.media_sequence + len(on_a.segments)
         check_replay(b, broadcast_id, listed_on_a, 8)
-    finally:
-        for pusher in (first, second):
-            if pusher is not None:
-                pusher.kill()
-        a.stop()
-        b.stop()
 
 
 def test_a_dead_nodes_broadcast_is_finalised_by_another_node(
     tmp_path: Path, redis, moto: MotoS3
 ) -> None:
-    require("ffmpeg")
     grace = 3
-    a = node(tmp_path, "da", redis, moto, grace=grace)
-    b = node(tmp_path, "db", redis, moto, grace=grace)
-    pusher = push(a, "orphan", 60)
-    try:
+    with two_nodes_publishing_on_a(tmp_path, redis, moto, ("da", "db"), "orphan", grace) as nodes:
+        a, b = nodes.a, nodes.b
         on_a = a.wait_for(
             lambda: (p := live_playlist(a, "orphan")) and len(p.segments) >= 3 and p,
             40,
@@ -228,7 +250,7 @@ def test_a_dead_nodes_broadcast_is_finalised_by_another_node(
         broadcast_id = one_broadcast(a, "orphan")["id"]
         assert a.stop(signal.SIGKILL) == -signal.SIGKILL
         killed_at = time.monotonic()
-        pusher.kill()
+        nodes.first.kill()
         # Nobody comes back: once the grace window and a lease are over, B finalises it.
         b.wait_for(lambda: "broadcast_recovered" in b.log(), grace + LEASE_S + 20, what="B")
         assert time.monotonic() - killed_at >= grace, "finalised within the grace window"
@@ -254,6 +276,3 @@ def test_a_dead_nodes_broadcast_is_finalised_by_another_node(
         with redis_client.Redis.from_url(redis.url) as client:
             assert client.exists("periscope:broadcast:orphan") == 0
         assert b.log().count("broadcast_recovered") == 1
-    finally:
-        pusher.kill()
-        b.stop()

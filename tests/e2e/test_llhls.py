@@ -59,6 +59,19 @@ def lists_part(text: str, msn: int, part: int) -> bool:
     return bool(later) or len(parts.get(msn, [])) > part
 
 
+def ended_playlist(server: ServerProcess, key: str) -> str:
+    """The stream's media playlist once it carries EXT-X-ENDLIST (the push has ended)."""
+    return server.wait_for(
+        lambda: (
+            (r := server.get(f"/live/{key}/index.m3u8"))[0] == 200
+            and b"#EXT-X-ENDLIST" in r[2]
+            and r[2].decode()
+        ),
+        10,
+        what=f"#EXT-X-ENDLIST in {key}'s playlist",
+    )
+
+
 async def _blocked_requests(server: ServerProcess, key: str) -> None:
     base = f"{server.http}/live/{key}"
     async with aiohttp.ClientSession() as session:
@@ -109,14 +122,7 @@ def test_parts_blocking_reload_and_preload_hint(server: ServerProcess) -> None:
     thread.join(30)
     assert "error" not in outcome, outcome.get("error")
 
-    ended = server.wait_for(
-        lambda: (
-            (r := server.get(f"/live/{key}/index.m3u8"))[0] == 200
-            and b"#EXT-X-ENDLIST" in r[2]
-            and r[2].decode()
-        ),
-        10,
-    )
+    ended = ended_playlist(server, key)
     assert "#EXT-X-PRELOAD-HINT" not in ended
     assert check_part_durations(ended) == 506
     _, parts = parts_by_segment(ended)
@@ -175,14 +181,7 @@ def test_ffmpeg_parts_keep_the_85_percent_rule(server: ServerProcess) -> None:
     finally:
         pusher.kill()
         pusher.wait()
-    ended = server.wait_for(
-        lambda: (
-            (r := server.get(f"/live/{key}/index.m3u8"))[0] == 200
-            and b"#EXT-X-ENDLIST" in r[2]
-            and r[2].decode()
-        ),
-        10,
-    )
+    ended = ended_playlist(server, key)
     assert len(texts) >= 10, texts
     assert {check_part_durations(text) for text in [*texts, ended]} == {506}
     _, parts = parts_by_segment(ended)

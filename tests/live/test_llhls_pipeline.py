@@ -9,52 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.segment_commands import PlaylistUpdate
 from periscope_ingest.media.export import export_mp4
-from periscope_ingest.rtmp import amf0
 from periscope_ingest.storage.catalog import Catalog
-from periscope_ingest.storage.layout import DataLayout, init_segments, new_broadcast_id
+from periscope_ingest.storage.layout import init_segments
 from periscope_ingest.storage.recordings import recording_segments
 from tests.e2e.hls_check import check_part_durations
-from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
+from tests.live.pipeline_rig import feed, make_pipeline
 
-SECONDS = 16
+SECONDS = 16  # of the source_flv fixture (tests/live/conftest.py)
 LL = {"segment_format": "fmp4", "low_latency": True, "part_duration": 0.5}
 
 
 @pytest.fixture(scope="module")
-def tags(tmp_path_factory: pytest.TempPathFactory) -> list:
-    path = tmp_path_factory.mktemp("flv") / "input.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return list(read_tags(path))
-
-
-def make_pipeline(tmp_path: Path, **hls) -> tuple[StreamPipeline, DataLayout]:
-    layout = DataLayout(tmp_path / "data")
-    layout.ensure()
-    pipeline = StreamPipeline(
-        "chan",
-        new_broadcast_id(),
-        layout,
-        HlsSettings(**hls),
-        asyncio.get_running_loop(),
-        Catalog(layout.catalog_path),
-    )
-    return pipeline, layout
-
-
-def feed(pipeline: StreamPipeline, tag) -> None:
-    tag_type, timestamp, body = tag
-    if tag_type == 9:
-        pipeline.video(timestamp, body)
-    elif tag_type == 8:
-        pipeline.audio(timestamp, body)
-    elif tag_type == 18:
-        _, values = amf0.decode_all(body)[:2]
-        pipeline.metadata(dict(values))
+def tags(source_flv: Path) -> list:
+    return list(read_tags(source_flv))
 
 
 def record_updates(pipeline: StreamPipeline) -> list[PlaylistUpdate]:

@@ -6,50 +6,28 @@ interval; after each tag, what the session would be told: pace the next read or 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import pytest
-
-from periscope_ingest.config_sections import HlsSettings
-from periscope_ingest.live.pipeline import StreamPipeline
-from periscope_ingest.storage.catalog import Catalog
-from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
-from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
+from tests.live.pipeline_rig import AUDIO_TAG, VIDEO_TAG, feed, make_pipeline
 
-SECONDS = 9
+SECONDS = 9  # of the source_flv fixture (tests/live/conftest.py)
 READ_INTERVAL_MS = 50
 
 
-@pytest.fixture(scope="module")
-def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("flv") / "input.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return path
-
-
-async def test_reads_are_unpaced_only_around_the_expected_cut(tmp_path: Path, flv: Path) -> None:
-    layout = DataLayout(tmp_path / "data")
-    layout.ensure()
-    pipeline = StreamPipeline(
-        "chan",
-        new_broadcast_id(),
-        layout,
-        HlsSettings(segment_duration=2),
-        asyncio.get_running_loop(),
-        Catalog(layout.catalog_path),
-        read_interval_s=READ_INTERVAL_MS / 1000,
+async def test_reads_are_unpaced_only_around_the_expected_cut(
+    tmp_path: Path, source_flv: Path
+) -> None:
+    pipeline, _ = make_pipeline(
+        tmp_path, read_interval_s=READ_INTERVAL_MS / 1000, segment_duration=2
     )
     seen = []  # (FLV timestamp ms, a video keyframe, unpaced after it, packets not handed over)
-    for tag_type, timestamp, body in read_tags(flv):
-        if tag_type == 9:
-            pipeline.video(timestamp, body)
-        elif tag_type == 8:
-            pipeline.audio(timestamp, body)
-        else:
-            continue
-        keyframe = tag_type == 9 and body[0] >> 4 == 1 and body[1] == 1  # not the header
+    for tag in read_tags(source_flv):
+        tag_type, timestamp, body = tag
+        if tag_type not in (VIDEO_TAG, AUDIO_TAG):
+            continue  # media tags only: each is a read the session could pace
+        feed(pipeline, tag)
+        keyframe = tag_type == VIDEO_TAG and body[0] >> 4 == 1 and body[1] == 1  # not the header
         batch = len(pipeline._worker._batch)
         seen.append((timestamp, keyframe, pipeline.next_cut.due_soon(), batch))
     await pipeline.finish()

@@ -19,19 +19,11 @@ import pytest
 from periscope_ingest.service import Service
 from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.pushers import push_pyav
 from tests.in_process import local_settings
 
 pytestmark = pytest.mark.e2e  # an ffmpeg -re push
 
-SECONDS = 6
-
-
-@pytest.fixture(scope="module")
-def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("src") / "source.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return path
+SECONDS = 6  # of the source_flv fixture (tests/live/conftest.py)
 
 
 async def push_and_count(
