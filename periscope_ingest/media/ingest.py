@@ -83,9 +83,10 @@ class Notice:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Placed:
-    """A packet and whether it follows a timeline discontinuity."""
+    """A packet and whether it follows a timeline discontinuity. One per media message, so not
+    frozen (see flv.VideoFrame); read-only all the same."""
 
     packet: MediaPacket
     discontinuity: bool

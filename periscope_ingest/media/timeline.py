@@ -38,7 +38,7 @@ _WRAP = 1 << 32
 _HALF_WRAP = 1 << 31
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per media message: not frozen, for speed (see flv.VideoFrame)
 class Placed:
     dts: int  # ms on our timeline (may be slightly negative for a track starting before the origin)
     discontinuity: bool  # True when this sample follows a clock jump: cut and mark a discontinuity
@@ -102,6 +102,16 @@ class Timeline:
 
         unwrapped = _unwrap(timestamp, state.last_unwrapped)
         last = state.last_out
+        if state.epoch == self._epoch:
+            # Nearly every sample: one candidate, the track's own offset (the loop below with
+            # that one candidate, without building it).
+            out = unwrapped + state.offset
+            if last - self._tolerance <= out <= top + self._max_gap:
+                out = max(out, last + 1)
+                state.last_unwrapped = unwrapped
+                state.last_out = out
+                self._max_out = max(top, out)
+                return Placed(out, False)
         # Candidates: the track's own offset, and the latest jump's offset if the
         # track has not adopted it yet. Keep those that continue the track.
         candidates = [state.offset]
