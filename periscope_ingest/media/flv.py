@@ -56,7 +56,9 @@ class VideoFrame:
     track_id: int
     keyframe: bool
     composition_offset: int  # ms, signed (pts - dts); 0 for CodedFramesX, AV1, VP9
-    data: bytes  # length-prefixed NAL units (or OBUs / VP9 frame) as sent
+    # Length-prefixed NAL units (or OBUs / VP9 frame) as sent; legacy AVC frames are a view
+    # into the message's payload.
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +329,11 @@ def _parse_legacy_video(payload: bytes) -> list[VideoItem]:
                 track_id=0,
                 keyframe=frame_type in (_FRAME_KEY, _FRAME_GENERATED_KEY),
                 composition_offset=_si24(payload, 2, what),
-                data=bytes(payload[5:]),
+                # A view, not a copy: the frame is most of the message (12 KiB a frame at
+                # 3 Mb/s, keyframes ten times that), and the muxer copies it into its own
+                # packet anyway. The message's payload is its own bytes object (the chunk
+                # reader joins every message), so the view holds nothing else alive.
+                data=memoryview(payload)[5:],
             )
         ]
     return [Unsupported("video", codec, f"AVCPacketType {packet_type} is not defined")]

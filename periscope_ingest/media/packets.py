@@ -18,7 +18,7 @@ class MediaPacket:
     dts: int  # 90 kHz ticks on the stream's timeline (may be slightly negative at the start)
     pts: int  # 90 kHz ticks, never below dts
     keyframe: bool  # video only: an IDR access unit a segment may start with
-    data: bytes  # AVCC length-prefixed NAL units, or one raw AAC frame
+    data: bytes | memoryview  # AVCC length-prefixed NAL units, or one raw AAC frame
     duration: int  # 90 kHz ticks: exact for audio (from the sample count), estimated for video
 
 
