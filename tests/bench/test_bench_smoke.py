@@ -117,11 +117,18 @@ def with_nginx() -> bool:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[str, dict]:
+def results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, with_nginx: bool
+) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("bench")
     common.ensure_test_file(common.DEFAULT_CACHE)  # once, before the parallel runs
+    # Only the scripts whose tests were selected (`-k workers`): one script's check need not
+    # load the box with all five.
+    selected = {item.name for item in request.session.items}
     processes = {}
     for name, args in SCRIPTS.items():
+        if not any(test.startswith(f"test_{name}_") for test in selected):
+            continue
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
         if not with_nginx and name not in ("rtmp_parse", "export", "workers"):
