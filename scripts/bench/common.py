@@ -724,6 +724,22 @@ def markdown_table(headers: list[str], rows: list[list[object]], digits: int = 1
     return "\n".join(lines)
 
 
+# A column of a results table: its header, and the run's field shown in it (a key of the run's
+# dict, or a function of the run for a figure shown differently from how it is stored).
+Column = tuple[str, str | Callable[[dict], object]]
+
+
+def results_table(columns: list[Column], runs: list[dict], digits: int = 1) -> str:
+    """A markdown table with one row per run: the benches list their columns, not their rows."""
+    rows = [[value(x) if callable(value) else x[value] for _, value in columns] for x in runs]
+    return markdown_table([header for header, _ in columns], rows, digits)
+
+
+def ms(seconds: float | None) -> int | None:
+    """Seconds as whole milliseconds, for tables."""
+    return None if seconds is None else round(seconds * 1000)
+
+
 # ------------------------------------------------------------------------------ reporting
 
 
