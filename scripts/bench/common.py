@@ -315,6 +315,13 @@ def stop_pushers(pushers: list[subprocess.Popen]) -> None:
             p.wait(5)
 
 
+def stop_pusher(pusher: subprocess.Popen) -> None:
+    """Stop latency.py's PyAV publisher (SIGTERM: it has no stream to finish), SIGKILL after 5 s.
+
+    ffmpeg pushers stop with stop_pushers instead, which lets them end the FLV stream."""
+    stop_process(pusher, signal.SIGTERM, grace=5.0)
+
+
 # -------------------------------------------------------------------------------- servers
 
 

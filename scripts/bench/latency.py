@@ -45,7 +45,6 @@ import contextlib
 import json
 import math
 import re
-import signal
 import struct
 import subprocess
 import sys
@@ -456,13 +455,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
                 metrics = histogram_quantiles(text, "periscope_listing_delay_seconds", (50, 95))
             events = driver.execute_script("return window.__lat.events;")
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                pusher.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                pusher.wait(5)
-            if pusher.poll() is None:
-                pusher.kill()
-                pusher.wait(5)
+            common.stop_pusher(pusher)
 
     def stats(key: str) -> dict:
         values = [s[key] for s in samples if s[key] is not None and 0 <= s[key] < 120]

@@ -21,10 +21,7 @@ it) and assumes the publisher's clock runs with the server's, which a real-time 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -129,13 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
             independent = sum(chunk.count("INDEPENDENT=YES") for chunk in with_parts)
             listed = sum(1 for chunk in with_parts if "#EXT-X-PART:" in chunk)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                pusher.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                pusher.wait(5)
-            if pusher.poll() is None:
-                pusher.kill()
-                pusher.wait(5)
+            common.stop_pusher(pusher)
     return {
         "part_s": args.part,
         "gop_s": args.gop,
