@@ -104,6 +104,18 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout} s")
 
 
+def wait_until(predicate: Callable[[], object], timeout: float, what: str):
+    """Poll predicate every 0.1 s until it returns something true (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = predicate()
+            if value:
+                return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> int:
     """Stop one process we started, by its PID; SIGKILL if it ignores sig."""
     if process.poll() is None:

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-import latency
+import stamped_publisher
 from common import OurServer, percentile, r
 
 KEY = "wait"
@@ -88,13 +88,13 @@ def measure(args: argparse.Namespace) -> dict:
     server = OurServer(env=ll_env(args.part), src=args.server_src)
     with tempfile.TemporaryDirectory(prefix="part-wait-") as tmp, server:
         push_seconds = args.seconds + 30
-        pusher = latency.start_pusher(
+        pusher = stamped_publisher.start_pusher(
             server.publish_url(KEY), push_seconds, args.gop, Path(tmp) / "push.log"
         )
         try:
             url = urlsplit(server.playlist_url(KEY))
             connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-            latency.wait_until(
+            common.wait_until(
                 lambda: "#EXT-X-PART:" in get(connection, url.path)[1], 30, "a listed part"
             )
             time.sleep(args.settle)
