@@ -67,6 +67,8 @@ SCRIPTS = {
     "workers": ["--streams", "2", "--layouts", "plain,workers2", "--warmup", "3", "--seconds", "6"],
     # LL-HLS blocking reloads against latency.py's PyAV publisher, stopped by common.stop_pusher.
     "part_wait": ["--seconds", "4", "--settle", "1"],
+    # One mode: hls.js in headless Chromium reading the time painted in the frames.
+    "latency": ["--modes", "llhls", "--join-after", "4", "--warmup", "1", "--seconds", "3"],
 }
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -242,6 +244,16 @@ def test_part_wait_answers_each_blocking_reload(results) -> None:
     assert figures["min"] <= figures["p50"] <= figures["max"], figures
     # A request for the next part is held until it exists: the server waited, not answered at once.
     assert data["held_s"]["p50"] > 0, data
+
+
+def test_latency_reads_the_painted_time_from_the_frames_on_screen(results) -> None:
+    (run,) = results["latency"]["runs"]
+    assert (run["mode"], run["server"]) == ("llhls", "periscope")
+    assert run["hlsjs_fatal"] == [], run["hlsjs_events"]
+    assert run["played_s"] > 0 and run["frames"] > 0, run
+    for figure in ("glass_to_glass_s", "hls_latency_s", "pdt_delay_s"):
+        assert run[figure]["n"] > 0 and run[figure]["p50"] > 0, (figure, run[figure])
+    assert run["server_listing_delay_s"]["count"] > 0, run["server_listing_delay_s"]
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
