@@ -10,6 +10,7 @@ shared and noisy, so every script reports ratios (ours / nginx) as the headline.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -222,6 +224,15 @@ class CpuWindow:
 
 def total_pss_kib(pids: list[int]) -> int:
     return sum(pss_kib(pid) or 0 for pid in pids)
+
+
+async def sample_pss(
+    pids_of: Callable[[], list[int]], until: float, samples: list[int], every: float = 1.0
+) -> None:
+    """Append the processes' total PSS (KiB) to samples every ``every`` s until ``until``."""
+    while time.monotonic() < until:
+        samples.append(total_pss_kib(pids_of()))
+        await asyncio.sleep(min(every, max(0.0, until - time.monotonic())))
 
 
 # ---------------------------------------------------------------------------------- media
@@ -624,8 +635,9 @@ def servers_to_run(args: argparse.Namespace) -> tuple[list[type[BenchServer]], s
     return [OurServer, NginxRtmp], None
 
 
-@dataclass(frozen=True, slots=True)
-class Runs:
+class Runs(NamedTuple):
+    """What run_each_size did; a tuple, so that a bench unpacks it in one line."""
+
     results: list[dict]  # one per (size, server), in that order
     nginx_skipped: str | None  # why nginx-rtmp did not run (None: it did)
     machine: dict

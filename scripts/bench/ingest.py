@@ -153,12 +153,6 @@ async def poll_playlists(
             next_tick = time.monotonic()  # fell behind: do not try to catch up in a burst
 
 
-async def sample_pss(pids_of, until: float, samples: list[int], every: float = 1.0) -> None:
-    while time.monotonic() < until:
-        samples.append(common.total_pss_kib(pids_of()))
-        await asyncio.sleep(min(every, max(0.0, until - time.monotonic())))
-
-
 async def http_check(server: BenchServer, keys: list[str]) -> bool:
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -204,7 +198,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
         await asyncio.sleep(max(0.0, window_start - time.monotonic()))
         cpu = CpuWindow(server.pids())
         cpu.start()
-        await sample_pss(server.pids, window_end, pss_samples)
+        await common.sample_pss(server.pids, window_end, pss_samples)
         cpu_result = cpu.stop()
         await poller
     finally:
@@ -311,13 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--streams: counts between 1 and 200")
     if not 0 < args.seconds <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--seconds must be in (0, 3600], --warmup in [0, 600]")
-    done = common.run_each_size(args, counts, run_server)
-    runs, skipped, machine, test_file = (
-        done.results,
-        done.nginx_skipped,
-        done.machine,
-        done.test_file,
-    )
+    runs, skipped, machine, test_file = common.run_each_size(args, counts, run_server)
 
     ratios = []
     for n, ours, theirs in common.side_by_side(runs, "streams"):

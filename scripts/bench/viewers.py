@@ -193,9 +193,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
                 )
                 for i in range(n)
             ]
-            while time.monotonic() < stop_at:
-                pss.append(common.total_pss_kib(server.pids()))
-                await asyncio.sleep(min(1.0, max(0.0, stop_at - time.monotonic())))
+            await common.sample_pss(server.pids, stop_at, pss)
             done, pending = await asyncio.wait(viewers, timeout=args.request_timeout + 2)
             cpu_result = cpu.stop()
             client_result = client_cpu.stop()
@@ -309,13 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be in (0, 600]")
     also = (OurServerBehindCache,) if args.through_nginx_cache else ()
-    done = common.run_each_size(args, counts, run_server, also)
-    runs, skipped, machine, test_file = (
-        done.results,
-        done.nginx_skipped,
-        done.machine,
-        done.test_file,
-    )
+    runs, skipped, machine, test_file = common.run_each_size(args, counts, run_server, also)
 
     ratios = []
     for n, ours, theirs in common.side_by_side(runs, "viewers"):
