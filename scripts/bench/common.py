@@ -635,6 +635,14 @@ def servers_to_run(args: argparse.Namespace) -> tuple[list[type[BenchServer]], s
     return [OurServer, NginxRtmp], None
 
 
+def server_for(server_cls: type[BenchServer], args: argparse.Namespace) -> BenchServer:
+    """A fresh server of that class cutting --segment-duration segments (nginx: fragments)."""
+    if server_cls is NginxRtmp:
+        return NginxRtmp(fragment=args.segment_duration, window=6)
+    env = {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}
+    return server_cls(env, args.server_src)  # type: ignore[call-arg]
+
+
 class Runs(NamedTuple):
     """What run_each_size did; a tuple, so that a bench unpacks it in one line."""
 

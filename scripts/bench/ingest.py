@@ -276,12 +276,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
 
 
 def run_server(server_cls, n: int, args: argparse.Namespace, test_file: Path) -> dict:
-    if server_cls is common.NginxRtmp:
-        server = common.NginxRtmp(fragment=args.segment_duration, window=6)
-    else:
-        server = common.OurServer(
-            {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}, args.server_src
-        )
+    server = common.server_for(server_cls, args)
     label = f"{server.name}: {n} stream(s), {args.warmup:g} s warm-up + {args.seconds:g} s"
     with common.step(label), server:
         result = asyncio.run(measure(server, n, args, test_file))
