@@ -10,6 +10,7 @@ shared and noisy, so every script reports ratios (ours / nginx) as the headline.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -102,6 +104,18 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout} s")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str):
+    """Poll predicate every 0.1 s until it returns something true (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = predicate()
+            if value:
+                return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> int:
@@ -212,6 +226,15 @@ def total_pss_kib(pids: list[int]) -> int:
     return sum(pss_kib(pid) or 0 for pid in pids)
 
 
+async def sample_pss(
+    pids_of: Callable[[], list[int]], until: float, samples: list[int], every: float = 1.0
+) -> None:
+    """Append the processes' total PSS (KiB) to samples every ``every`` s until ``until``."""
+    while time.monotonic() < until:
+        samples.append(total_pss_kib(pids_of()))
+        await asyncio.sleep(min(every, max(0.0, until - time.monotonic())))
+
+
 # ---------------------------------------------------------------------------------- media
 
 
@@ -313,6 +336,13 @@ def stop_pushers(pushers: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
+
+
+def stop_pusher(pusher: subprocess.Popen) -> None:
+    """Stop latency.py's PyAV publisher (SIGTERM: it has no stream to finish), SIGKILL after 5 s.
+
+    ffmpeg pushers stop with stop_pushers instead, which lets them end the FLV stream."""
+    stop_process(pusher, signal.SIGTERM, grace=5.0)
 
 
 # -------------------------------------------------------------------------------- servers
@@ -605,8 +635,17 @@ def servers_to_run(args: argparse.Namespace) -> tuple[list[type[BenchServer]], s
     return [OurServer, NginxRtmp], None
 
 
-@dataclass(frozen=True, slots=True)
-class Runs:
+def server_for(server_cls: type[BenchServer], args: argparse.Namespace) -> BenchServer:
+    """A fresh server of that class cutting --segment-duration segments (nginx: fragments)."""
+    if server_cls is NginxRtmp:
+        return NginxRtmp(fragment=args.segment_duration, window=6)
+    env = {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}
+    return server_cls(env, args.server_src)  # type: ignore[call-arg]
+
+
+class Runs(NamedTuple):
+    """What run_each_size did; a tuple, so that a bench unpacks it in one line."""
+
     results: list[dict]  # one per (size, server), in that order
     nginx_skipped: str | None  # why nginx-rtmp did not run (None: it did)
     machine: dict
@@ -722,6 +761,22 @@ def markdown_table(headers: list[str], rows: list[list[object]], digits: int = 1
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# A column of a results table: its header, and the run's field shown in it (a key of the run's
+# dict, or a function of the run for a figure shown differently from how it is stored).
+Column = tuple[str, str | Callable[[dict], object]]
+
+
+def results_table(columns: list[Column], runs: list[dict], digits: int = 1) -> str:
+    """A markdown table with one row per run: the benches list their columns, not their rows."""
+    rows = [[value(x) if callable(value) else x[value] for _, value in columns] for x in runs]
+    return markdown_table([header for header, _ in columns], rows, digits)
+
+
+def ms(seconds: float | None) -> int | None:
+    """Seconds as whole milliseconds, for tables."""
+    return None if seconds is None else round(seconds * 1000)
 
 
 # ------------------------------------------------------------------------------ reporting

@@ -38,13 +38,46 @@ import aiohttp
 import common
 from common import (
     BenchServer,
+    Column,
     CpuWindow,
-    markdown_table,
+    ms,
     parse_media_playlist,
     percentile,
     r,
     ratio,
+    results_table,
 )
+
+# Columns of the ingest table that workers.py's tables show too (its runs are ingest runs).
+SEGMENT_LATENCY_P50: Column = ("seg lat p50 ms", lambda x: ms(x["segment_latency_s_p50"]))
+MAX_GAP: Column = ("max gap s", "max_gap_between_segments_s")
+BOX_BUSY: Column = ("box busy %", "machine_busy_percent")
+
+TABLE: list[Column] = [
+    ("server", "server"),
+    ("streams", "streams"),
+    ("CPU % core", "cpu_percent_of_core"),
+    ("CPU %/stream", "cpu_percent_per_stream"),
+    ("PSS MiB", "pss_mean_mib"),
+    ("PSS/stream", "pss_per_stream_mib"),
+    ("added/stream", "pss_added_per_stream_mib"),
+    ("1st seg p50 s", "first_segment_s_p50"),
+    ("1st seg max s", "first_segment_s_max"),
+    SEGMENT_LATENCY_P50,
+    ("seg lat p99 ms", lambda x: ms(x["segment_latency_s_p99"])),
+    ("segments", "segments_listed_in_window"),
+    MAX_GAP,
+    ("advancing", "all_advancing"),
+    BOX_BUSY,
+]
+RATIO_TABLE: list[Column] = [
+    ("streams", "streams"),
+    ("CPU", "cpu"),
+    ("PSS/stream", "pss_per_stream"),
+    ("PSS added/stream", "pss_added_per_stream"),
+    ("seg lat p50", "segment_latency_p50"),
+    ("1st seg p50", "first_segment_p50"),
+]
 
 
 @dataclass
@@ -120,12 +153,6 @@ async def poll_playlists(
             next_tick = time.monotonic()  # fell behind: do not try to catch up in a burst
 
 
-async def sample_pss(pids_of, until: float, samples: list[int], every: float = 1.0) -> None:
-    while time.monotonic() < until:
-        samples.append(common.total_pss_kib(pids_of()))
-        await asyncio.sleep(min(every, max(0.0, until - time.monotonic())))
-
-
 async def http_check(server: BenchServer, keys: list[str]) -> bool:
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -139,10 +166,6 @@ async def http_check(server: BenchServer, keys: list[str]) -> bool:
             except (TimeoutError, aiohttp.ClientError):
                 return False
     return True
-
-
-def _ms(seconds: float | None) -> int | None:
-    return None if seconds is None else round(seconds * 1000)
 
 
 async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_file: Path) -> dict:
@@ -175,7 +198,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
         await asyncio.sleep(max(0.0, window_start - time.monotonic()))
         cpu = CpuWindow(server.pids())
         cpu.start()
-        await sample_pss(server.pids, window_end, pss_samples)
+        await common.sample_pss(server.pids, window_end, pss_samples)
         cpu_result = cpu.stop()
         await poller
     finally:
@@ -253,12 +276,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
 
 
 def run_server(server_cls, n: int, args: argparse.Namespace, test_file: Path) -> dict:
-    if server_cls is common.NginxRtmp:
-        server = common.NginxRtmp(fragment=args.segment_duration, window=6)
-    else:
-        server = common.OurServer(
-            {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}, args.server_src
-        )
+    server = common.server_for(server_cls, args)
     label = f"{server.name}: {n} stream(s), {args.warmup:g} s warm-up + {args.seconds:g} s"
     with common.step(label), server:
         result = asyncio.run(measure(server, n, args, test_file))
@@ -282,13 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--streams: counts between 1 and 200")
     if not 0 < args.seconds <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--seconds must be in (0, 3600], --warmup in [0, 600]")
-    done = common.run_each_size(args, counts, run_server)
-    runs, skipped, machine, test_file = (
-        done.results,
-        done.nginx_skipped,
-        done.machine,
-        done.test_file,
-    )
+    runs, skipped, machine, test_file = common.run_each_size(args, counts, run_server)
 
     ratios = []
     for n, ours, theirs in common.side_by_side(runs, "streams"):
@@ -309,53 +321,13 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    headers = [
-        "server", "streams", "CPU % core", "CPU %/stream", "PSS MiB", "PSS/stream",
-        "added/stream", "1st seg p50 s", "1st seg max s", "seg lat p50 ms", "seg lat p99 ms",
-        "segments", "max gap s", "advancing", "box busy %",
-    ]  # fmt: skip
-    rows = [
-        [
-            x["server"],
-            x["streams"],
-            x["cpu_percent_of_core"],
-            x["cpu_percent_per_stream"],
-            x["pss_mean_mib"],
-            x["pss_per_stream_mib"],
-            x["pss_added_per_stream_mib"],
-            x["first_segment_s_p50"],
-            x["first_segment_s_max"],
-            _ms(x["segment_latency_s_p50"]),
-            _ms(x["segment_latency_s_p99"]),
-            x["segments_listed_in_window"],
-            x["max_gap_between_segments_s"],
-            x["all_advancing"],
-            x["machine_busy_percent"],
-        ]
-        for x in runs
-    ]
     print(
         f"\n## ingest: {args.warmup:g} s warm-up, {args.seconds:g} s measured, poll={args.poll}\n"
     )
-    print(markdown_table(headers, rows))
+    print(results_table(TABLE, runs))
     if ratios:
         print("\nratios periscope / nginx-rtmp (lower is better for us):\n")
-        print(
-            markdown_table(
-                ["streams", "CPU", "PSS/stream", "PSS added/stream", "seg lat p50", "1st seg p50"],
-                [
-                    [
-                        x["streams"],
-                        x["cpu"],
-                        x["pss_per_stream"],
-                        x["pss_added_per_stream"],
-                        x["segment_latency_p50"],
-                        x["first_segment_p50"],
-                    ]
-                    for x in ratios
-                ],
-            )
-        )
+        print(results_table(RATIO_TABLE, ratios))
     elif skipped:
         print(f"\nnginx-rtmp not measured ({skipped}): no ratios.")
     common.write_results(

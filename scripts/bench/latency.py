@@ -14,10 +14,11 @@ Modes (a fresh server each):
   PART-HOLD-BACK two part targets (``PERISCOPE_HLS__PART_HOLD_BACK``, the draft's minimum).
 * ``nginx``: nginx-rtmp, ``hls_fragment 2s``, 2 s GOP; hls.js as for ``ts``. The peer.
 
-The publisher is this script run as a subprocess (``--push URL``): PyAV encodes 640x360 30 fps
-H.264 (x264 veryfast, 2 B-frames) + AAC in real time and paints, in a band at the top of every
-frame, the wall-clock time (ms, 32 bits as black/white blocks) at which the frame was made, i.e.
-handed to the encoder. The player page draws the frame on screen into a canvas and reads it back.
+The publisher is stamped_publisher.py run as a subprocess: PyAV encodes 640x360 30 fps H.264
+(x264 veryfast, 2 B-frames) + AAC in real time and paints, in a band at the top of every frame,
+the wall-clock time (ms, 32 bits as black/white blocks) at which the frame was made, i.e. handed
+to the encoder. The player page (hlsjs_player.py) draws the frame on screen into a canvas and
+reads it back.
 
 The player opens once the stream has been pushed for --join-after seconds (12: the playlist is
 full, as for most viewers, who join a running broadcast). Three figures, sampled every 250 ms
@@ -41,51 +42,23 @@ number of hls.js stalls (``waiting`` events) and non-fatal errors over the inter
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
 import re
-import signal
-import struct
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
+import hlsjs_player
+import stamped_publisher
 from common import NginxRtmp, OurServer, markdown_table, percentile, r
+from stamped_publisher import FPS, HEIGHT, WIDTH
 
 KEY = "lat"
-WIDTH, HEIGHT, FPS = 640, 360, 30
-SAMPLE_RATE = 48_000
-BITS = 32
-BLOCK_W = WIDTH // BITS  # 20 px per bit
-BAND_H = 32  # two macroblock rows: survives x264 untouched
-HLSJS = common.REPO / "periscope_ingest" / "web" / "static" / "vendor" / "hls.min.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-    "--mute-audio",
-    "--autoplay-policy=no-user-gesture-required",
-    "--window-size=1280,900",
-    # A background tab's timers are throttled; this one is watched the whole time.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-]
 
 WATCH_PAGE_CONFIG = {"enableWorker": True, "lowLatencyMode": False, "liveSyncDurationCount": 3}
 LL_CONFIG = {"enableWorker": True, "lowLatencyMode": True}
@@ -182,183 +155,6 @@ MODES = {
 }
 
 
-# ------------------------------------------------------------------------------- publisher
-
-
-def stamp_band(ms: int) -> bytes:
-    """The luma of the top BAND_H rows: bit i of ms (MSB first) as a white or black block."""
-    row = b"".join(
-        (b"\xeb" if (ms >> (BITS - 1 - i)) & 1 else b"\x10") * BLOCK_W for i in range(BITS)
-    )
-    return row * BAND_H
-
-
-def push(url: str, seconds: float, gop: float) -> None:
-    """Publish in real time; every frame carries the wall-clock ms at which it was made."""
-    import av
-
-    out = av.open(url, mode="w", format="flv")
-    keyint = round(gop * FPS)
-    vstream = out.add_stream("libx264", rate=FPS)
-    vstream.width, vstream.height, vstream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    vstream.codec_context.gop_size = keyint
-    vstream.codec_context.max_b_frames = 2
-    vstream.codec_context.options = {
-        "preset": "veryfast",
-        "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=2",
-    }
-    astream = out.add_stream("aac", rate=SAMPLE_RATE)
-    astream.layout = "stereo"
-    tone = struct.pack(
-        "<1024f", *(0.1 * math.sin(2 * math.pi * 375 * n / SAMPLE_RATE) for n in range(1024))
-    )
-    rest = WIDTH * (HEIGHT - BAND_H)
-    chroma = bytes([128]) * (WIDTH // 2 * HEIGHT // 2)
-    audio_sent = 0
-    started = time.monotonic()
-    frames = round(seconds * FPS) if seconds > 0 else 1 << 62
-    for i in range(frames):
-        ahead = started + i / FPS - time.monotonic()
-        if ahead > 0:
-            time.sleep(ahead)
-        frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
-        shade = (i * 3) % 180 + 40
-        luma = stamp_band(int(time.time() * 1000) & 0xFFFFFFFF) + bytes([shade]) * rest
-        # Planes may be padded: write row by row at the plane's stride.
-        _fill(frame.planes[0], luma, WIDTH, HEIGHT)
-        _fill(frame.planes[1], chroma, WIDTH // 2, HEIGHT // 2)
-        _fill(frame.planes[2], chroma, WIDTH // 2, HEIGHT // 2)
-        frame.pts = i
-        frame.time_base = Fraction(1, FPS)
-        for packet in vstream.encode(frame):
-            out.mux(packet)
-        while audio_sent * 1024 < (i + 1) * SAMPLE_RATE / FPS:
-            aframe = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
-            aframe.planes[0].update(tone)
-            aframe.planes[1].update(tone)
-            aframe.sample_rate = SAMPLE_RATE
-            aframe.pts = audio_sent * 1024
-            aframe.time_base = Fraction(1, SAMPLE_RATE)
-            for packet in astream.encode(aframe):
-                out.mux(packet)
-            audio_sent += 1
-    for stream in (vstream, astream):
-        for packet in stream.encode(None):
-            out.mux(packet)
-    out.close()
-
-
-def _fill(plane, data: bytes, width: int, height: int) -> None:
-    stride = plane.line_size
-    if stride == width:
-        plane.update(data)
-        return
-    padded = bytearray(stride * height)
-    for y in range(height):
-        padded[y * stride : y * stride + width] = data[y * width : (y + 1) * width]
-    plane.update(bytes(padded))
-
-
-def start_pusher(url: str, seconds: float, gop: float, log: Path) -> subprocess.Popen:
-    python = common.REPO / ".venv" / "bin" / "python"
-    cmd = [str(python if python.exists() else sys.executable), __file__, "--push", url]
-    cmd += ["--push-seconds", str(seconds), "--gop", str(gop)]
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-
-
-# ---------------------------------------------------------------------------------- player
-
-# Written into a same-origin document of the server under test (no CORS needed: nginx-rtmp
-# sends no Access-Control headers). hls.js is inlined from our vendor copy, so the same player
-# runs against both servers.
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>latency</title><link rel="icon" href="data:,"></head>
-<body style="margin:0;background:#111">
-<video id="video" muted autoplay playsinline width="640" height="360"></video>
-<script>HLSJS_SOURCE</script>
-<script>
-const video = document.getElementById('video');
-const hls = new Hls(HLS_CONFIG);
-window.hls = hls;
-window.__lat = {errors: [], fatal: [], waiting: 0, events: []};
-// Every stall and error from the start, warm-up included, with the time and hls.js's latency:
-// what left it ~6 s behind in a few runs (docs/benchmarks.md, sixth set) shows up here.
-const note = (what) => window.__lat.events.length < 200 && window.__lat.events.push(
-  {at: Date.now(), what: what, t: video.currentTime, latency: hls.latency,
-   target: hls.targetLatency});
-video.addEventListener('waiting', () => { window.__lat.waiting += 1; note('waiting'); });
-video.addEventListener('playing', () => note('playing'));
-hls.on(Hls.Events.ERROR, (_e, d) => {
-  (d.fatal ? window.__lat.fatal : window.__lat.errors).push(d.details);
-  note('error ' + d.details + (d.frag ? ' sn=' + d.frag.sn : '') +
-       (d.part ? ' part=' + d.part.index : '') + (d.fatal ? ' fatal' : ''));
-});
-hls.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
-hls.loadSource(PLAYLIST);
-hls.attachMedia(video);
-</script></body></html>
-"""
-
-SAMPLE = """
-const v = document.getElementById('video');
-const h = window.hls;
-const now = Date.now();
-let g2g = null;
-if (v.readyState >= 2 && v.videoWidth === WIDTH) {
-  const c = window.__canvas || (window.__canvas = document.createElement('canvas'));
-  c.width = WIDTH; c.height = BAND_H;
-  const g = c.getContext('2d', {willReadFrequently: true});
-  g.drawImage(v, 0, 0, WIDTH, BAND_H, 0, 0, WIDTH, BAND_H);
-  const d = g.getImageData(0, 0, WIDTH, BAND_H).data;
-  let ms = 0;
-  for (let i = 0; i < BITS; i++) {
-    const o = ((BAND_H >> 1) * WIDTH + i * BLOCK_W + (BLOCK_W >> 1)) * 4;
-    ms = ms * 2 + (d[o + 1] > 128 ? 1 : 0);
-  }
-  g2g = ((now % 4294967296) - ms + 4294967296) % 4294967296 / 1000;
-}
-const date = h ? h.playingDate : null;
-const q = v.getVideoPlaybackQuality();
-return {t: v.currentTime, paused: v.paused, g2g: g2g,
-        latency: h && h.latency > 0 ? h.latency : null,
-        target: h ? h.targetLatency : null,
-        pdt: date ? (now - date.getTime()) / 1000 : null,
-        frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,
-        waiting: window.__lat.waiting, errors: window.__lat.errors.length,
-        fatal: window.__lat.fatal.slice()};
-"""
-for _name, _value in (("WIDTH", WIDTH), ("BAND_H", BAND_H), ("BITS", BITS), ("BLOCK_W", BLOCK_W)):
-    SAMPLE = SAMPLE.replace(_name, str(_value))
-
-
-def start_browser(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    driver.set_script_timeout(20)
-    return driver
-
-
-def open_player(driver, page_url: str, playlist: str, config: dict) -> None:
-    """page_url: any document of the server's origin without a Content-Security-Policy (our
-    HTML pages allow no inline script); it is replaced."""
-    driver.get(page_url)
-    page = (
-        PAGE.replace("HLS_CONFIG", json.dumps(config))
-        .replace("PLAYLIST", json.dumps(playlist))
-        .replace("HLSJS_SOURCE", HLSJS.read_text().replace("</script", "<\\/script"))
-    )
-    driver.execute_script("document.open(); document.write(arguments[0]); document.close();", page)
-
-
 # ---------------------------------------------------------------------------------- metrics
 
 
@@ -400,17 +196,6 @@ def fetch_text(url: str) -> str:
 # -------------------------------------------------------------------------------------- run
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            value = predicate()
-            if value:
-                return value
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
 def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
     mode = MODES[name]
     if mode["server"] == "periscope":
@@ -420,11 +205,13 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
     push_seconds = args.join_after + args.warmup + args.seconds + 40
     log = tmp / f"push-{name}.log"
     with common.step(f"{name}: {mode['describe']}"), server:
-        pusher = start_pusher(server.publish_url(KEY), push_seconds, mode["gop"], log)
+        pusher = stamped_publisher.start_pusher(
+            server.publish_url(KEY), push_seconds, mode["gop"], log
+        )
         pushed = time.monotonic()
         try:
             url = server.playlist_url(KEY)
-            wait_until(lambda: "#EXTINF" in fetch_text(url), 30, f"{name}: a listed segment")
+            common.wait_until(lambda: "#EXTINF" in fetch_text(url), 30, f"{name}: a listed segment")
             # Most viewers join a broadcast that is already running, with a full playlist: a
             # player started at the first segment sits closer to the edge than it would later.
             time.sleep(max(0.0, args.join_after - (time.monotonic() - pushed)))
@@ -432,23 +219,16 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
             opened = time.monotonic()
             opened_wall = time.time()
             blank = origin + ("/healthz" if mode["server"] == "periscope" else "/")
-            open_player(driver, blank, url.removeprefix(origin), mode["hls_config"])
-            wait_until(
-                lambda: driver.execute_script(
-                    "const v = document.getElementById('video');"
-                    " return v.currentTime > 0 && !v.paused;"
-                ),
-                30,
-                f"{name}: playback",
-            )
+            hlsjs_player.open_player(driver, blank, url.removeprefix(origin), mode["hls_config"])
+            common.wait_until(lambda: hlsjs_player.playing(driver), 30, f"{name}: playback")
             startup = time.monotonic() - opened
             time.sleep(args.warmup)
             samples = []
-            first = driver.execute_script(SAMPLE)
+            first = driver.execute_script(hlsjs_player.SAMPLE)
             began = time.monotonic()
             while time.monotonic() - began < args.seconds:
                 time.sleep(0.25)
-                samples.append(driver.execute_script(SAMPLE))
+                samples.append(driver.execute_script(hlsjs_player.SAMPLE))
             last = samples[-1]
             metrics = None
             if mode["server"] == "periscope":
@@ -456,13 +236,7 @@ def run_mode(name: str, args: argparse.Namespace, driver, tmp: Path) -> dict:
                 metrics = histogram_quantiles(text, "periscope_listing_delay_seconds", (50, 95))
             events = driver.execute_script("return window.__lat.events;")
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                pusher.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                pusher.wait(5)
-            if pusher.poll() is None:
-                pusher.kill()
-                pusher.wait(5)
+            common.stop_pusher(pusher)
 
     def stats(key: str) -> dict:
         values = [s[key] for s in samples if s[key] is not None and 0 <= s[key] < 120]
@@ -520,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_arguments(parser, "latency")
     args = parser.parse_args(argv)
     if args.push:
-        push(args.push, args.push_seconds, args.gop)
+        stamped_publisher.push(args.push, args.push_seconds, args.gop)
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
@@ -532,13 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         ok, why = common.nginx_available(args.install_nginx)
         if not ok:
             raise SystemExit(why)
-    if not HLSJS.is_file():
-        raise SystemExit(f"{HLSJS} is missing: run scripts/install-hlsjs.sh")
+    if not hlsjs_player.HLSJS.is_file():
+        raise SystemExit(f"{hlsjs_player.HLSJS} is missing: run scripts/install-hlsjs.sh")
     machine = common.machine_info()
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
-        driver = start_browser(Path(tmp) / "profile")
+        driver = hlsjs_player.start_browser(Path(tmp) / "profile")
         try:
             version = driver.capabilities.get("browserVersion")
             for name in modes:
@@ -576,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for x in runs
     ]
     print(
-        f"\n## latency: hls.js {_hlsjs_version()} in headless Chromium {version},"
+        f"\n## latency: hls.js {hlsjs_player.hlsjs_version()} in headless Chromium {version},"
         f" joining after {args.join_after:g} s of pushing, {args.seconds:g} s sampled per mode"
         f" after {args.warmup:g} s of playback\n"
     )
@@ -594,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 "join_after": args.join_after,
                 "modes": modes,
                 "video": f"{WIDTH}x{HEIGHT} {FPS} fps x264 veryfast bframes=2, AAC 48 kHz",
-                "hls_js": _hlsjs_version(),
+                "hls_js": hlsjs_player.hlsjs_version(),
                 "chromium": version,
             },
             "nginx_skipped": skipped,
@@ -602,11 +376,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
-
-
-def _hlsjs_version() -> str:
-    path = HLSJS.parent / "hls.js-VERSION"
-    return path.read_text().strip() if path.is_file() else "?"
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ it) and assumes the publisher's clock runs with the server's, which a real-time 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-import latency
+import stamped_publisher
 from common import OurServer, percentile, r
 
 KEY = "wait"
@@ -91,13 +88,13 @@ def measure(args: argparse.Namespace) -> dict:
     server = OurServer(env=ll_env(args.part), src=args.server_src)
     with tempfile.TemporaryDirectory(prefix="part-wait-") as tmp, server:
         push_seconds = args.seconds + 30
-        pusher = latency.start_pusher(
+        pusher = stamped_publisher.start_pusher(
             server.publish_url(KEY), push_seconds, args.gop, Path(tmp) / "push.log"
         )
         try:
             url = urlsplit(server.playlist_url(KEY))
             connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-            latency.wait_until(
+            common.wait_until(
                 lambda: "#EXT-X-PART:" in get(connection, url.path)[1], 30, "a listed part"
             )
             time.sleep(args.settle)
@@ -129,13 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
             independent = sum(chunk.count("INDEPENDENT=YES") for chunk in with_parts)
             listed = sum(1 for chunk in with_parts if "#EXT-X-PART:" in chunk)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                pusher.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                pusher.wait(5)
-            if pusher.poll() is None:
-                pusher.kill()
-                pusher.wait(5)
+            common.stop_pusher(pusher)
     return {
         "part_s": args.part,
         "gop_s": args.gop,

@@ -34,15 +34,61 @@ import common
 from cache_front import OurServerBehindCache, behind_the_cache, origin_requests_of
 from common import (
     BenchServer,
+    Column,
     CpuWindow,
-    markdown_table,
     parse_media_playlist,
     percentile,
     r,
     ratio,
+    results_table,
 )
 
 KEY = "view"
+
+
+def ttlb(kind: str) -> Column:
+    """p50/p99/max of one kind of request (playlist, segment) in one cell."""
+    keys = [f"{kind}_ttlb_ms_{k}" for k in ("p50", "p99", "max")]
+    return (f"{kind} TTLB p50/p99/max ms", lambda x: "/".join(common.fmt(x[k]) for k in keys))
+
+
+def origin_total(by_kind: dict[str, int] | None) -> int | None:
+    """Requests that reached our server (None: not counted, e.g. nginx-rtmp)."""
+    return None if by_kind is None else sum(by_kind.values())
+
+
+TABLE: list[Column] = [
+    ("server", "server"),
+    ("viewers", "viewers"),
+    ("req/s", "requests_per_s"),
+    ("MB/s", "mbytes_per_s"),
+    ttlb("playlist"),
+    ttlb("segment"),
+    ("errors", "errors"),
+    ("late", "late_segments"),
+    ("segments", "segments_fetched"),
+    ("server CPU %", "cpu_percent_of_core"),
+    ("cache CPU %", "cache_cpu_percent_of_core"),
+    ("origin req", lambda x: origin_total(x["origin_requests"])),
+    ("client CPU %", "client_cpu_percent_of_core"),
+    ("PSS MiB", "pss_mean_mib"),
+    ("box busy %", "machine_busy_percent"),
+]
+RATIO_TABLE: list[Column] = [
+    ("viewers", "viewers"),
+    ("CPU", "cpu"),
+    ("CPU/request", "cpu_per_request"),
+    ("req/s", "requests_per_s"),
+    ("playlist p50", "playlist_ttlb_p50"),
+    ("seg p50", "segment_ttlb_p50"),
+    ("seg p99", "segment_ttlb_p99"),
+]
+CACHE_RATIO_TABLE: list[Column] = [
+    ("viewers", "viewers"),
+    ("server CPU", "server_cpu"),
+    ("server + cache CPU", "server_and_cache_cpu"),
+    ("origin requests", "origin_requests"),
+]
 
 
 @dataclass
@@ -193,9 +239,7 @@ async def measure(server: BenchServer, n: int, args: argparse.Namespace, test_fi
                 )
                 for i in range(n)
             ]
-            while time.monotonic() < stop_at:
-                pss.append(common.total_pss_kib(server.pids()))
-                await asyncio.sleep(min(1.0, max(0.0, stop_at - time.monotonic())))
+            await common.sample_pss(server.pids, stop_at, pss)
             done, pending = await asyncio.wait(viewers, timeout=args.request_timeout + 2)
             cpu_result = cpu.stop()
             client_result = client_cpu.stop()
@@ -274,12 +318,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def run_server(server_cls, n: int, args: argparse.Namespace, test_file: Path) -> dict:
-    if server_cls is common.NginxRtmp:
-        server = common.NginxRtmp(fragment=args.segment_duration, window=6)
-    else:
-        server = server_cls(
-            {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}, args.server_src
-        )
+    server = common.server_for(server_cls, args)
     with common.step(f"{server.name}: {n} viewers, {args.seconds:g} s"), server:
         result = asyncio.run(measure(server, n, args, test_file))
         if result["errors"] or not result["stream_ready"]:
@@ -309,13 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be in (0, 600]")
     also = (OurServerBehindCache,) if args.through_nginx_cache else ()
-    done = common.run_each_size(args, counts, run_server, also)
-    runs, skipped, machine, test_file = (
-        done.results,
-        done.nginx_skipped,
-        done.machine,
-        done.test_file,
-    )
+    runs, skipped, machine, test_file = common.run_each_size(args, counts, run_server, also)
 
     ratios = []
     for n, ours, theirs in common.side_by_side(runs, "viewers"):
@@ -340,67 +373,17 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    headers = [
-        "server", "viewers", "req/s", "MB/s", "playlist TTLB p50/p99/max ms",
-        "segment TTLB p50/p99/max ms", "errors", "late", "segments", "server CPU %",
-        "cache CPU %", "origin req", "client CPU %", "PSS MiB", "box busy %",
-    ]  # fmt: skip
-    rows = [
-        [
-            x["server"],
-            x["viewers"],
-            x["requests_per_s"],
-            x["mbytes_per_s"],
-            "/".join(common.fmt(x[f"playlist_ttlb_ms_{k}"]) for k in ("p50", "p99", "max")),
-            "/".join(common.fmt(x[f"segment_ttlb_ms_{k}"]) for k in ("p50", "p99", "max")),
-            x["errors"],
-            x["late_segments"],
-            x["segments_fetched"],
-            x["cpu_percent_of_core"],
-            x["cache_cpu_percent_of_core"],
-            None if x["origin_requests"] is None else sum(x["origin_requests"].values()),
-            x["client_cpu_percent_of_core"],
-            x["pss_mean_mib"],
-            x["machine_busy_percent"],
-        ]
-        for x in runs
-    ]
     print(f"\n## viewers: {args.seconds:g} s measured per run\n")
-    print(markdown_table(headers, rows))
+    print(results_table(TABLE, runs))
     if ratios:
         print("\nratios periscope / nginx-rtmp:\n")
-        print(
-            markdown_table(
-                ["viewers", "CPU", "CPU/request", "req/s", "playlist p50", "seg p50", "seg p99"],
-                [
-                    [
-                        x["viewers"],
-                        x["cpu"],
-                        x["cpu_per_request"],
-                        x["requests_per_s"],
-                        x["playlist_ttlb_p50"],
-                        x["segment_ttlb_p50"],
-                        x["segment_ttlb_p99"],
-                    ]
-                    for x in ratios
-                ],
-            )
-        )
+        print(results_table(RATIO_TABLE, ratios))
     elif skipped:
         print(f"\nnginx-rtmp not measured ({skipped}): no ratios.")
     cache_ratios = behind_the_cache(runs)
     if cache_ratios:
         print("\nratios periscope behind config/nginx-cache.conf / periscope alone:\n")
-        print(
-            markdown_table(
-                ["viewers", "server CPU", "server + cache CPU", "origin requests"],
-                [
-                    [x["viewers"], x["server_cpu"], x["server_and_cache_cpu"], x["origin_requests"]]
-                    for x in cache_ratios
-                ],
-                digits=3,
-            )
-        )
+        print(results_table(CACHE_RATIO_TABLE, cache_ratios, digits=3))
     common.write_results(
         args.json,
         "viewers",

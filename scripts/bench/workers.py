@@ -53,10 +53,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 import ingest
-from common import CpuWindow, markdown_table
+from common import Column, CpuWindow, results_table
 from cpu_groups import CpuGroup
 
 LAYOUTS = ("plain", "redis", "workers2")
+
+# The columns of both tables (the runs and --capacity's steps), around ingest's own.
+LAYOUT: list[Column] = [("layout", "layout"), ("streams", "streams")]
+PER_PROCESS: list[Column] = [
+    ("per process CPU %", lambda x: " / ".join(common.fmt(v) for v in x["process_cpu_percent"])),
+    ("streams per process", lambda x: " / ".join(str(v) for v in x["process_streams"])),
+]
+BESIDE: list[Column] = [
+    ("redis CPU %", "redis_cpu_percent"),
+    ("pushers CPU %", "pushers_cpu_percent"),
+]
+LOAD: Column = ("load 1m", lambda x: x["loadavg_1m_start_end"][0])
+
+TABLE: list[Column] = [
+    *LAYOUT,
+    ("server CPU %", "cpu_percent_of_core"),
+    *PER_PROCESS,
+    ("CPU %/stream", "cpu_percent_per_stream"),
+    *BESIDE,
+    ("implied capacity", "implied_capacity_streams"),
+    ingest.SEGMENT_LATENCY_P50,
+    ingest.MAX_GAP,
+    ("advancing", "all_advancing"),
+    ingest.BOX_BUSY,
+    LOAD,
+]
+RATIO_TABLE: list[Column] = [
+    ("layout", "layout"),
+    ("streams", "streams"),
+    ("server CPU", "total_cpu"),
+    ("busiest process CPU", "busiest_process_cpu"),
+    ("implied capacity", "implied_capacity"),
+]
+CAPACITY_TABLE: list[Column] = [
+    *LAYOUT,
+    ("kept up", "kept_up"),
+    *PER_PROCESS,
+    ("throttled periods %", lambda x: " / ".join(common.fmt(throttled(t)) for t in x["throttled"])),
+    *BESIDE,
+    ingest.SEGMENT_LATENCY_P50,
+    ingest.MAX_GAP,
+    ("advancing", lambda x: f"{x['streams_advancing']}/{x['streams']}"),
+    ingest.BOX_BUSY,
+    LOAD,
+]
+
+
+def throttled(counters: dict) -> float:
+    """% of CFS periods in which a process's group ran out of its quota."""
+    return round(100 * counters["throttled_periods"] / max(1, counters["periods"]), 1)
 
 
 class RedisProcess:
@@ -316,50 +366,11 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
 
-    headers = [
-        "layout", "streams", "server CPU %", "per process CPU %", "streams per process",
-        "CPU %/stream", "redis CPU %", "pushers CPU %", "implied capacity", "seg lat p50 ms",
-        "max gap s", "advancing", "box busy %", "load 1m",
-    ]  # fmt: skip
-    rows = [
-        [
-            x["layout"],
-            x["streams"],
-            x["cpu_percent_of_core"],
-            " / ".join(common.fmt(v) for v in x["process_cpu_percent"]),
-            " / ".join(str(v) for v in x["process_streams"]),
-            x["cpu_percent_per_stream"],
-            x["redis_cpu_percent"],
-            x["pushers_cpu_percent"],
-            x["implied_capacity_streams"],
-            ingest._ms(x["segment_latency_s_p50"]),
-            x["max_gap_between_segments_s"],
-            x["all_advancing"],
-            x["machine_busy_percent"],
-            x["loadavg_1m_start_end"][0],
-        ]
-        for x in runs
-    ]
     print(f"\n## workers: {args.warmup:g} s warm-up, {args.seconds:g} s measured\n")
-    print(markdown_table(headers, rows, digits=2))
+    print(results_table(TABLE, runs, digits=2))
     if ratios:
         print("\nratios against plain serve in the same run:\n")
-        print(
-            markdown_table(
-                ["layout", "streams", "server CPU", "busiest process CPU", "implied capacity"],
-                [
-                    [
-                        x["layout"],
-                        x["streams"],
-                        x["total_cpu"],
-                        x["busiest_process_cpu"],
-                        x["implied_capacity"],
-                    ]
-                    for x in ratios
-                ],
-                digits=2,
-            )
-        )
+        print(results_table(RATIO_TABLE, ratios, digits=2))
     common.write_results(
         args.json,
         "workers",
@@ -388,34 +399,8 @@ def capacity_main(args: argparse.Namespace, layouts: list[str], test_file: Path,
     for layout, start in zip(layouts, starts, strict=False):
         found[layout], layout_runs = find_capacity(layout, start, args, test_file)
         runs += layout_runs
-    headers = [
-        "layout", "streams", "kept up", "per process CPU %", "streams per process",
-        "throttled periods %", "redis CPU %", "pushers CPU %", "seg lat p50 ms", "max gap s",
-        "advancing", "box busy %", "load 1m",
-    ]  # fmt: skip
-    rows = [
-        [
-            x["layout"],
-            x["streams"],
-            x["kept_up"],
-            " / ".join(common.fmt(v) for v in x["process_cpu_percent"]),
-            " / ".join(str(v) for v in x["process_streams"]),
-            " / ".join(
-                common.fmt(round(100 * t["throttled_periods"] / max(1, t["periods"]), 1))
-                for t in x["throttled"]
-            ),
-            x["redis_cpu_percent"],
-            x["pushers_cpu_percent"],
-            ingest._ms(x["segment_latency_s_p50"]),
-            x["max_gap_between_segments_s"],
-            f"{x['streams_advancing']}/{x['streams']}",
-            x["machine_busy_percent"],
-            x["loadavg_1m_start_end"][0],
-        ]
-        for x in runs
-    ]
     print(f"\n## capacity, {args.cpu_quota:g} of a core per serving process\n")
-    print(markdown_table(headers, rows, digits=2))
+    print(results_table(CAPACITY_TABLE, runs, digits=2))
     plain = found.get("plain")
     print("\ncapacity (last step kept up; None: not even the first):\n")
     for layout, capacity in found.items():

@@ -3,7 +3,7 @@
 They keep the scripts from rotting; they assert structure and that streams advanced, never speed
 (speed and memory are measured by the benchmarks themselves, next to nginx-rtmp). nginx-rtmp is
 included when installed (or installable: as root the fixture tries apt-get once); otherwise the
-scripts run with --no-nginx. The five scripts run in parallel to keep this file well under a
+scripts run with --no-nginx. The scripts run in parallel to keep this file well under a
 minute.
 """
 
@@ -65,6 +65,10 @@ SCRIPTS = {
     "export": ["--minutes", "0.3", "--clip-seconds", "4"],
     # serve against serve --workers 2 (with its own redis-server), 2 pushers each.
     "workers": ["--streams", "2", "--layouts", "plain,workers2", "--warmup", "3", "--seconds", "6"],
+    # LL-HLS blocking reloads against latency.py's PyAV publisher, stopped by common.stop_pusher.
+    "part_wait": ["--seconds", "4", "--settle", "1"],
+    # One mode: hls.js in headless Chromium reading the time painted in the frames.
+    "latency": ["--modes", "llhls", "--join-after", "4", "--warmup", "1", "--seconds", "3"],
 }
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -117,14 +121,21 @@ def with_nginx() -> bool:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[str, dict]:
+def results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, with_nginx: bool
+) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("bench")
     common.ensure_test_file(common.DEFAULT_CACHE)  # once, before the parallel runs
+    # Only the scripts whose tests were selected (`-k workers`): one script's check need not
+    # load the box with all of them.
+    selected = {item.name for item in request.session.items}
     processes = {}
     for name, args in SCRIPTS.items():
+        if not any(test.startswith(f"test_{name}_") for test in selected):
+            continue
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
-        if not with_nginx and name not in ("rtmp_parse", "export", "workers"):
+        if not with_nginx and name not in ("rtmp_parse", "export", "workers", "part_wait"):
             cmd.append("--no-nginx")
         if with_nginx and name == "viewers":
             cmd.append("--through-nginx-cache")  # our server behind config/nginx-cache.conf
@@ -144,7 +155,8 @@ def results(tmp_path_factory: pytest.TempPathFactory, with_nginx: bool) -> dict[
         if process.returncode != 0:
             failures.append(f"{name}.py exited with {process.returncode}:\n{output[-3000:]}")
             continue
-        assert "|---" in output, f"{name}.py printed no markdown table:\n{output}"
+        if name != "part_wait":  # its one run is one line
+            assert "|---" in output, f"{name}.py printed no markdown table:\n{output}"
         found[name] = json.loads((out / f"{name}.json").read_text())
     if failures:
         pytest.fail("\n\n".join(failures))
@@ -220,6 +232,28 @@ def test_workers_spreads_the_streams_over_two_processes(results) -> None:
     assert workers["supervisor_cpu_percent"] is not None
     assert workers["redis_cpu_percent"] is not None
     assert [x["layout"] for x in data["ratios"]] == ["workers2"]
+
+
+def test_part_wait_answers_each_blocking_reload(results) -> None:
+    data = results["part_wait"]
+    assert (data["part_s"], data["gop_s"]) == (0.334, 1.0)
+    # About three parts a second for 4 s, each asked for and answered in turn.
+    assert data["answers"] >= 4, data
+    figures = data["part_end_to_answer_s"]
+    assert figures.keys() == {"min", "p50", "p95", "max"}
+    assert figures["min"] <= figures["p50"] <= figures["max"], figures
+    # A request for the next part is held until it exists: the server waited, not answered at once.
+    assert data["held_s"]["p50"] > 0, data
+
+
+def test_latency_reads_the_painted_time_from_the_frames_on_screen(results) -> None:
+    (run,) = results["latency"]["runs"]
+    assert (run["mode"], run["server"]) == ("llhls", "periscope")
+    assert run["hlsjs_fatal"] == [], run["hlsjs_events"]
+    assert run["played_s"] > 0 and run["frames"] > 0, run
+    for figure in ("glass_to_glass_s", "hls_latency_s", "pdt_delay_s"):
+        assert run[figure]["n"] > 0 and run[figure]["p50"] > 0, (figure, run[figure])
+    assert run["server_listing_delay_s"]["count"] > 0, run["server_listing_delay_s"]
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
