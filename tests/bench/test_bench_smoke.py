@@ -69,7 +69,10 @@ SCRIPTS = {
     "part_wait": ["--seconds", "4", "--settle", "1"],
     # One mode: hls.js in headless Chromium reading the time painted in the frames.
     "latency": ["--modes", "llhls", "--join-after", "4", "--warmup", "1", "--seconds", "3"],
-}
+    # This checkout against itself, one round.
+    "paired": ["--a", ".", "--b", ".", "--streams", "1", "--rounds", "1", "--warmup", "3",
+               "--seconds", "4"],
+}  # fmt: skip
 EXPORT_HTTP_FIELDS = {
     "status",
     "headers_ms",
@@ -135,7 +138,13 @@ def results(
             continue
         json_path = out / f"{name}.json"
         cmd = [sys.executable, str(BENCH / f"{name}.py"), *args, "--json", str(json_path)]
-        if not with_nginx and name not in ("rtmp_parse", "export", "workers", "part_wait"):
+        if not with_nginx and name not in (
+            "rtmp_parse",
+            "export",
+            "workers",
+            "part_wait",
+            "paired",
+        ):
             cmd.append("--no-nginx")
         if with_nginx and name == "viewers":
             cmd.append("--through-nginx-cache")  # our server behind config/nginx-cache.conf
@@ -318,3 +327,11 @@ def export_from_the_store(found: dict, ratios: dict) -> None:
         assert ratios[name]["first_byte_ms"] > 0
     for name in ("stream", "file", "range"):  # the clip leaves the clip itself in its cache
         assert store[name]["node_disk_added_mib"] < 1, (name, store[name])
+
+
+def test_paired_measures_both_builds_in_each_round(results) -> None:
+    data = results["paired"]
+    (only,) = data["rounds"]
+    assert only["A_all_advancing"] and only["B_all_advancing"], only
+    assert only["A_cpu_percent_of_core"] > 0 and only["B_cpu_percent_of_core"] > 0, only
+    assert only["cpu_b_over_a"] == data["median_cpu_b_over_a"] > 0
