@@ -17,11 +17,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
-from tests.live.test_pipeline import feed, start
+from tests.live.pipeline_rig import (
+    CHANNEL,
+    SCRIPT_TAG,
+    VIDEO_TAG,
+    feed_all_and_finish,
+    make_pipeline,
+)
 
-SECONDS = 6
+SECONDS = 6  # of the source_flv fixture (tests/live/conftest.py)
 # Steps the timeline takes as a gap rather than a jump: up to its max_gap_ms (10 s) ahead; and
 # back by up to its backwards_tolerance_ms (1 s), taken as jitter (the clock then runs on from
 # the earlier value, so the recording is that much shorter, though every frame is in it).
@@ -39,17 +44,15 @@ jump = st.tuples(
 
 
 @pytest.fixture(scope="module")
-def tags(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, int, bytes]]:
-    path = tmp_path_factory.mktemp("flv") / "input.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return list(read_tags(path))
+def tags(source_flv: Path) -> list[tuple[int, int, bytes]]:
+    return list(read_tags(source_flv))
 
 
 async def record(tags, directory: Path, **hls) -> tuple[list[float], int, bool]:
-    layout, pipeline = start(directory, segment_duration=2.0, **hls)
-    await feed(pipeline, tags)
+    pipeline, layout = make_pipeline(directory, segment_duration=2.0, **hls)
+    await feed_all_and_finish(pipeline, tags)
     assert pipeline._worker.failed is None, pipeline._worker.failed
-    text = (layout.channel_dir("chan") / pipeline.broadcast_id / "recording.m3u8").read_text()
+    text = (layout.channel_dir(CHANNEL) / pipeline.broadcast_id / "recording.m3u8").read_text()
     replay = parse_media_playlist(text)
     return [s.duration for s in replay.segments], replay.target_duration, replay.ended
 
@@ -138,14 +141,14 @@ def test_every_second_sent_is_recorded_in_bounded_segments_whatever_the_encoder_
     than its cap (hls.max_segment_duration for the first, TARGETDURATION for the others)."""
     sent = []
     for kind, timestamp, body in tags:
-        is_frame = kind == 9 and body[1:2] == b"\x01"
+        is_frame = kind == VIDEO_TAG and body[1:2] == b"\x01"
         if is_frame and video_until is not None and timestamp >= video_until:
             continue
         if is_frame and keyframes_until is not None and timestamp > keyframes_until:
             body = unkeyed(body)
         moved = (timestamp + origin + sum(d for at, d in jumps if timestamp >= at)) % 2**32
         sent.append((kind, moved, body))
-        if kind != 18 and any(abs(timestamp - at) < 20 for at in repeated):
+        if kind != SCRIPT_TAG and any(abs(timestamp - at) < 20 for at in repeated):
             sent.append((kind, moved, body))  # the same message again
     with tempfile.TemporaryDirectory() as directory:
         durations, target, ended = asyncio.run(

@@ -3,67 +3,24 @@ disk-writer thread, playlists), with the timestamp accidents encoders and networ
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import pytest
-
-from periscope_ingest.config_sections import HlsSettings
 from periscope_ingest.live.edge import MEMORY_SEGMENTS
-from periscope_ingest.live.pipeline import StreamPipeline
-from periscope_ingest.rtmp import amf0
-from periscope_ingest.storage.catalog import Catalog
-from periscope_ingest.storage.layout import DataLayout, new_broadcast_id
+from periscope_ingest.storage.layout import DataLayout
 from tests.e2e.hls_check import FRAME_90K, analyse_segment, parse_media_playlist, video_duration
-from tests.e2e.pushers import push_pyav
 from tests.flv_file import read_tags
+from tests.live.pipeline_rig import CHANNEL, feed_all_and_finish, make_pipeline
 
-SECONDS = 8
+SECONDS = 8  # of the source_flv fixture (tests/live/conftest.py)
 WRAP = 2**32
 
 
-@pytest.fixture(scope="module")
-def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("flv") / "input.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return path
-
-
-def start(tmp_path: Path, **hls) -> tuple[DataLayout, StreamPipeline]:
-    tmp_path.mkdir(exist_ok=True)  # the data directory's parent must exist
-    layout = DataLayout(tmp_path / "data")
-    layout.ensure()
-    catalog = Catalog(layout.catalog_path)
-    pipeline = StreamPipeline(
-        "chan",
-        new_broadcast_id(),
-        layout,
-        HlsSettings(**hls),
-        asyncio.get_running_loop(),
-        catalog,
-    )
-    return layout, pipeline
-
-
-async def feed(pipeline: StreamPipeline, tags) -> None:
-    for tag_type, timestamp, body in tags:
-        if tag_type == 9:
-            pipeline.video(timestamp, body)
-        elif tag_type == 8:
-            pipeline.audio(timestamp, body)
-        elif tag_type == 18:
-            name, values = amf0.decode_all(body)[:2]
-            assert name == "onMetaData"
-            pipeline.metadata(dict(values))
-    await pipeline.finish()
-
-
 async def run(tmp_path: Path, tags, **hls) -> tuple[DataLayout, list[tuple[object, bytes]]]:
-    layout, pipeline = start(tmp_path, **hls)
-    await feed(pipeline, tags)
-    playlist = parse_media_playlist(layout.live_playlist("chan").read_text())
+    pipeline, layout = make_pipeline(tmp_path, **hls)
+    await feed_all_and_finish(pipeline, tags)
+    playlist = parse_media_playlist(layout.live_playlist(CHANNEL).read_text())
     assert playlist.ended
-    segments = [(s, (layout.channel_dir("chan") / s.uri).read_bytes()) for s in playlist.segments]
+    segments = [(s, (layout.channel_dir(CHANNEL) / s.uri).read_bytes()) for s in playlist.segments]
     return layout, segments
 
 
@@ -81,54 +38,54 @@ def check_valid(segments, expected_seconds: float) -> None:
             last_dts = dts
 
 
-async def test_plain_stream(tmp_path: Path, flv: Path) -> None:
-    _, segments = await run(tmp_path, read_tags(flv))
+async def test_plain_stream(tmp_path: Path, source_flv: Path) -> None:
+    _, segments = await run(tmp_path, read_tags(source_flv))
     check_valid(segments, SECONDS)
     assert [round(s.duration, 3) for s, _ in segments] == [2.0, 2.0, 2.0, 2.0]
     assert not any(s.discontinuity for s, _ in segments)
 
 
-async def test_32_bit_timestamp_wrap_is_seamless(tmp_path: Path, flv: Path) -> None:
-    shifted = [(t, (ts + WRAP - 3000) % WRAP, body) for t, ts, body in read_tags(flv)]
+async def test_32_bit_timestamp_wrap_is_seamless(tmp_path: Path, source_flv: Path) -> None:
+    shifted = [(t, (ts + WRAP - 3000) % WRAP, body) for t, ts, body in read_tags(source_flv)]
     assert any(ts > WRAP - 3000 for _, ts, _ in shifted) and any(ts < 3000 for _, ts, _ in shifted)
     _, segments = await run(tmp_path, shifted)
     check_valid(segments, SECONDS)
     assert not any(s.discontinuity for s, _ in segments)
 
 
-async def test_encoder_clock_restart_is_a_discontinuity(tmp_path: Path, flv: Path) -> None:
+async def test_encoder_clock_restart_is_a_discontinuity(tmp_path: Path, source_flv: Path) -> None:
     # At 4 s the encoder's clock goes back to 0 (it restarted, or a relay switched sources).
-    jumped = [(t, ts if ts < 4000 else ts - 4000, body) for t, ts, body in read_tags(flv)]
+    jumped = [(t, ts if ts < 4000 else ts - 4000, body) for t, ts, body in read_tags(source_flv)]
     _, segments = await run(tmp_path, jumped)
     check_valid(segments, SECONDS)
     assert [s.discontinuity for s, _ in segments] == [False, False, True, False]
 
 
-async def test_large_forward_gap_is_a_discontinuity(tmp_path: Path, flv: Path) -> None:
-    gapped = [(t, ts if ts < 4000 else ts + 60_000, body) for t, ts, body in read_tags(flv)]
+async def test_large_forward_gap_is_a_discontinuity(tmp_path: Path, source_flv: Path) -> None:
+    gapped = [(t, ts if ts < 4000 else ts + 60_000, body) for t, ts, body in read_tags(source_flv)]
     _, segments = await run(tmp_path, gapped)
     # The gap is not played out as 60 s of nothing.
     check_valid(segments, SECONDS)
     assert [s.discontinuity for s, _ in segments] == [False, False, True, False]
 
 
-async def test_live_window_slides_but_old_segments_stay(tmp_path: Path, flv: Path) -> None:
-    layout, segments = await run(tmp_path, read_tags(flv), window=2, segment_duration=1.0)
+async def test_live_window_slides_but_old_segments_stay(tmp_path: Path, source_flv: Path) -> None:
+    layout, segments = await run(tmp_path, read_tags(source_flv), window=2, segment_duration=1.0)
     # 2 s GOPs with a 1 s target: cuts stay on keyframes, TARGETDURATION follows the first GOP.
-    text = layout.live_playlist("chan").read_text()
+    text = layout.live_playlist(CHANNEL).read_text()
     assert "#EXT-X-TARGETDURATION:2\n" in text
     assert "#EXT-X-MEDIA-SEQUENCE:1\n" in text  # 3 x target = 6 s kept: 3 of 4 segments
     assert len(segments) == 3
-    assert (layout.channel_dir("chan") / segments[0][0].uri.replace("1.ts", "0.ts")).is_file()
+    assert (layout.channel_dir(CHANNEL) / segments[0][0].uri.replace("1.ts", "0.ts")).is_file()
 
 
 async def test_a_watched_stream_keeps_its_newest_segments_in_memory(
-    tmp_path: Path, flv: Path
+    tmp_path: Path, source_flv: Path
 ) -> None:
-    layout, watched = start(tmp_path / "watched", segment_duration=1.0)
+    watched, layout = make_pipeline(tmp_path / "watched", segment_duration=1.0)
     watched.edge.watched()
-    await feed(watched, read_tags(flv))
-    files = layout.channel_dir("chan") / watched.broadcast_id
+    await feed_all_and_finish(watched, read_tags(source_flv))
+    files = layout.channel_dir(CHANNEL) / watched.broadcast_id
     names = sorted(p.name for p in files.glob("*.ts"))
     assert len(names) == 4
     kept = [name for name in names if watched.edge.media(name) is not None]
@@ -136,6 +93,6 @@ async def test_a_watched_stream_keeps_its_newest_segments_in_memory(
     for name in kept:
         assert watched.edge.media(name) == (files / name).read_bytes()
 
-    _, unwatched = start(tmp_path / "unwatched", segment_duration=1.0)
-    await feed(unwatched, read_tags(flv))
+    unwatched, _ = make_pipeline(tmp_path / "unwatched", segment_duration=1.0)
+    await feed_all_and_finish(unwatched, read_tags(source_flv))
     assert all(unwatched.edge.media(name) is None for name in names)
