@@ -163,3 +163,18 @@ class ServerProcess:
                 return value
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{self.log()[-4000:]}")
+
+    def once_ended(self, channel: str, timeout: float) -> list[dict]:
+        """The channel's broadcasts (newest first) once the newest one's record says ended. The
+        final record is written just after the ENDLIST playlist (viewers first), so a test
+        that saw that playlist waits here before it reads the record."""
+        path = f"/api/broadcasts?channel={channel}"
+        return self.wait_for(
+            lambda: (
+                (rows := self.get_json(path)["broadcasts"])
+                and rows[0]["status"] == "ended"
+                and rows
+            ),
+            timeout,
+            what=f"the final record of {channel}'s broadcast",
+        )

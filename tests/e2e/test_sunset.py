@@ -80,16 +80,7 @@ def test_closing_broadcasts_ends_live_ones_and_keeps_downloads(tmp_path: Path) -
         ended = server.wait_for(lambda: (p := playlist(server, "last")) and p.ended and p, 5)
         thread.join(30)
         assert not thread.is_alive()
-        # The final record is written just after the ENDLIST playlist (viewers first).
-        (record,) = server.wait_for(
-            lambda: (
-                (rows := server.get_json("/api/broadcasts?channel=last")["broadcasts"])
-                and rows[0]["status"] == "ended"
-                and rows
-            ),
-            5,
-            what="the broadcast's final record",
-        )
+        (record,) = server.once_ended("last", 5)
         assert abs(record["duration"] - sum(s.duration for s in ended.segments)) < 0.01
 
         refused = subprocess.run(
