@@ -10,6 +10,13 @@ worth a few per cent when builds are run one after the other. Here both run at o
 (ingest.measure), so whatever else the machine does falls on both. B / A per round, and their
 median, is the figure; the builds swap start order each round. --a-env / --b-env (KEY=VALUE,
 repeatable) compare settings of one build.
+
+``--b nginx-rtmp`` puts nginx-rtmp (its hls module, one worker, ingest.py's configuration) on
+side B: our server against the peer in the same window, each with --streams pushers, instead
+of one after the other as ingest.py runs them. B / A is then nginx-rtmp's CPU over ours; the
+printout also gives A / B, the ratio #17's targets are stated in.
+
+    .venv/bin/python scripts/bench/paired.py --a . --b nginx-rtmp --streams 60 --rounds 3
 """
 
 from __future__ import annotations
@@ -37,7 +44,17 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-async def _both(servers: list[common.OurServer], args: argparse.Namespace, test_file: Path):
+NGINX = Path("nginx-rtmp")
+
+
+def _server(build: Path, env: dict[str, str], args: argparse.Namespace) -> common.BenchServer:
+    if build == NGINX:
+        return common.NginxRtmp(fragment=args.segment_duration, window=6)
+    segment = {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}
+    return common.OurServer({**segment, **env}, build)
+
+
+async def _both(servers: list[common.BenchServer], args: argparse.Namespace, test_file: Path):
     return await asyncio.gather(
         *(ingest.measure(s, args.streams, args, test_file) for s in servers)
     )
@@ -46,7 +63,15 @@ async def _both(servers: list[common.OurServer], args: argparse.Namespace, test_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", type=Path, required=True, help="directory holding build A's package")
-    parser.add_argument("--b", type=Path, required=True, help="directory holding build B's package")
+    parser.add_argument(
+        "--b", type=Path, required=True,
+        help="directory holding build B's package, or nginx-rtmp for the peer",
+    )  # fmt: skip
+    parser.add_argument(
+        "--install-nginx",
+        action="store_true",
+        help="with --b nginx-rtmp: apt-get install it when missing (needs root)",
+    )
     parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--streams", type=int, default=30, help="pushers per server")
@@ -61,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     args.poll = "fs"
     if not 1 <= args.streams <= 100 or not 1 <= args.rounds <= 20:
         parser.error("--streams in [1, 100], --rounds in [1, 20]")
+    if args.a == NGINX:
+        parser.error("nginx-rtmp goes on side B (--b nginx-rtmp)")
+    if args.b == NGINX:
+        ok, why = common.nginx_available(args.install_nginx)
+        if not ok:
+            raise SystemExit(why)
     common.raise_fd_limit()
     test_file = common.ensure_test_file(args.cache)
     builds = {"A": (args.a, _env(args.a_env)), "B": (args.b, _env(args.b_env))}
-    segment = {"PERISCOPE_HLS__SEGMENT_DURATION": f"{args.segment_duration:g}"}
     rounds = []
     for number in range(args.rounds):
         order = ["A", "B"] if number % 2 == 0 else ["B", "A"]
-        servers = {name: common.OurServer({**segment, **builds[name][1]}, builds[name][0])
-                   for name in order}  # fmt: skip
+        servers = {name: _server(*builds[name], args) for name in order}
         with common.step(f"round {number + 1}: {args.streams} streams on each of A and B"):
             for name in order:
                 servers[name].__enter__()
@@ -101,10 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## paired: A = {args.a} {args.a_env}, B = {args.b} {args.b_env}\n")
     print(markdown_table(headers, rows, digits=3))
     print(f"\nmedian B / A CPU: {median:.3f}")
+    if args.b == NGINX:
+        over = statistics.median(x["A_cpu_percent_of_core"] / x["B_cpu_percent_of_core"]
+                                 for x in rounds)  # fmt: skip
+        print(f"median ours / nginx-rtmp CPU: {over:.3f}")
     common.write_results(args.json, "paired", {
         "machine": common.machine_info(),
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rounds": rounds, "median_cpu_b_over_a": median,
+        "median_cpu_a_over_b": r(statistics.median(
+            x["A_cpu_percent_of_core"] / x["B_cpu_percent_of_core"] for x in rounds), 3),
     })  # fmt: skip
     return 0
 

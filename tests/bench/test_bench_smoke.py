@@ -146,6 +146,8 @@ def results(
             "paired",
         ):
             cmd.append("--no-nginx")
+        if with_nginx and name == "paired":
+            cmd[cmd.index("--b") + 1] = "nginx-rtmp"  # ours against the peer, in one window
         if with_nginx and name == "viewers":
             cmd.append("--through-nginx-cache")  # our server behind config/nginx-cache.conf
         if name == "export" and (os.environ.get("CI") or moto_missing() is None):
@@ -335,3 +337,5 @@ def test_paired_measures_both_builds_in_each_round(results) -> None:
     assert only["A_all_advancing"] and only["B_all_advancing"], only
     assert only["A_cpu_percent_of_core"] > 0 and only["B_cpu_percent_of_core"] > 0, only
     assert only["cpu_b_over_a"] == data["median_cpu_b_over_a"] > 0
+    ours_over_b = only["A_cpu_percent_of_core"] / only["B_cpu_percent_of_core"]
+    assert data["median_cpu_a_over_b"] == pytest.approx(ours_over_b, abs=0.001)
