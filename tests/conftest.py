@@ -20,6 +20,8 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.e2e.pushers import push_pyav
+
 EXTERNAL_PROGRAMS = {
     "ffmpeg", "ffprobe", "ffplay", "gst-launch-1.0", "nginx", "caddy", "chromium", "chromedriver",
     "strace", "initdb", "postgres", "pg_ctl",
@@ -103,3 +105,12 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """postgresql://... of a new, empty database."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(scope="module")
+def source_flv(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """An FLV file of the module's SECONDS of H.264 + AAC, written by a real encoder (PyAV)
+    faster than real time: once per module, since encoding takes most of a test's time."""
+    path = tmp_path_factory.mktemp("flv") / "source.flv"
+    push_pyav(str(path), request.module.SECONDS, realtime=False)
+    return path

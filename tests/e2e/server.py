@@ -164,17 +164,24 @@ class ServerProcess:
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout} s waiting for {what}\n{self.log()[-4000:]}")
 
+    def broadcasts(self, channel: str, status: str | None = None) -> list[dict]:
+        """The channel's broadcast records (newest first), from the API; only those with
+        ``status`` ("live" or "ended") when given."""
+        query = f"?channel={channel}" + (f"&status={status}" if status else "")
+        return self.get_json(f"/api/broadcasts{query}")["broadcasts"]
+
+    def only_broadcast(self, channel: str) -> dict:
+        """The channel's one broadcast record (fails if it has none or several)."""
+        records = self.broadcasts(channel)
+        assert len(records) == 1, records
+        return records[0]
+
     def once_ended(self, channel: str, timeout: float) -> list[dict]:
         """The channel's broadcasts (newest first) once the newest one's record says ended. The
         final record is written just after the ENDLIST playlist (viewers first), so a test
         that saw that playlist waits here before it reads the record."""
-        path = f"/api/broadcasts?channel={channel}"
         return self.wait_for(
-            lambda: (
-                (rows := self.get_json(path)["broadcasts"])
-                and rows[0]["status"] == "ended"
-                and rows
-            ),
+            lambda: (rows := self.broadcasts(channel)) and rows[0]["status"] == "ended" and rows,
             timeout,
             what=f"the final record of {channel}'s broadcast",
         )

@@ -16,7 +16,6 @@ import pytest
 
 from periscope_ingest.rtmp.chunk import Message
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.pushers import push_pyav
 from tests.e2e.server import ServerProcess
 from tests.flv_file import read_tags
 from tests.rtmp.client import C0_C1, C2, ScriptedClient, ServerOutput
@@ -27,13 +26,6 @@ SECONDS = 10
 # (from this media time in ms, the clock moves by): back 5 s, ahead an hour, back 3 s, and
 # twice ahead by 1.5 s (less than a jump: kept as a gap), none of them on a keyframe.
 JUMPS = [(2500, -5000), (4500, 3_600_000), (6500, -3000), (7300, 1500), (8100, 1500)]
-
-
-@pytest.fixture(scope="module")
-def flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("flv") / "input.flv"
-    push_pyav(str(path), SECONDS, realtime=False)
-    return path
 
 
 def jumped(flv: Path) -> list[tuple[int, int, bytes]]:
@@ -88,9 +80,11 @@ class Publisher:
         self.sock.close()
 
 
-def test_every_second_sent_is_recorded_across_clock_jumps(server: ServerProcess, flv) -> None:
+def test_every_second_sent_is_recorded_across_clock_jumps(
+    server: ServerProcess, source_flv: Path
+) -> None:
     publisher = Publisher(server, "jumpy")
-    publisher.send(jumped(flv))
+    publisher.send(jumped(source_flv))
     publisher.unpublish()
     listed = server.wait_for(
         lambda: [b for b in server.get_json("/api/broadcasts?channel=jumpy")["broadcasts"]
@@ -118,9 +112,11 @@ ISSUE_JUMPS = [(2000, -5000), (4000, 3_600_000), (6000, -3000)]
 VIDEO_STOPS_MS = 8000  # and then the camera stops while the audio goes on to the end
 
 
-def test_the_issues_timeline_and_a_stopped_camera_lose_nothing(server: ServerProcess, flv) -> None:
+def test_the_issues_timeline_and_a_stopped_camera_lose_nothing(
+    server: ServerProcess, source_flv: Path
+) -> None:
     tags = []
-    for kind, timestamp, body in read_tags(flv):
+    for kind, timestamp, body in read_tags(source_flv):
         if kind == 9 and body[1:2] == b"\x01" and timestamp >= VIDEO_STOPS_MS:
             continue
         moved = timestamp + 2**32 - 1000 + sum(d for at, d in ISSUE_JUMPS if timestamp >= at)
@@ -151,9 +147,9 @@ def test_the_issues_timeline_and_a_stopped_camera_lose_nothing(server: ServerPro
 
 
 def test_a_recording_that_cannot_be_written_ends_the_publish_with_an_error(
-    server: ServerProcess, flv
+    server: ServerProcess, source_flv: Path
 ) -> None:
-    tags = list(read_tags(flv))
+    tags = list(read_tags(source_flv))
     publisher = Publisher(server, "unwritable")
     publisher.send([t for t in tags if t[1] < 4500])
     first = server.wait_for(
@@ -178,12 +174,12 @@ def test_a_recording_that_cannot_be_written_ends_the_publish_with_an_error(
 
 
 def test_a_recording_that_failed_while_its_publisher_was_away_is_not_continued(
-    server: ServerProcess, flv
+    server: ServerProcess, source_flv: Path
 ) -> None:
     # The writer fails while nobody publishes (closing the open segment when the connection
     # drops): the encoder that reconnects within the grace window must get a new broadcast that
     # records, not the old one whose writer takes nothing any more.
-    tags = list(read_tags(flv))
+    tags = list(read_tags(source_flv))
     first_publisher = Publisher(server, "away")
     first_publisher.send([t for t in tags if t[1] < 4500])
     first = server.wait_for(

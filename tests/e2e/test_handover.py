@@ -126,12 +126,6 @@ def push_until_taken(server: ServerProcess, channel: str, seconds: float, within
     raise AssertionError(f"{server.http} never took the publish:\n{server.log()[-3000:]}")
 
 
-def one_broadcast(server: ServerProcess, channel: str) -> dict:
-    broadcasts = server.get_json(f"/api/broadcasts?channel={channel}")["broadcasts"]
-    assert len(broadcasts) == 1, broadcasts
-    return broadcasts[0]
-
-
 def check_replay(server: ServerProcess, broadcast_id: str, listed_on_a: int, pushed_on_b: float):
     """One recording: A's segments (at most one lost), one discontinuity, B's segments; its MP4
     (made on B from A's segments in the store) as long as the playlist says."""
@@ -183,7 +177,7 @@ def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
         assert (
             status == 200 and media[:1] == b"\x47" and media == a.get(f"/live/moving/{newest}")[2]
         )
-        broadcast_id = one_broadcast(a, "moving")["id"]
+        broadcast_id = a.only_broadcast("moving")["id"]
         on_a = live_playlist(a, "moving")
         assert on_a is not None
         listed_on_a = on_a.media_sequence + len(on_a.segments)
@@ -203,8 +197,8 @@ def test_a_publisher_back_on_another_node_after_kill_9_continues_its_broadcast(
         assert listed_on_a <= after.media_sequence <= listed_on_a + 1
         assert after.media_sequence > seen.media_sequence
         assert nodes.second.wait(30) == 0
-        b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
-        assert one_broadcast(b, "moving")["id"] == broadcast_id
+        b.wait_for(lambda: b.only_broadcast("moving")["status"] == "ended", 20, what="the end on B")
+        assert b.only_broadcast("moving")["id"] == broadcast_id
         check_replay(b, broadcast_id, listed_on_a, 8)
 
 
@@ -218,7 +212,7 @@ def test_a_publisher_that_moves_while_both_nodes_run_is_handed_over(
             40,
             what="three segments on A",
         )
-        broadcast_id = one_broadcast(a, "moving")["id"]
+        broadcast_id = a.only_broadcast("moving")["id"]
         nodes.first.kill()  # the phone drops off the network: no unpublish
         nodes.first.wait()
         a.wait_for(lambda: "publisher_gone" in a.log(), 10, what="A noticing")
@@ -228,10 +222,10 @@ def test_a_publisher_that_moves_while_both_nodes_run_is_handed_over(
         nodes.second = push_until_taken(b, "moving", 8, within=GRACE_S)
         a.wait_for(lambda: "broadcast_handed_over" in a.log(), 15, what="A handing it over")
         assert nodes.second.wait(30) == 0
-        b.wait_for(lambda: one_broadcast(b, "moving")["status"] == "ended", 20, what="the end on B")
+        b.wait_for(lambda: b.only_broadcast("moving")["status"] == "ended", 20, what="the end on B")
         # A never ended it: no ENDLIST, no final record of its own, no second broadcast.
         assert "broadcast_ended" not in a.log()
-        assert one_broadcast(b, "moving")["id"] == broadcast_id
+        assert b.only_broadcast("moving")["id"] == broadcast_id
         listed_on_a = on_a.media_sequence + len(on_a.segments)
         check_replay(b, broadcast_id, listed_on_a, 8)
 
@@ -247,7 +241,7 @@ def test_a_dead_nodes_broadcast_is_finalised_by_another_node(
             40,
             what="three segments on A",
         )
-        broadcast_id = one_broadcast(a, "orphan")["id"]
+        broadcast_id = a.only_broadcast("orphan")["id"]
         assert a.stop(signal.SIGKILL) == -signal.SIGKILL
         killed_at = time.monotonic()
         nodes.first.kill()

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import require
-from tests.e2e.pushers import push_pyav
 from tests.e2e.server import ServerProcess
 from tests.e2e.test_live_push import playlist
 from tests.flv_file import read_tags
 
 pytestmark = pytest.mark.e2e
+SECONDS = 8  # of the pushed source (source_flv)
 
 
 def scrape(server: ServerProcess) -> dict[str, float]:
@@ -30,10 +30,9 @@ def scrape(server: ServerProcess) -> dict[str, float]:
     return values
 
 
-def test_counters_follow_a_real_push(tmp_path: Path, server: ServerProcess) -> None:
+def test_counters_follow_a_real_push(source_flv: Path, server: ServerProcess) -> None:
     require("ffmpeg")
-    source = tmp_path / "source.flv"
-    push_pyav(str(source), 8, realtime=False)
+    source = source_flv
     sent = sum(len(body) for kind, _, body in read_tags(source) if kind in (8, 9))
     messages = sum(1 for kind, _, _ in read_tags(source) if kind in (8, 9))
     pusher = subprocess.Popen(

@@ -55,12 +55,6 @@ def start_server(moto: MotoS3, data_dir: Path, name: str) -> ServerProcess:
     return server
 
 
-def the_broadcast(server: ServerProcess, channel: str) -> dict:
-    broadcasts = server.get_json(f"/api/broadcasts?channel={channel}")["broadcasts"]
-    assert len(broadcasts) == 1, broadcasts
-    return broadcasts[0]
-
-
 def recorded_files(directory: Path) -> dict[str, bytes]:
     """What must be in the store: the segments the recording lists, the init segments, the
     recording playlist, the record and the MP4 (not the live-only LL-HLS parts, no temp files)."""
@@ -95,7 +89,7 @@ def test_recording_goes_to_the_bucket_and_another_node_serves_it(
     try:
         subprocess.run(ffmpeg_command(first.rtmp_url("stored"), 6), check=True, timeout=60)
         record = first.wait_for(
-            lambda: (b := the_broadcast(first, "stored"))["mp4_ready"] and b,
+            lambda: (b := first.only_broadcast("stored"))["mp4_ready"] and b,
             30,
             interval=0.2,
             what="the broadcast ended with its MP4",
@@ -255,7 +249,7 @@ def test_a_store_that_stops_answering_never_holds_up_ingest(moto: MotoS3, tmp_pa
             moto.resume()
         assert push.wait(40) == 0
         broadcast_id = server.wait_for(
-            lambda: (b := the_broadcast(server, "outage"))["status"] == "ended" and b["id"],
+            lambda: (b := server.only_broadcast("outage"))["status"] == "ended" and b["id"],
             20,
             what="the broadcast ended",
         )
@@ -291,7 +285,7 @@ def test_a_broadcast_recovered_after_a_crash_reaches_the_store_finished(
         push.wait(10)
     server.start()
     try:
-        record = the_broadcast(server, "crashed")
+        record = server.only_broadcast("crashed")
         assert record["status"] == "interrupted"
         directory = tmp_path / "data" / "channels" / "crashed" / record["id"]
         # Recovery rewrote the playlist (now VOD) and the record: the store has those too.

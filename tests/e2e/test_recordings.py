@@ -27,11 +27,6 @@ SERVER_ENV = {"PERISCOPE_RECORDING__RECONNECT_GRACE": str(GRACE)}
 FRAME = 1 / FPS
 
 
-def broadcasts(server: ServerProcess, channel: str, status: str | None = None) -> list[dict]:
-    query = f"?channel={channel}" + (f"&status={status}" if status else "")
-    return server.get_json(f"/api/broadcasts{query}")["broadcasts"]
-
-
 def wait_mp4_ready(server: ServerProcess, broadcast_id: str, timeout: float = 30) -> dict:
     return server.wait_for(
         lambda: (b := server.get_json(f"/api/broadcasts/{broadcast_id}"))["mp4_ready"] and b,
@@ -78,7 +73,7 @@ def test_broadcast_is_recorded_replayable_and_downloadable(server: ServerProcess
     thread, outcome = push_in_background(push_pyav, server.rtmp_url(channel), 20)
     # While live: the broadcast is listed as live, and its EVENT playlist lets a late viewer
     # start from the beginning.
-    live = server.wait_for(lambda: broadcasts(server, channel, "live"), 10, what="live listing")
+    live = server.wait_for(lambda: server.broadcasts(channel, "live"), 10, what="live listing")
     broadcast_id = live[0]["id"]
     event = server.wait_for(
         lambda: (
@@ -94,7 +89,7 @@ def test_broadcast_is_recorded_replayable_and_downloadable(server: ServerProcess
     assert "error" not in outcome, outcome.get("error")
 
     record = server.wait_for(
-        lambda: (b := broadcasts(server, channel)) and b[0]["status"] == "ended" and b[0], 5
+        lambda: (b := server.broadcasts(channel)) and b[0]["status"] == "ended" and b[0], 5
     )
     assert record["id"] == broadcast_id
     assert abs(record["duration"] - 20) <= 0.1
@@ -162,7 +157,7 @@ def test_reconnect_within_grace_continues_the_broadcast(server: ServerProcess) -
     assert time.monotonic() - dropped_at > 5
     assert second.returncode == 0, second.stderr
     (record,) = server.wait_for(
-        lambda: (b := broadcasts(server, channel)) and b[0]["status"] == "ended" and b, 10
+        lambda: (b := server.broadcasts(channel)) and b[0]["status"] == "ended" and b, 10
     )
     assert record["discontinuities"] == 1
     vod = playlist_at(server, f"/replays/{record['id']}/index.m3u8")
@@ -195,7 +190,7 @@ def test_reconnect_after_grace_starts_a_new_broadcast(server: ServerProcess) -> 
     push_pyav(server.rtmp_url(channel), 3, realtime=False)
     records = server.wait_for(
         lambda: (
-            (b := broadcasts(server, channel)) and len(b) == 2 and b[0]["status"] == "ended" and b
+            (b := server.broadcasts(channel)) and len(b) == 2 and b[0]["status"] == "ended" and b
         ),
         10,
     )
@@ -208,7 +203,7 @@ def test_archive_zip_holds_every_broadcast_as_mp4(server: ServerProcess) -> None
     for _ in range(2):
         push_pyav(server.rtmp_url(channel), 3, realtime=False)
     records = server.wait_for(
-        lambda: (b := broadcasts(server, channel, "ended")) and len(b) == 2 and b, 10
+        lambda: (b := server.broadcasts(channel, "ended")) and len(b) == 2 and b, 10
     )
     status, headers, body = server.get(f"/api/channels/{channel}/archive.zip")
     assert status == 200 and headers["Content-Type"] == "application/zip"
@@ -241,7 +236,7 @@ def test_kill_9_mid_broadcast_is_recovered_as_interrupted(tmp_path: Path) -> Non
     restarted = ServerProcess(data, log)
     restarted.start()
     try:
-        (record,) = broadcasts(restarted, channel)
+        (record,) = restarted.broadcasts(channel)
         assert record["status"] == "interrupted"
         assert record["duration"] >= 6
         vod = playlist_at(restarted, f"/replays/{record['id']}/index.m3u8")
@@ -262,7 +257,7 @@ def test_kill_9_mid_broadcast_is_recovered_as_interrupted(tmp_path: Path) -> Non
 def test_cli_lists_exports_and_rebuilds(tmp_path: Path, server: ServerProcess) -> None:
     channel = "clichan"
     push_pyav(server.rtmp_url(channel), 4, realtime=False)
-    (record,) = server.wait_for(lambda: (b := broadcasts(server, channel, "ended")) and b, 10)
+    (record,) = server.wait_for(lambda: (b := server.broadcasts(channel, "ended")) and b, 10)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -22,12 +22,12 @@ from periscope_ingest.service import Service
 from periscope_ingest.web.fast_path import MAX_HEAD_BYTES
 from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
-from tests.e2e.pushers import push_pyav
 from tests.in_process import local_settings
 
 pytestmark = pytest.mark.e2e  # an ffmpeg push
 
 CHANNEL = "fast"
+SECONDS = 6  # of the source the pusher loops (source_flv)
 KEEPALIVE_S = 1.0
 WRITE_TIMEOUT_S = 2.0
 
@@ -42,13 +42,6 @@ class Live:
     def fast_connections(self) -> int:
         assert self.service.http_site is not None
         return len(self.service.http_site.connections)
-
-
-@pytest.fixture(scope="module")
-def source_flv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("src") / "source.flv"
-    push_pyav(str(path), 6, realtime=False)
-    return path
 
 
 @pytest.fixture
