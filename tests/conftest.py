@@ -21,6 +21,7 @@ import av
 import pytest
 
 from tests.e2e.pushers import push_pyav
+from tests.scheduling import normal_scheduling
 
 EXTERNAL_PROGRAMS = {
     "ffmpeg", "ffprobe", "ffplay", "gst-launch-1.0", "nginx", "caddy", "chromium", "chromedriver",
@@ -114,3 +115,11 @@ def source_flv(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
     path = tmp_path_factory.mktemp("flv") / "source.flv"
     push_pyav(str(path), request.module.SECONDS, realtime=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _normal_scheduling_after_each_test():
+    """A test that encoded AV1 leaves the worker real-time (tests/scheduling.py): undo it
+    before the next test starts servers, encoders or a browser from this process."""
+    yield
+    normal_scheduling()
