@@ -26,7 +26,7 @@ from tests.live.pipeline_rig import (
     make_pipeline,
 )
 
-SECONDS = 6  # of the source_flv fixture (tests/live/conftest.py)
+SECONDS = 6  # of the source_flv fixture (tests/conftest.py)
 # Steps the timeline takes as a gap rather than a jump: up to its max_gap_ms (10 s) ahead; and
 # back by up to its backwards_tolerance_ms (1 s), taken as jitter (the clock then runs on from
 # the earlier value, so the recording is that much shorter, though every frame is in it).

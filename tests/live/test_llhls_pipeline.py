@@ -19,7 +19,7 @@ from tests.e2e.hls_check import check_part_durations
 from tests.flv_file import read_tags
 from tests.live.pipeline_rig import feed, make_pipeline
 
-SECONDS = 16  # of the source_flv fixture (tests/live/conftest.py)
+SECONDS = 16  # of the source_flv fixture (tests/conftest.py)
 LL = {"segment_format": "fmp4", "low_latency": True, "part_duration": 0.5}
 
 

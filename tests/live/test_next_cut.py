@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.flv_file import read_tags
 from tests.live.pipeline_rig import AUDIO_TAG, VIDEO_TAG, feed, make_pipeline
 
-SECONDS = 9  # of the source_flv fixture (tests/live/conftest.py)
+SECONDS = 9  # of the source_flv fixture (tests/conftest.py)
 READ_INTERVAL_MS = 50
 
 

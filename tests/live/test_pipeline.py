@@ -11,7 +11,7 @@ from tests.e2e.hls_check import FRAME_90K, analyse_segment, parse_media_playlist
 from tests.flv_file import read_tags
 from tests.live.pipeline_rig import CHANNEL, feed_all_and_finish, make_pipeline
 
-SECONDS = 8  # of the source_flv fixture (tests/live/conftest.py)
+SECONDS = 8  # of the source_flv fixture (tests/conftest.py)
 WRAP = 2**32
 
 

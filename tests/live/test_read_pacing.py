@@ -23,7 +23,7 @@ from tests.in_process import local_settings
 
 pytestmark = pytest.mark.e2e  # an ffmpeg -re push
 
-SECONDS = 6  # of the source_flv fixture (tests/live/conftest.py)
+SECONDS = 6  # of the source_flv fixture (tests/conftest.py)
 
 
 async def push_and_count(
