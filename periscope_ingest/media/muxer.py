@@ -134,11 +134,18 @@ class TsSegmentMuxer:
         # FFmpeg writes the file itself: a Python file object would call back into Python for
         # every buffer flushed (a quarter of the muxing time). Its file: protocol gives each
         # output a 256 KiB buffer, resident once a segment passed 256 KiB (#17); pipe: on our
-        # descriptor writes the same bytes through 32 KiB (a dozen writes a second at 3 Mb/s).
+        # descriptor writes the same bytes through 32 KiB (a dozen writes a second at 3 Mb/s)
+        # once told not to flush after every packet: FFmpeg does that by default on outputs
+        # it cannot seek, one write(2) per audio and video packet, each a GIL hand-over.
         self._path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
-            self._output = av.open(f"pipe:{self._fd}", mode="w", format="mpegts")
+            self._output = av.open(
+                f"pipe:{self._fd}",
+                mode="w",
+                format="mpegts",
+                container_options={"flush_packets": "0"},
+            )
             self._video = (
                 self._output.add_stream_from_template(templates.video) if templates.video else None
             )

@@ -7,6 +7,8 @@
 - A TsSegmentMuxer is open for the whole segment; FFmpeg's file: protocol gave it a 256 KiB
   write buffer, its pipe: protocol a 32 KiB one. Counted as the bytes glibc has handed out and
   not taken back (mallinfo2), which do not depend on what earlier tests freed.
+- And that 32 KiB buffer is what reaches the file: by default FFmpeg flushes a pipe after every
+  packet (a write(2) per audio frame). Counted as this process's write calls (/proc/self/io).
 """
 
 from __future__ import annotations
@@ -101,3 +103,37 @@ def test_open_ts_segments_hold_small_write_buffers(tmp_path: Path) -> None:
         templates.close()
     assert all(size > 30 * 12000 for size in sizes)
     assert len(os.listdir("/proc/self/fd")) == descriptors  # each segment's closed once
+
+
+def _write_calls() -> int:
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/self/io")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="Linux's per-process I/O counts")
+def test_a_ts_segment_reaches_its_file_in_buffer_sized_writes(tmp_path: Path) -> None:
+    templates = StreamTemplates(AVCC, ASC)
+    muxer = TsSegmentMuxer(templates, tmp_path / "segment.ts")
+    packets = 0
+    before = _write_calls()
+    try:
+        audio_ticks = 0
+        for frame in range(60):  # two seconds at 30 fps, 720 KB
+            ticks = frame * 3000
+            muxer.write(MediaPacket("video", ticks, ticks, frame == 0, _SLICE, 3000))
+            packets += 1
+            while audio_ticks <= ticks:
+                muxer.write(MediaPacket("audio", audio_ticks, audio_ticks, True, _AAC, 1920))
+                audio_ticks += 1920
+                packets += 1
+    finally:
+        size = muxer.close()
+        templates.close()
+    writes = _write_calls() - before
+    # One per 32 KiB buffer and a few more (the header, the last partial buffer); flushing after
+    # each packet made it one per packet: 154 here.
+    assert size > 60 * 12000
+    assert writes <= size // 32768 + 4 < packets, (writes, size, packets)
