@@ -31,12 +31,17 @@ ASC = bytes.fromhex("1190")
 TEMPLATES = 20
 
 
-def _resident_anonymous_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
+def _proc_count(path: str, field: str) -> int:
+    """The number after ``field:`` in a /proc/self file (``RssAnon`` in status, ``syscw`` in io)."""
+    with open(path) as lines:
+        for line in lines:
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    raise AssertionError("no RssAnon in /proc/self/status")
+    raise AssertionError(f"no {field} in {path}")
+
+
+def _resident_anonymous_kib() -> int:
+    return _proc_count("/proc/self/status", "RssAnon")
 
 
 def test_live_templates_keep_no_demuxer_resident() -> None:
@@ -106,11 +111,7 @@ def test_open_ts_segments_hold_small_write_buffers(tmp_path: Path) -> None:
 
 
 def _write_calls() -> int:
-    with open("/proc/self/io") as io:
-        for line in io:
-            if line.startswith("syscw:"):
-                return int(line.split()[1])
-    raise AssertionError("no syscw in /proc/self/io")
+    return _proc_count("/proc/self/io", "syscw")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="Linux's per-process I/O counts")
