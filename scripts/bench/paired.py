@@ -130,16 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## paired: A = {args.a} {args.a_env}, B = {args.b} {args.b_env}\n")
     print(markdown_table(headers, rows, digits=3))
     print(f"\nmedian B / A CPU: {median:.3f}")
+    a_over_b = statistics.median(
+        x["A_cpu_percent_of_core"] / x["B_cpu_percent_of_core"] for x in rounds
+    )
     if args.b == NGINX:
-        over = statistics.median(x["A_cpu_percent_of_core"] / x["B_cpu_percent_of_core"]
-                                 for x in rounds)  # fmt: skip
-        print(f"median ours / nginx-rtmp CPU: {over:.3f}")
+        print(f"median ours / nginx-rtmp CPU: {a_over_b:.3f}")
     common.write_results(args.json, "paired", {
         "machine": common.machine_info(),
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rounds": rounds, "median_cpu_b_over_a": median,
-        "median_cpu_a_over_b": r(statistics.median(
-            x["A_cpu_percent_of_core"] / x["B_cpu_percent_of_core"] for x in rounds), 3),
+        "median_cpu_a_over_b": r(a_over_b, 3),
     })  # fmt: skip
     return 0
 
