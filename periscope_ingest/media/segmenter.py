@@ -160,6 +160,11 @@ class Segmenter:
                     # short rather than the broadcast failing.
                     closed = min(closed, self._cap)
             if not fixed:
+                # The first segment fixes EXT-X-TARGETDURATION, which the cap bounds. Audio that
+                # ran on past the cap before the video was known to have stopped (_audio waits
+                # VIDEO_STOPPED_TICKS for it) is listed that much short, as in a fixed target,
+                # rather than raising the target above hls.max_segment_duration.
+                closed = min(closed, self._cap)
                 self._fix_target(closed)
         decision = Decision(Action.CUT, closed, self._pending_discontinuity, forced)
         self._start = pts

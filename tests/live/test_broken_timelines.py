@@ -133,6 +133,9 @@ CAP_S = 4.0  # hls.max_segment_duration for the test below
 # Found by hypothesis: no keyframe after the first and a 967 ms hole at 3.46 s. The hole was taken
 # for the B-frame step, so the first segment listed it as media: 4.5 s against a 4 s cap.
 @example(jumps=[(3460, 967)], origin=0, keyframes_until=0, video_until=None, repeated=[])
+# Found by hypothesis: no keyframe after the first, the clock 134 ms back at 50 ms, and the video
+# gone at 4.07 s while the audio goes on: the first segment ran to 4.5 s against a 4 s cap.
+@example(jumps=[(50, -134)], origin=0, keyframes_until=0, video_until=4068, repeated=[])
 def test_every_second_sent_is_recorded_in_bounded_segments_whatever_the_encoder_does(
     tags, jumps, origin, keyframes_until, video_until, repeated
 ) -> None:
