@@ -166,6 +166,7 @@ class SegmentWorker:
                 self._fail(exc)
         self._segments.abandon()
         self._segments.close()
+        self._playlists.close()
 
     def _fail(self, exc: BaseException) -> None:
         first = self.failed is None

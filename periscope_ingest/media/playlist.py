@@ -139,6 +139,14 @@ def program_date_time_line(moment: datetime) -> str:
     return f"#EXT-X-PROGRAM-DATE-TIME:{format_date_time(moment)}"
 
 
+def _entry_text(segment: Segment) -> str:
+    return (
+        f"{program_date_time_line(segment.program_date_time)}\n"
+        f"#EXTINF:{format_seconds(segment.duration_ms)},\n"
+        f"{segment.uri}"
+    )
+
+
 class LivePlaylist:
     """The state of one live media playlist: a sliding window of segments, per RFC 8216 6.2.2."""
 
@@ -146,6 +154,8 @@ class LivePlaylist:
         "_discontinuity_sequence",
         "_duration_ms",
         "_ended",
+        "_map_before_last",
+        "_map_in_force",
         "_media_sequence",
         "_playlist_type",
         "_segment_lines",
@@ -180,6 +190,10 @@ class LivePlaylist:
         self._discontinuity_sequence = 0
         self._duration_ms = 0
         self._ended = False
+        # The EXT-X-MAP in force after the last segment appended, and before it (see
+        # render_appended; a growing playlist never loses a segment, so they stay right).
+        self._map_in_force: str | None = None
+        self._map_before_last: str | None = None
 
     @property
     def target_duration_s(self) -> int:
@@ -256,6 +270,9 @@ class LivePlaylist:
 
         self._segments.append(segment)
         self._duration_ms += segment.duration_ms
+        self._map_before_last = self._map_in_force
+        if segment.map_uri is not None:
+            self._map_in_force = segment.map_uri
         return self._slide()
 
     def _slide(self) -> list[Segment]:
@@ -341,13 +358,31 @@ class LivePlaylist:
         cached = self._segment_lines.get(segment.sequence)
         if cached is not None and cached[0] is segment:
             return cached[1]
-        text = (
-            f"{program_date_time_line(segment.program_date_time)}\n"
-            f"#EXTINF:{format_seconds(segment.duration_ms)},\n"
-            f"{segment.uri}"
-        )
+        text = _entry_text(segment)
         self._segment_lines[segment.sequence] = (segment, text)
         return text
+
+    def render_appended(self) -> str | None:
+        """The lines the latest ``append`` added to ``render()``'s text, for a playlist that
+        only grows (no window, not ended, no LL-HLS): the text rendered before followed by
+        these is what ``render()`` gives now, so a recording can be appended to rather than
+        rewritten whole. None when the header changed with it (the first EXT-X-MAP raises
+        EXT-X-VERSION to 6): render the whole playlist then. O(1), and nothing is cached."""
+        if self._window or self._ended or not self._segments:
+            raise PlaylistStateError("only a growing playlist with a segment can be appended to")
+        if type(self)._add_segment_in_progress is not LivePlaylist._add_segment_in_progress:
+            raise PlaylistStateError("an LL-HLS playlist changes more than its last lines")
+        segment = self._segments[-1]
+        previous_map = self._map_before_last
+        if segment.map_uri is not None and previous_map is None:
+            return None  # EXT-X-VERSION 3 -> 6
+        lines = []
+        if segment.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if segment.map_uri is not None and segment.map_uri != previous_map:
+            lines.append(map_line(segment.map_uri))
+        lines.append(_entry_text(segment))
+        return "\n".join(lines) + "\n"
 
     def _add_segment_in_progress(self, lines: list[str], current_map: str | None) -> None:
         """Lines after the last complete segment, before EXT-X-ENDLIST: none without LL-HLS."""

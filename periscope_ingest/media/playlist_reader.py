@@ -30,7 +30,31 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def complete_playlist(text: str) -> str:
+    """The text up to the end of its last complete segment entry (or EXT-X-ENDLIST).
+
+    A live recording playlist grows by appends (storage/growing_file.py), so a read can catch
+    the newest entry half written, or a power cut can leave it so: its tags without the URI line,
+    or a URI without its line end. What comes after the last URI line is dropped, so readers
+    see the playlist as it was before that append. Text without any URI line is returned up to
+    its last line end (a header alone is still a playlist).
+    """
+    end = len(text)
+    while end > 0:
+        newline = text.rfind("\n", 0, end)
+        if newline < 0:
+            break
+        start = text.rfind("\n", 0, newline) + 1
+        line = text[start:newline].strip()
+        if line and (not line.startswith("#") or line == "#EXT-X-ENDLIST"):
+            return text[: newline + 1]
+        end = newline
+    return text[: text.rfind("\n") + 1]
+
+
 def read_media_playlist(text: str) -> ReadPlaylist:
+    """Reads ``complete_playlist(text)``: an append caught half done is left out."""
+    text = complete_playlist(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or lines[0] != "#EXTM3U":
         raise PlaylistReadError("not an m3u8 playlist")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.export import ExportError, stream_mp4
+from periscope_ingest.media.playlist_reader import complete_playlist
 from periscope_ingest.storage.catalog import BroadcastRecord
 from periscope_ingest.storage.layout import DataLayout, InvalidName, is_channel_name
 from periscope_ingest.storage.objects import StoreUnavailable
@@ -104,8 +105,21 @@ async def replay_playlist(request: web.Request) -> web.StreamResponse:
         path = copy or path
     else:
         await from_store(request, record, lambda cache: cache.fetch(path))
-    cache = LIVE_PLAYLIST_CACHE if record.status == "live" else VOD_PLAYLIST_CACHE
-    return _file(path, PLAYLIST_TYPE, cache)
+    if record.status != "live":
+        return _file(path, PLAYLIST_TYPE, VOD_PLAYLIST_CACHE)
+    # Growing by appends (storage/growing_file.py): the player gets whole entries only.
+    text = await asyncio.get_running_loop().run_in_executor(None, _complete_playlist, path)
+    if text is None:
+        raise web.HTTPNotFound(text="not found\n")
+    headers = {"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE}
+    return web.Response(body=text.encode(), headers=headers)
+
+
+def _complete_playlist(path: Path) -> str | None:
+    try:
+        return complete_playlist(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 async def replay_segment(request: web.Request) -> web.StreamResponse:

@@ -85,6 +85,7 @@ def test_broadcast_is_recorded_replayable_and_downloadable(server: ServerProcess
     )
     assert event.playlist_type == "EVENT" and not event.ended
     assert event.media_sequence == 0 and event.segments[0].uri == "000000.ts"
+    check_recording_grows_by_appends(server, channel, broadcast_id, len(event.segments))
     thread.join(60)
     assert "error" not in outcome, outcome.get("error")
 
@@ -134,6 +135,31 @@ def test_broadcast_is_recorded_replayable_and_downloadable(server: ServerProcess
     for bad in ("start=abc", "start=10&end=5", "start=-1", "start=99"):
         status, _, _ = server.get(f"/replays/{broadcast_id}.mp4?{bad}")
         assert status == 400, bad
+
+
+def check_recording_grows_by_appends(
+    server: ServerProcess, channel: str, broadcast_id: str, listed: int
+) -> None:
+    """While live the recording playlist is appended to, not rewritten (storage/growing_file.py),
+    and a player is served its complete entries only, even while an append is half done."""
+    path = server.data_dir / "channels" / channel / broadcast_id / "recording.m3u8"
+    url = f"/replays/{broadcast_id}/index.m3u8"
+    inode = path.stat().st_ino
+    grown = server.wait_for(
+        lambda: (p := playlist_at(server, url)) and len(p.segments) > listed and p, 10
+    )
+    assert path.stat().st_ino == inode  # the same file, longer
+    # Just after a segment was listed the next one is seconds away: the file is ours to tear.
+    whole = path.read_bytes()
+    assert parse_media_playlist(whole.decode()).segments == grown.segments
+    with path.open("ab") as file:
+        file.write(b"#EXT-X-PROGRAM-DATE-TIME:2026-12-04T19:0")  # an append caught half done
+    try:
+        status, _, body = server.get(url)
+    finally:
+        with path.open("r+b") as file:
+            file.truncate(len(whole))
+    assert status == 200 and body == whole
 
 
 def playlist_at(server: ServerProcess, path: str):
