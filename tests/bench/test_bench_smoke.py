@@ -72,6 +72,8 @@ SCRIPTS = {
     # This checkout against itself, one round.
     "paired": ["--a", ".", "--b", ".", "--streams", "1", "--rounds", "1", "--warmup", "3",
                "--seconds", "4"],
+    # In process: a recording playlist of 0 and 300 entries, three segments more each way.
+    "long_recording": ["--entries", "0,300", "--segments", "3"],
 }  # fmt: skip
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -144,6 +146,7 @@ def results(
             "workers",
             "part_wait",
             "paired",
+            "long_recording",
         ):
             cmd.append("--no-nginx")
         if with_nginx and name == "paired":
@@ -265,6 +268,16 @@ def test_latency_reads_the_painted_time_from_the_frames_on_screen(results) -> No
     for figure in ("glass_to_glass_s", "hls_latency_s", "pdt_delay_s"):
         assert run[figure]["n"] > 0 and run[figure]["p50"] > 0, (figure, run[figure])
     assert run["server_listing_delay_s"]["count"] > 0, run["server_listing_delay_s"]
+
+
+def test_long_recording_appends_what_the_rewrite_writes_whole(results) -> None:
+    empty, long = results["long_recording"]["rows"]
+    assert (empty["entries"], long["entries"]) == (0, 300)
+    for row in (empty, long):
+        # One entry appended (~75 bytes); the rewrite writes every entry (~75 bytes each) again.
+        assert 50 < row["append_bytes"] < 200, row
+        assert row["rewrite_bytes"] >= 75 * row["entries"], row
+        assert row["append_cpu_ms"] > 0 and row["rewrite_cpu_ms"] > 0
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
