@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -108,18 +110,56 @@ async def replay_playlist(request: web.Request) -> web.StreamResponse:
     if record.status != "live":
         return _file(path, PLAYLIST_TYPE, VOD_PLAYLIST_CACHE)
     # Growing by appends (storage/growing_file.py): the player gets whole entries only.
-    text = await asyncio.get_running_loop().run_in_executor(None, _complete_playlist, path)
-    if text is None:
+    body = await asyncio.get_running_loop().run_in_executor(None, LIVE_RECORDINGS.read, path)
+    if body is None:
         raise web.HTTPNotFound(text="not found\n")
     headers = {"Content-Type": PLAYLIST_TYPE, "Cache-Control": LIVE_PLAYLIST_CACHE}
-    return web.Response(body=text.encode(), headers=headers)
+    return web.Response(body=body, headers=headers)
 
 
-def _complete_playlist(path: Path) -> str | None:
-    try:
-        return complete_playlist(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+class LiveRecordingPlaylists:
+    """The complete part of live recordings' playlists, read once per change of the file.
+
+    Every viewer of a live recording reloads its playlist each target duration, and twelve hours
+    in it is 1.6 MB: read and cut once per appended segment, not once per request (the file's
+    size and mtime say when it changed). Bounded in bytes: the least recently read go first."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._read: OrderedDict[Path, tuple[tuple[int, int], bytes]] = OrderedDict()
+
+    def read(self, path: Path) -> bytes | None:
+        """Blocking: the playlist's complete entries (None: no such file)."""
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        version = (stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            known = self._read.get(path)
+            if known is not None and known[0] == version:
+                self._read.move_to_end(path)
+                return known[1]
+        try:
+            # Read after the stat: it holds at least that version, maybe a later append too.
+            body = complete_playlist(path.read_text()).encode()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with self._lock:
+            earlier = self._read.pop(path, None)
+            if earlier is not None:
+                self._bytes -= len(earlier[1])
+            if len(body) <= self._max_bytes:
+                self._read[path] = (version, body)
+                self._bytes += len(body)
+            while self._bytes > self._max_bytes:
+                self._bytes -= len(self._read.popitem(last=False)[1][1])
+        return body
+
+
+LIVE_RECORDINGS = LiveRecordingPlaylists()
 
 
 async def replay_segment(request: web.Request) -> web.StreamResponse:
