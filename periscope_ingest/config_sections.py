@@ -88,13 +88,15 @@ class RtmpSettings(Section):
         " (OBS reconnects while the old TCP connection still looks alive)",
     )
     read_interval_ms: int = Field(
-        50,
+        100,
         ge=0,
         le=500,
         description="Once a broadcast's first segment is listed, its connection is read at most"
         " once per this many ms (0: as soon as data arrives). Encoders send each frame as it is"
         " made; reading a few at a time costs much less CPU. Reads around the keyframe expected"
-        " to close a segment are not paced, so that segments are listed without this delay",
+        " to close a segment are not paced, so that segments are listed without this delay."
+        " With hls.low_latency, at most a quarter of hls.part_duration (a part is complete only"
+        " once the frame after it is read)",
     )
     read_pacing: Literal["lowat", "pause"] = Field(
         "lowat",

@@ -18,7 +18,7 @@ from periscope_ingest.config import Settings
 from periscope_ingest.config_sections import RtmpSettings, TlsSettings
 from periscope_ingest.live.pipeline import StreamPipeline
 from periscope_ingest.live.publish_decision import PublishPolicy
-from periscope_ingest.live.read_pacing import ReadPacer
+from periscope_ingest.live.read_pacing import ReadPacer, read_interval_s
 from periscope_ingest.live.registry import PublisherRegistry
 from periscope_ingest.live.rtmp_reasons import ConnectionRefusal, Refusal
 from periscope_ingest.live.rtmp_session import RtmpSession
@@ -99,7 +99,7 @@ class RtmpServer:
         self._tls_server: asyncio.Server | None = None
         self._tls = tls  # for rtmps_port
         # Publishers read a few frames at a time (read_pacing.py); one timer for all of them.
-        self.read_interval = settings.rtmp.read_interval_ms / 1000
+        self.read_interval = read_interval_s(settings)
         self.pacer = ReadPacer(self.read_interval, settings.rtmp.read_pacing)
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from periscope_ingest.live.read_pacing import read_interval_s
 from periscope_ingest.service import Service
 from tests.e2e.conftest import require
 from tests.e2e.hls_check import parse_media_playlist
@@ -96,3 +97,14 @@ async def test_paced_reads_are_fewer_and_record_the_same_media(
             (s.uri.rsplit("/", 1)[-1], s.duration) for s in parse_media_playlist(paced).segments
         ]
         assert before == after, pacing
+
+
+def test_low_latency_reads_at_least_four_times_a_part(tmp_path: Path) -> None:
+    plain = local_settings(tmp_path / "plain")
+    assert read_interval_s(plain) == 0.1  # the default
+    ll_hls = {"segment_format": "fmp4", "low_latency": True, "part_duration": 0.2}
+    assert read_interval_s(local_settings(tmp_path / "ll", hls=ll_hls)) == 0.05
+    ll_hls["part_duration"] = 1.0  # parts longer than four intervals: the setting's
+    assert read_interval_s(local_settings(tmp_path / "ll1", hls=ll_hls)) == 0.1
+    unpaced = local_settings(tmp_path / "u", rtmp={"read_interval_ms": 0}, hls=ll_hls)
+    assert read_interval_s(unpaced) == 0
