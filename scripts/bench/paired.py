@@ -112,20 +112,26 @@ def main(argv: list[str] | None = None) -> int:
             "round": number + 1,
             **{f"{n}_{k}": by_name[n][k] for n in "AB" for k in (
                 "cpu_percent_of_core", "all_advancing", "segment_latency_s_p50",
-                "segment_latency_s_p99", "first_segment_s_p50")},
+                "segment_latency_s_p99", "first_segment_s_p50",
+                "first_segment_from_media_s_p50")},
             "cpu_b_over_a": r(by_name["B"]["cpu_percent_of_core"]
                               / by_name["A"]["cpu_percent_of_core"], 3),
         })  # fmt: skip
     median = statistics.median(x["cpu_b_over_a"] for x in rounds)
     headers = ["round", "A CPU %", "B CPU %", "B / A", "A seg lat p50/p99 ms",
-               "B seg lat p50/p99 ms", "all advancing"]  # fmt: skip
+               "B seg lat p50/p99 ms", "1st seg from media p50 A/B ms",
+               "all advancing"]  # fmt: skip
 
     def ms(x: dict, side: str) -> str:
         p50, p99 = x[f"{side}_segment_latency_s_p50"], x[f"{side}_segment_latency_s_p99"]
         return "/".join("-" if v is None else str(round(v * 1000)) for v in (p50, p99))
 
+    def first(x: dict) -> str:
+        values = (x[f"{side}_first_segment_from_media_s_p50"] for side in "AB")
+        return "/".join("-" if v is None else str(round(v * 1000)) for v in values)
+
     rows = [[x["round"], x["A_cpu_percent_of_core"], x["B_cpu_percent_of_core"],
-             x["cpu_b_over_a"], ms(x, "A"), ms(x, "B"),
+             x["cpu_b_over_a"], ms(x, "A"), ms(x, "B"), first(x),
              x["A_all_advancing"] and x["B_all_advancing"]] for x in rounds]  # fmt: skip
     print(f"\n## paired: A = {args.a} {args.a_env}, B = {args.b} {args.b_env}\n")
     print(markdown_table(headers, rows, digits=3))

@@ -33,7 +33,8 @@ INGEST_FIELDS = {
     "interval_s", "processes", "machine_busy_percent", "loadavg_1m_start_end", "pss_idle_mib",
     "pss_mean_mib", "pss_max_mib",
     "pss_per_stream_mib", "pss_added_per_stream_mib", "first_segment_s_p50",
-    "first_segment_s_max", "streams_with_segments", "segment_latency_s_p50",
+    "first_segment_s_max", "first_segment_from_media_s_p50", "streams_with_segments",
+    "segment_latency_s_p50",
     "segment_latency_s_p99", "segment_latency_s_max", "segments_listed",
     "segments_listed_in_window", "segments_missed_between_polls", "max_gap_between_segments_s",
     "streams_advancing", "all_advancing", "pushers_alive_at_end", "poll_errors", "http_check_ok",
@@ -350,5 +351,8 @@ def test_paired_measures_both_builds_in_each_round(results) -> None:
     assert only["A_all_advancing"] and only["B_all_advancing"], only
     assert only["A_cpu_percent_of_core"] > 0 and only["B_cpu_percent_of_core"] > 0, only
     assert only["cpu_b_over_a"] == data["median_cpu_b_over_a"] > 0
+    # From media time 0 (ffmpeg's -progress): at least one 2 s segment of media, then listed.
+    assert 1.5 < only["A_first_segment_from_media_s_p50"] < 10, only
+    assert 1.5 < only["B_first_segment_from_media_s_p50"] < 10, only
     ours_over_b = only["A_cpu_percent_of_core"] / only["B_cpu_percent_of_core"]
     assert data["median_cpu_a_over_b"] == pytest.approx(ours_over_b, abs=0.001)
