@@ -59,7 +59,9 @@ _STOP = object()
 # segment only have to be on disk when the segment (or LL-HLS part) closes, which is a command.
 # Except near the expected cut (live/next_cut.py): a batch still unmuxed when the keyframe that
 # closes the segment arrives is listing delay (and thirty streams cut at once on a busy box), so
-# from one read interval before it each packet goes over at once, a handful per segment.
+# the batch goes over as the window before the cut opens (one read interval before it), and
+# what comes after, a few frames, with the command that closes the segment. (Each packet of
+# the window went over on its own before: eight more wake-ups a segment at a 100 ms interval.)
 PACKET_BATCH = 64
 
 
@@ -96,6 +98,7 @@ class SegmentWorker:
         self._refused = 0  # packets the muxer would not take
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._batch: list[MediaPacket] = []  # loop side: packets not yet handed over
+        self._near_cut = False  # loop side: the batch went over as the window before a cut opened
         # The backlog in packets, from two counters each written by one side only.
         self._packets_sent = 0  # loop side
         self._packets_done = 0  # thread side
@@ -113,9 +116,13 @@ class SegmentWorker:
     def send(self, command: Command) -> None:
         if type(command) is MediaPacket:
             self._batch.append(command)
-            if len(self._batch) >= PACKET_BATCH or self._next_cut.due_soon():
+            if len(self._batch) >= PACKET_BATCH:
+                self._hand_over_batch()
+            elif not self._near_cut and self._next_cut.due_soon():
+                self._near_cut = True
                 self._hand_over_batch()
             return
+        self._near_cut = False  # a command: the window before the next cut opens anew
         self._hand_over_batch()
         self._queue.put(command)
 
