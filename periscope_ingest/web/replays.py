@@ -102,13 +102,12 @@ def _attachment(name: str) -> str:
 async def replay_playlist(request: web.Request) -> web.StreamResponse:
     record = await find_broadcast(request)
     path = request.app[LAYOUT].recording_playlist(record.channel, record.id)
-    if record.status == "live":  # on another node (a shared catalog): it grows in the store
-        copy = await from_store(request, record, lambda cache: cache.refresh(path, LIVE_REFRESH_S))
-        path = copy or path
-    else:
-        await from_store(request, record, lambda cache: cache.fetch(path))
     if record.status != "live":
+        await from_store(request, record, lambda cache: cache.fetch(path))
         return _file(path, PLAYLIST_TYPE, VOD_PLAYLIST_CACHE)
+    # Live on another node (a shared catalog): it grows in the store.
+    copy = await from_store(request, record, lambda cache: cache.refresh(path, LIVE_REFRESH_S))
+    path = copy or path
     # Growing by appends (storage/growing_file.py): the player gets whole entries only.
     body = await asyncio.get_running_loop().run_in_executor(None, LIVE_RECORDINGS.read, path)
     if body is None:
