@@ -147,6 +147,15 @@ class StorageSettings(Section):
         description="Longest wait in seconds between retries of a failed upload (the wait"
         " starts at 0.5 s and doubles); uploads are retried until they succeed",
     )
+    recording_playlist_kib_s: float = Field(
+        32.0,
+        gt=0,
+        le=1_000_000,
+        description="KiB a second a live broadcast's recording playlist may take of uploads: it"
+        " goes up whole at most every (its size / this) seconds, and after the other segments"
+        " only its new lines (recording.tail, joined to it by readers). Below 32 KiB (the first"
+        " ~15 minutes of 2 s segments) that is after every segment",
+    )
     upload_drain_timeout: float = Field(
         30.0,
         ge=0,

@@ -9,20 +9,25 @@ recording playlist that lists it, so the store never lists what it does not hold
 The file is read at upload time, so a queued entry costs a path, not its bytes. A file that is
 rewritten in place (recording.m3u8, broadcast.json) is queued once: a newer notice replaces the
 waiting one and goes to the end (its upload carries the newest content, after the segments it
-lists). Past ``storage.upload_queue`` entries, segments still queue (they are never dropped, and
-the worker's hand-off never blocks): the overflow is counted and logged. Failed uploads are
-retried with exponential backoff (0.5 s doubling, at most ``storage.upload_retry_max``) until
-they succeed or the file is gone (deleted by retention).
+lists). A live recording playlist grows by appends: it goes up whole at most every
+``size / storage.recording_playlist_kib_s`` seconds, otherwise as the bytes appended since
+(storage/recording_tail.py), so its uploads cost the same an hour or twelve into a broadcast.
+Past ``storage.upload_queue`` entries, segments still queue (they are never dropped, and the
+worker's hand-off never blocks): the overflow is counted and logged. Failed uploads are retried
+with exponential backoff (0.5 s doubling, at most ``storage.upload_retry_max``) until they
+succeed or the file is gone (deleted by retention).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from periscope_ingest.config_services import StorageSettings
 from periscope_ingest.logs import log_event
@@ -35,12 +40,18 @@ from periscope_ingest.storage.layout import (
     InvalidName,
 )
 from periscope_ingest.storage.objects import ObjectStore
+from periscope_ingest.storage.recording_tail import crc32, tail_key, tail_object
 
 log = logging.getLogger(__name__)
 
 # Files that are replaced in place while a broadcast goes on: only their newest content counts.
 REWRITTEN = frozenset({RECORDING_PLAYLIST, RECORD_FILE})
 FIRST_RETRY_S = 0.5
+_ENDLIST = b"#EXT-X-ENDLIST"
+# A broadcast's last whole playlist upload is forgotten this long after its last upload (a
+# broadcast whose writer stopped without a VOD playlist or a hand-over, e.g. a failed disk).
+_WHOLE_FORGOTTEN_S = 3600.0
+_END_BYTES = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -51,11 +62,31 @@ class _Pending:
 
 
 @dataclass(eq=False, slots=True)
+class _WholeUpload:
+    """The last whole upload of a live recording playlist: what its tail continues."""
+
+    inode: int
+    size: int
+    crc: int
+    end: bytes  # its last bytes: an inode number reused by a rewritten file is told apart
+    next_whole_at: float  # monotonic: before it, only the tail goes up
+    used: float  # monotonic time of the last upload, whole or tail
+    tail_sent: bool = False
+
+
+@dataclass(eq=False, slots=True)
 class _DirectoryQueue:
     """The waiting files of one broadcast directory, and whether a thread is emptying it."""
 
     pending: deque[_Pending] = field(default_factory=deque)
     running: bool = False
+
+
+def _ends_with(f: BinaryIO, offset: int, end: bytes) -> bool:
+    """Whether the open file's bytes before ``offset`` end with ``end``; leaves the file
+    positioned at ``offset``."""
+    f.seek(offset - len(end))
+    return f.read(len(end)) == end
 
 
 class Uploader:
@@ -71,6 +102,9 @@ class Uploader:
         self._limit = settings.upload_queue
         self._retry_max = settings.upload_retry_max
         self._metrics = metrics
+        self._playlist_bytes_s = settings.recording_playlist_kib_s * 1024
+        # By broadcast directory; used by its upload thread, forgotten once the playlist ended.
+        self._wholes: dict[Path, _WholeUpload] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a queue empties
         self._queues: dict[Path, _DirectoryQueue] = {}
@@ -187,7 +221,10 @@ class Uploader:
                 return  # deleted since (retention, a new recording of the poster): nothing to do
             attempts += 1
             try:
-                self._store.put_file(entry.key, entry.path)
+                if entry.path.name == RECORDING_PLAYLIST:
+                    self._put_recording_playlist(entry)
+                else:
+                    self._store.put_file(entry.key, entry.path)
             except FileNotFoundError:
                 return
             except Exception as exc:  # the store is down or refuses: retried, never fatal
@@ -210,16 +247,60 @@ class Uploader:
             log_event(log, logging.DEBUG, "uploaded", key=entry.key, attempts=attempts)
             return
 
+    def _put_recording_playlist(self, entry: _Pending) -> None:
+        """Whole when due (or rewritten, or ended), else the bytes appended since the last
+        whole upload as its tail: O(1) per segment however long the broadcast."""
+        directory = entry.path.parent
+        tail = tail_key(entry.key)
+        now = time.monotonic()
+        with self._lock:
+            last = self._wholes.get(directory)
+        with open(entry.path, "rb") as f:
+            inode, size = (stat := os.fstat(f.fileno())).st_ino, stat.st_size
+            # Appended to in place (storage/growing_file.py) since the last whole upload?
+            grown = last is not None and last.inode == inode and size >= last.size
+            if grown and now < last.next_whole_at and _ends_with(f, last.size, last.end):
+                self._store.put_bytes(tail, tail_object(last.size, last.crc, f.read()))
+                last.tail_sent, last.used = True, now
+                return
+            f.seek(0)
+            whole = f.read()
+        self._store.put_bytes(entry.key, whole)
+        ended = whole.rstrip().endswith(_ENDLIST)
+        with self._lock:
+            if ended:
+                self._wholes.pop(directory, None)
+            else:
+                for stale in [
+                    d for d, w in self._wholes.items() if now - w.used > _WHOLE_FORGOTTEN_S
+                ]:
+                    del self._wholes[stale]
+                self._wholes[directory] = _WholeUpload(
+                    inode,
+                    len(whole),
+                    crc32(whole),
+                    whole[-_END_BYTES:],
+                    now + len(whole) / self._playlist_bytes_s,
+                    now,
+                )
+        if ended or (last is not None and last.tail_sent):
+            # What it continued is replaced: readers would ignore it, the store need not keep
+            # it. (Also once a VOD playlist made elsewhere, by recovery, goes up.)
+            self._store.delete(tail)
+
     def wait_directory(self, directory: Path, timeout: float) -> bool:
         """Blocking: until every file of ``directory`` queued so far is uploaded (a broadcast
         handed over to another node, which reads them next); False after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while (queue := self._queues.get(directory)) is not None and queue.pending:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._abandon.is_set():
-                    return False
-                self._idle.wait(min(left, 0.5))
+            try:
+                while (queue := self._queues.get(directory)) is not None and queue.pending:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._abandon.is_set():
+                        return False
+                    self._idle.wait(min(left, 0.5))
+            finally:
+                self._wholes.pop(directory, None)  # another node writes it from now on
         return True
 
     # -- shutdown ------------------------------------------------------------------------------

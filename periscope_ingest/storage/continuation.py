@@ -39,6 +39,7 @@ from periscope_ingest.storage.layout import (
     parse_segment_name,
 )
 from periscope_ingest.storage.objects import ObjectMissing, ObjectStore
+from periscope_ingest.storage.recording_tail import read_recording_playlist
 from periscope_ingest.storage.recordings import read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,11 @@ def load_continued(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         prefix = layout.broadcast_prefix(channel, broadcast_id)
-        for name in (RECORD_FILE, RECORDING_PLAYLIST):
-            store.download(layout.key_for(directory / name), directory / name)
-        playlist = read_media_playlist((directory / RECORDING_PLAYLIST).read_text())
+        store.download(layout.key_for(directory / RECORD_FILE), directory / RECORD_FILE)
+        # Its last whole upload and what was appended since (storage/recording_tail.py).
+        text = read_recording_playlist(store, layout.key_for(directory / RECORDING_PLAYLIST))
+        write_atomic(directory / RECORDING_PLAYLIST, text)
+        playlist = read_media_playlist(text.decode())
     except (ObjectMissing, OSError, PlaylistReadError) as exc:
         with contextlib.suppress(OSError):
             directory.rmdir()  # only if empty: made here for nothing

@@ -44,11 +44,16 @@ SEGMENT_FORMATS = {"ts": "ts", "fmp4": "m4s"}  # segment format -> file extensio
 LIVE_PLAYLIST = "index.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
 RECORDING_PLAYLIST = "recording.m3u8"
+# In the object store only: what a live recording playlist gained since its last whole upload
+# (storage/recording_tail.py).
+RECORDING_TAIL = "recording.tail"
 RECORD_FILE = "broadcast.json"
 RECORDING_MP4 = "recording.mp4"
 POSTER_FILE = "poster.jpg"
 # The files of a broadcast directory other than segments that go to the object store.
-STORED_FILES = frozenset({RECORDING_PLAYLIST, RECORD_FILE, RECORDING_MP4, POSTER_FILE})
+STORED_FILES = frozenset(
+    {RECORDING_PLAYLIST, RECORDING_TAIL, RECORD_FILE, RECORDING_MP4, POSTER_FILE}
+)
 
 
 class InvalidName(ValueError):

@@ -44,7 +44,7 @@ def _unavailable(call: str, key: str, exc: BaseException) -> StoreUnavailable:
 
 
 class ObjectStore(ABC):
-    """Put a file, get (part of) one, its size, list a prefix, delete."""
+    """Put a file (or a few bytes), get (part of) one, its size, list a prefix, delete."""
 
     #: False for the data directory itself: nothing needs to go anywhere.
     remote: bool = True
@@ -54,8 +54,16 @@ class ObjectStore(ABC):
         """Store the file at ``path`` under ``key`` (read from disk now, in parts)."""
 
     @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` in one request (small objects: a playlist)."""
+
+    @abstractmethod
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of an object; ObjectMissing if there is none."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """A small object whole, in memory (a playlist); ObjectMissing if there is none."""
 
     @abstractmethod
     def download(self, key: str, path: Path) -> int:
@@ -95,6 +103,22 @@ class LocalStore(ObjectStore):
         if target.resolve() != path.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_beside(target)
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, target)  # readers of the store see it whole or not at all
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissing(key) from None
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         try:

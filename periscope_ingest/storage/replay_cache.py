@@ -32,6 +32,7 @@ from pathlib import Path
 from periscope_ingest.logs import log_event
 from periscope_ingest.media.playlist_reader import PlaylistReadError, read_media_playlist
 from periscope_ingest.media.segment_source import SegmentSource
+from periscope_ingest.storage.atomic import write_atomic
 from periscope_ingest.storage.layout import (
     INIT_NAME_PATTERN,
     DataLayout,
@@ -39,6 +40,7 @@ from periscope_ingest.storage.layout import (
     init_segments,
 )
 from periscope_ingest.storage.objects import ObjectMissing, ObjectStore
+from periscope_ingest.storage.recording_tail import read_recording_playlist
 from periscope_ingest.storage.store_source import ReadAhead, StoreObject
 
 log = logging.getLogger(__name__)
@@ -156,9 +158,11 @@ class ReplayCache:
                 return copy
             copy.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._store.download(self._layout.key_for(path), copy)
-            except (ObjectMissing, InvalidName):
+                # Its last whole upload and what was appended since (storage/recording_tail.py).
+                playlist = read_recording_playlist(self._store, self._layout.key_for(path))
+            except (ObjectMissing, InvalidName, ValueError):
                 return copy if age is not None else None
+            write_atomic(copy, playlist, durable=False)
         return copy
 
     def fetch_recording(self, channel: str, broadcast_id: str) -> None:

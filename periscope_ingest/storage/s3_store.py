@@ -56,6 +56,20 @@ class S3Store(ObjectStore):
             except BaseError as exc:
                 raise _unavailable("PUT", key, exc) from None
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        try:
+            obstore.put(self._store, key, data)
+        except BaseError as exc:
+            raise _unavailable("PUT", key, exc) from None
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectMissing(key) from None
+        except BaseError as exc:
+            raise _unavailable("GET", key, exc) from None
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         try:
             return bytes(obstore.get_range(self._store, key, start=start, end=end))

@@ -39,12 +39,16 @@ GRACE_S = 12
 def node(
     tmp_path: Path, name: str, redis: RedisServer, moto: MotoS3, grace: float = GRACE_S
 ) -> ServerProcess:
-    """A cluster node (test_cluster.node: cluster.lease LEASE_S) storing in the shared bucket."""
+    """A cluster node (test_cluster.node: cluster.lease LEASE_S) storing in the shared bucket.
+    Its recording playlists go up whole once and then as their new lines only (a tail,
+    storage/recording_tail.py), as a long broadcast's do: what the other node continues from
+    is the two joined."""
     return cluster_node(
         tmp_path,
         name,
         redis,
         PERISCOPE_RECORDING__RECONNECT_GRACE=str(grace),
+        PERISCOPE_STORAGE__RECORDING_PLAYLIST_KIB_S="0.001",
         **moto.env(BUCKET, tmp_path.name),
     )
 

@@ -31,7 +31,14 @@ def test_the_replay_of_a_broadcast_live_on_another_node(
     require("ffmpeg")
     ARTIFACTS.mkdir(exist_ok=True)
     env = {"PERISCOPE_CATALOG__URL": postgres_url, **moto.env(BUCKET, "shared")}
-    a = ServerProcess(tmp_path / "a", ARTIFACTS / "server-elsewhere-a.log", **env)
+    # A puts the recording playlist whole once, then only its new lines (recording.tail), as
+    # for a long broadcast: B's replay grows only if B joins the two.
+    a = ServerProcess(
+        tmp_path / "a",
+        ARTIFACTS / "server-elsewhere-a.log",
+        PERISCOPE_STORAGE__RECORDING_PLAYLIST_KIB_S="0.001",
+        **env,
+    )
     b = ServerProcess(tmp_path / "b", ARTIFACTS / "server-elsewhere-b.log", **env)
     a.start()
     b.start()
@@ -64,6 +71,10 @@ def test_the_replay_of_a_broadcast_live_on_another_node(
             15,
             what="the replay growing on B",
         )
+        stored = moto.objects(BUCKET, f"shared/channels/away/{broadcast_id}/")
+        assert stored["recording.tail"].startswith(b"#PERISCOPE-TAIL:")
+        whole = parse_media_playlist(stored["recording.m3u8"].decode())
+        assert len(whole.segments) < len(parse_media_playlist(replay(b, broadcast_id)[0]).segments)
         segment = parse_media_playlist(text).segments[0].uri
         status, _, on_b = b.get(f"/replays/{broadcast_id}/{segment}")
         assert status == 200 and on_b == a.get(f"/replays/{broadcast_id}/{segment}")[2]
@@ -74,6 +85,7 @@ def test_the_replay_of_a_broadcast_live_on_another_node(
         )
         vod = replay(a, broadcast_id)[0]
         b.wait_for(lambda: replay(b, broadcast_id)[0] == vod, 20, what="B's VOD playlist")
+        assert "recording.tail" not in moto.objects(BUCKET, f"shared/channels/away/{broadcast_id}/")
     finally:
         pusher.kill()
         a.stop()

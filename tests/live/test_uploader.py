@@ -1,5 +1,6 @@
 """The uploader against a real store (LocalStore on another directory): order, coalescing,
-overflow that never drops a segment, retries until the store takes the files."""
+overflow that never drops a segment, retries until the store takes the files, and a long
+recording's playlist going up as its new lines (storage/recording_tail.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 from periscope_ingest.config_services import StorageSettings
 from periscope_ingest.live.uploader import Uploader
 from periscope_ingest.metrics import Metrics
+from periscope_ingest.storage.atomic import write_atomic
+from periscope_ingest.storage.growing_file import GrowingFile
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.objects import LocalStore
+from periscope_ingest.storage.recording_tail import read_recording_playlist
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -105,4 +109,79 @@ def test_a_recovered_directory_is_uploaded_whole_but_parts_and_temporaries(
     wait_until(lambda: uploader.queued() == 0)
     stored = elsewhere / "channels" / "chan" / "abcdefghijkl"
     assert sorted(p.name for p in stored.iterdir()) == sorted([*stored_names, "broadcast.json"])
+    assert uploader.stop(1.0) == 0
+
+
+def _entry(sequence: int) -> bytes:
+    return b"#EXTINF:2.000,\n%06d.ts\n" % sequence
+
+
+def _growing_broadcast(tmp_path: Path, kib_s: float):
+    layout = DataLayout(tmp_path / "data")
+    directory = layout.broadcast_dir("chan", "abcdefghijkl")
+    directory.mkdir(parents=True)
+    elsewhere = tmp_path / "store"
+    uploader = Uploader(
+        LocalStore(elsewhere), layout, StorageSettings(recording_playlist_kib_s=kib_s)
+    )
+    stored = elsewhere / "channels" / "chan" / "abcdefghijkl"
+    return uploader, GrowingFile(directory / "recording.m3u8"), stored
+
+
+def _list(uploader: Uploader, playlist: GrowingFile, sequence: int) -> None:
+    """What the segment worker does per segment: the segment, then the playlist listing it."""
+    segment = playlist.path.with_name(f"{sequence:06d}.ts")
+    segment.write_bytes(b"\x47" * 188)
+    uploader.file_complete(segment)
+    playlist.append(_entry(sequence))
+    uploader.file_complete(playlist.path)
+    wait_until(lambda: uploader.queued() == 0)
+
+
+def test_a_long_recordings_playlist_goes_up_as_its_new_lines(tmp_path: Path) -> None:
+    # 3 hours of 2 s segments listed; at 1 KiB/s its next whole upload is minutes away.
+    uploader, playlist, stored = _growing_broadcast(tmp_path, kib_s=1.0)
+    header = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
+    playlist.replace(header + b"".join(_entry(n) for n in range(5400)))
+    uploader.file_complete(playlist.path)
+    wait_until(lambda: uploader.queued() == 0)
+    whole = (stored / "recording.m3u8").read_bytes()
+    assert whole == playlist.path.read_bytes() and len(whole) > 100_000
+    whole_inode = (stored / "recording.m3u8").stat().st_ino
+    key = "channels/chan/abcdefghijkl/recording.m3u8"
+    for sequence in range(5400, 5420):
+        _list(uploader, playlist, sequence)
+        # The store's playlist is the whole upload joined with its tail: the file, to the byte.
+        assert read_recording_playlist(LocalStore(tmp_path / "store"), key) == (
+            playlist.path.read_bytes()
+        )
+        assert (stored / f"{sequence:06d}.ts").is_file()
+    # The whole object was not put again; the tail holds the 20 new entries and its header.
+    assert (stored / "recording.m3u8").stat().st_ino == whole_inode
+    tail = (stored / "recording.tail").read_bytes()
+    assert len(tail) < 100 + 20 * len(_entry(0))
+    assert tail.endswith(_entry(5419))
+
+    # Rewritten (a header change) or ended: whole again, and the tail is gone.
+    vod = playlist.path.read_bytes() + b"#EXT-X-ENDLIST\n"
+    playlist.close()
+    write_atomic(playlist.path, vod)
+    uploader.file_complete(playlist.path)
+    wait_until(lambda: uploader.queued() == 0)
+    assert (stored / "recording.m3u8").read_bytes() == vod
+    assert not (stored / "recording.tail").exists()
+    assert uploader.stop(1.0) == 0
+
+
+def test_a_short_recordings_playlist_goes_up_whole_each_time(tmp_path: Path) -> None:
+    # At the default 32 KiB/s a playlist under 32 KiB is due again within a second: whole
+    # after every segment, as before tails existed.
+    uploader, playlist, stored = _growing_broadcast(tmp_path, kib_s=32.0)
+    playlist.replace(b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:EVENT\n")
+    uploader.file_complete(playlist.path)
+    for sequence in range(5):
+        time.sleep(0.1)  # the store is fast, the segments 2 s apart: each is due
+        _list(uploader, playlist, sequence)
+        assert (stored / "recording.m3u8").read_bytes() == playlist.path.read_bytes()
+    assert not (stored / "recording.tail").exists()
     assert uploader.stop(1.0) == 0
