@@ -196,14 +196,21 @@ class ReplayCache:
                 self.fetch(layout.find_segment(channel, broadcast_id, name))
 
     def export_sources(
-        self, channel: str, broadcast_id: str
+        self, channel: str, broadcast_id: str, live: bool = False
     ) -> tuple[list[Path | SegmentSource], dict[Path | SegmentSource, Path | SegmentSource]]:
-        """What an export of a finished broadcast reads, in order, and each fMP4 segment's init
+        """What an export of a broadcast reads, in order, and each fMP4 segment's init
         segment: the segments on disk as files, the others as objects of the store read in
-        ranges (never copied here); the playlist and init segments through this cache."""
+        ranges (never copied here); the playlist and init segments through this cache.
+        ``live``: the broadcast is still live, and if its playlist is not on this disk it is
+        another node's, growing in the store: its copy is fetched now (``refresh``), never left
+        where the VOD playlist goes once it ends."""
         layout = self._layout
-        playlist = layout.recording_playlist(channel, broadcast_id)
-        if not self.fetch(playlist):
+        path = layout.recording_playlist(channel, broadcast_id)
+        if live and not path.is_file():
+            playlist = self.refresh(path, 0.0)
+        else:
+            playlist = path if self.fetch(path) else None
+        if playlist is None:
             return [], {}
         try:
             names = [s.uri for s in read_media_playlist(playlist.read_text()).segments]

@@ -275,7 +275,9 @@ async def _clip(
     carries reliably: it is made into a file (kept for the next request of the same clip of a
     finished broadcast, see web/downloads.py), then sent with Range."""
     inputs = await from_store(
-        request, record, lambda cache: cache.export_sources(record.channel, record.id)
+        request,
+        record,
+        lambda cache: cache.export_sources(record.channel, record.id, record.status == "live"),
     )
     try:
         path, temporary = await request.app[DOWNLOADS].clip_file(record, start, end, inputs)
@@ -384,7 +386,9 @@ def _write_archive(
                 archive.write(ready, name)
                 continue
             if cache is not None:
-                segments, inits = cache.export_sources(record.channel, record.id)
+                segments, inits = cache.export_sources(
+                    record.channel, record.id, record.status == "live"
+                )
             else:
                 segments, inits = local_inputs(layout, record)
             if not segments:
@@ -408,7 +412,9 @@ async def _export_inputs(request: web.Request, record: BroadcastRecord) -> Expor
     """The segments of an MP4 made on the fly and their init segments: from the store in
     ranges where they are not on disk (storage.url s3://, finished broadcasts), else the files."""
     inputs = await from_store(
-        request, record, lambda cache: cache.export_sources(record.channel, record.id)
+        request,
+        record,
+        lambda cache: cache.export_sources(record.channel, record.id, record.status == "live"),
     )
     if inputs is not None:
         return inputs

@@ -1,6 +1,7 @@
 """The replay of a broadcast still live on another node (shared catalog, catalog.url; shared
 object store, storage.url): node B lists it and answers its growing recording playlist and its
-segments from the store, with node A's bytes; once it ends, the VOD playlist is A's."""
+segments from the store, with node A's bytes, and makes its MP4 from them; once it ends, the VOD
+playlist is A's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.e2e.hls_check import parse_media_playlist
 from tests.e2e.moto_s3 import MotoS3
 from tests.e2e.pushers import ffmpeg_command
 from tests.e2e.server import ServerProcess
+from tests.e2e.test_recordings import probe_mp4
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +77,13 @@ def test_the_replay_of_a_broadcast_live_on_another_node(
         assert stored["recording.tail"].startswith(b"#PERISCOPE-TAIL:")
         whole = parse_media_playlist(stored["recording.m3u8"].decode())
         assert len(whole.segments) < len(parse_media_playlist(replay(b, broadcast_id)[0]).segments)
+        # An MP4 of it made on B now holds what the store lists now, the tail's entries too
+        # (and leaves no copy of the growing playlist where the VOD one goes: checked below).
+        listed = parse_media_playlist(replay(b, broadcast_id)[0])
+        status, _, mp4 = b.get(f"/replays/{broadcast_id}.mp4")
+        assert status == 200
+        made = probe_mp4(mp4)["duration"]
+        assert made >= sum(s.duration for s in listed.segments) - 0.5, (made, listed.segments)
         segment = parse_media_playlist(text).segments[0].uri
         status, _, on_b = b.get(f"/replays/{broadcast_id}/{segment}")
         assert status == 200 and on_b == a.get(f"/replays/{broadcast_id}/{segment}")[2]
