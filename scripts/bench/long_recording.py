@@ -40,7 +40,8 @@ SEGMENT_MS = 2000
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
-def _segment(sequence: int) -> Segment:
+def listed_segment(sequence: int) -> Segment:
+    """Entry ``sequence`` of a benchmark recording: 2 s segments from T0."""
     return Segment(
         sequence=sequence,
         uri=f"{sequence:06d}.ts",
@@ -54,15 +55,16 @@ def _written_bytes() -> int:
         return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
 
 
-def _recording(entries: int) -> LivePlaylist:
+def recording_of(entries: int) -> LivePlaylist:
+    """A live recording's (EVENT) playlist ``entries`` long."""
     playlist = LivePlaylist(2, 0, "EVENT")
     for sequence in range(entries):
-        playlist.append(_segment(sequence))
+        playlist.append(listed_segment(sequence))
     return playlist
 
 
 def measure(entries: int, segments: int, directory: Path) -> dict:
-    rewritten, appended = _recording(entries), _recording(entries)
+    rewritten, appended = recording_of(entries), recording_of(entries)
     rewrite_path, append_path = directory / "rewrite.m3u8", directory / "append.m3u8"
     write_atomic(rewrite_path, rewritten.render().encode())
     growing = GrowingFile(append_path)
@@ -79,8 +81,8 @@ def measure(entries: int, segments: int, directory: Path) -> dict:
     samples: dict[str, list[tuple[float, int, float]]] = {"rewrite": [], "append": []}
     for step in range(segments):
         sequence = entries + step
-        rewritten.append(_segment(sequence))
-        appended.append(_segment(sequence))
+        rewritten.append(listed_segment(sequence))
+        appended.append(listed_segment(sequence))
         order = [("rewrite", rewrite), ("append", append)]
         for name, write in order if step % 2 == 0 else order[::-1]:
             cpu, wall, written = time.thread_time(), time.perf_counter(), _written_bytes()

@@ -9,7 +9,8 @@ server (started here, store_node.py), two ways, one after the other:
 
 * whole: the playlist put whole after every segment (storage.recording_playlist_kib_s huge), how
   the server sent it until the eleventh set of docs/benchmarks.md;
-* tail: the default (32 KiB/s): whole when due, else its new lines as recording.tail.
+* tail: --kib-s (default 32 KiB/s, the setting's default): whole when due, else its new lines
+  as recording.tail.
 
 Segments are listed --speedup times faster than real time (every 2 s / speedup) and the rate is
 scaled by the same factor, so that the whole uploads come as often, in segments, as they would
@@ -27,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,18 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import store_node
 from common import markdown_table, r
+from long_recording import SEGMENT_MS, listed_segment, recording_of
 
 from periscope_ingest.config_services import StorageSettings
 from periscope_ingest.live.uploader import Uploader
-from periscope_ingest.media.playlist import LivePlaylist, Segment
 from periscope_ingest.storage.growing_file import GrowingFile
 from periscope_ingest.storage.layout import DataLayout
 from periscope_ingest.storage.objects import ObjectStore, open_store
 from periscope_ingest.storage.recording_tail import read_recording_playlist
-
-SEGMENT_MS = 2000
-DEFAULT_KIB_S = 32.0
-T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 class CountingStore(ObjectStore):
@@ -91,22 +87,15 @@ class CountingStore(ObjectStore):
         self._store.delete(key)
 
 
-def _segment(sequence: int) -> Segment:
-    return Segment(
-        sequence=sequence,
-        uri=f"{sequence:06d}.ts",
-        duration_ms=SEGMENT_MS,
-        program_date_time=T0 + timedelta(milliseconds=SEGMENT_MS * sequence),
-    )
-
-
 def _drain(uploader: Uploader) -> None:
     while uploader.queued():
         time.sleep(0.002)
 
 
-def measure(mode: str, entries: int, segments: int, speedup: float, moto, work: Path) -> dict:
-    kib_s = 1e6 if mode == "whole" else DEFAULT_KIB_S * speedup
+def measure(
+    mode: str, entries: int, segments: int, speedup: float, kib_s: float, moto, work: Path
+) -> dict:
+    kib_s = 1e6 if mode == "whole" else kib_s * speedup
     layout = DataLayout(work / mode / str(entries))
     broadcast = f"bench{entries:07d}"[:12]
     directory = layout.broadcast_dir("chan", broadcast)
@@ -114,9 +103,7 @@ def measure(mode: str, entries: int, segments: int, speedup: float, moto, work: 
     s3 = open_store(f"s3://{store_node.BUCKET}/{mode}{entries}", layout.root, moto.endpoint, 30)
     store = CountingStore(s3)
     uploader = Uploader(store, layout, StorageSettings(recording_playlist_kib_s=kib_s))
-    playlist = LivePlaylist(2, 0, "EVENT")
-    for sequence in range(entries):
-        playlist.append(_segment(sequence))
+    playlist = recording_of(entries)
     growing = GrowingFile(directory / "recording.m3u8")
     growing.replace(playlist.render().encode())
     uploader.file_complete(growing.path)
@@ -129,7 +116,7 @@ def measure(mode: str, entries: int, segments: int, speedup: float, moto, work: 
         segment = directory / f"{sequence:06d}.ts"
         segment.write_bytes(b"\x47" * 1024)
         uploader.file_complete(segment)
-        playlist.append(_segment(sequence))
+        playlist.append(listed_segment(sequence))
         appended = playlist.render_appended()
         assert appended is not None
         growing.append(appended.encode())
@@ -157,13 +144,16 @@ def main() -> int:
     parser.add_argument("--entries", default="1800,5400,21600")
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--speedup", type=float, default=10.0)
+    parser.add_argument(
+        "--kib-s", type=float, default=32.0, help="storage.recording_playlist_kib_s (tail mode)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     entries = [int(n) for n in args.entries.split(",")]
     if any(n < 1 for n in entries) or not 1 <= args.segments <= 10_000:
         parser.error("--entries must be >= 1, --segments in [1, 10000]")
-    if not 1 <= args.speedup <= 100:
-        parser.error("--speedup in [1, 100]")
+    if not 1 <= args.speedup <= 100 or args.kib_s <= 0:
+        parser.error("--speedup in [1, 100], --kib-s > 0")
     rows = []
     # The S3 client reads its credentials from the environment, as the server's does.
     os.environ.update(
@@ -177,7 +167,9 @@ def main() -> int:
     ):
         for n in entries:
             for mode in ("whole", "tail"):
-                rows.append(measure(mode, n, args.segments, args.speedup, moto, Path(work)))
+                rows.append(
+                    measure(mode, n, args.segments, args.speedup, args.kib_s, moto, Path(work))
+                )
     by = {(row["mode"], row["entries"]): row for row in rows}
     table = []
     for n in entries:
@@ -199,7 +191,12 @@ def main() -> int:
     print(f"\n## recording playlist uploads: per segment listed, {args.segments} segments\n")
     print(markdown_table(headers, table, digits=3))
     if args.json is not None:
-        payload = {"segments": args.segments, "speedup": args.speedup, "rows": rows}
+        payload = {
+            "segments": args.segments,
+            "speedup": args.speedup,
+            "kib_s": args.kib_s,
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"\nresults written to {args.json}")
     return 0

@@ -75,6 +75,8 @@ SCRIPTS = {
                "--seconds", "4"],
     # In process: a recording playlist of 0 and 300 entries, three segments more each way.
     "long_recording": ["--entries", "0,300", "--segments", "3"],
+    # moto started by the script; 1 KiB/s: after the first whole upload, only tails.
+    "store_uploads": ["--entries", "300", "--segments", "4", "--speedup", "20", "--kib-s", "1"],
 }  # fmt: skip
 EXPORT_HTTP_FIELDS = {
     "status",
@@ -148,6 +150,7 @@ def results(
             "part_wait",
             "paired",
             "long_recording",
+            "store_uploads",
         ):
             cmd.append("--no-nginx")
         if with_nginx and name == "paired":
@@ -279,6 +282,17 @@ def test_long_recording_appends_what_the_rewrite_writes_whole(results) -> None:
         assert 50 < row["append_bytes"] < 200, row
         assert row["rewrite_bytes"] >= 75 * row["entries"], row
         assert row["append_cpu_ms"] > 0 and row["rewrite_cpu_ms"] > 0
+
+
+def test_store_uploads_puts_the_new_lines_not_the_whole_playlist(results) -> None:
+    rows = {row["mode"]: row for row in results["store_uploads"]["rows"]}
+    assert rows.keys() == {"whole", "tail"}
+    # Whole: every entry (~75 bytes each) again per segment; tail: the entries since the whole
+    # upload (at most four here) and a header line.
+    assert rows["whole"]["playlist_bytes_per_segment"] >= 75 * 300, rows
+    assert rows["tail"]["playlist_bytes_per_segment"] < 500, rows
+    for row in rows.values():
+        assert row["playlist_puts_per_segment"] == 1.0 and row["cpu_ms_per_segment"] > 0, row
 
 
 def test_rtmp_parse_reports_every_field_and_sees_all_media(results) -> None:
