@@ -261,8 +261,11 @@ class Segmenter:
         if self._start is None:
             return None
         end = self._end
-        if self._has_video and end - self._video_end <= VIDEO_STOPPED_TICKS:
-            # The audio counts when it ran on after the video stopped, not for a few ms more.
+        if self._has_video and end - self._video_end <= CUT_SLACK_TICKS:
+            # The audio counts when it ran on after the last video frame, not for the few ms
+            # an encoder's last audio frame overhangs it. (Not VIDEO_STOPPED_TICKS: no video is
+            # coming any more, and a camera that stopped 0.48 s before the end left 0.48 s of
+            # audio out of the listed duration.)
             end = self._video_end
         duration = max(1, end - self._start)
         if self.target_duration_s is None:

@@ -136,6 +136,8 @@ CAP_S = 4.0  # hls.max_segment_duration for the test below
 # Found by hypothesis: no keyframe after the first, the clock 134 ms back at 50 ms, and the video
 # gone at 4.07 s while the audio goes on: the first segment ran to 4.5 s against a 4 s cap.
 @example(jumps=[(50, -134)], origin=0, keyframes_until=0, video_until=4068, repeated=[])
+# Found by hypothesis: the video gone at 5.435 s, the audio going on to the end (6 s).
+@example(jumps=[], origin=0, keyframes_until=None, video_until=5435, repeated=[])
 def test_every_second_sent_is_recorded_in_bounded_segments_whatever_the_encoder_does(
     tags, jumps, origin, keyframes_until, video_until, repeated
 ) -> None:
