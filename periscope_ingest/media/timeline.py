@@ -26,6 +26,9 @@ and tracks that stay in sync. ``Timeline`` provides both:
   wins. So a track still in the old time base (audio that had not jumped yet)
   keeps flowing, and adopts the new offset without a second discontinuity as
   soon as its own timestamps jump. Only one discontinuity is reported per jump.
+- Unless the jump brings the track back to where the other tracks are: then it was
+  this track that had run ahead (one bogus timestamp, already placed), and the others
+  take the same step at once, since no jump of theirs is coming to resync them.
 """
 
 from __future__ import annotations
@@ -137,15 +140,32 @@ class Timeline:
             # A clock jump: continue right after everything placed so far, and
             # let the other tracks follow with the same new offset.
             out = top + 1
+            at_old_offset = unwrapped + state.offset
             self._epoch += 1
             self._epoch_offset = out - unwrapped
             state.offset = self._epoch_offset
             state.epoch = self._epoch
             discontinuity = True
+            if self._with_the_others(track, at_old_offset):
+                # Back where the other tracks are: this track ran ahead of them (a bogus
+                # timestamp) and that is placed already, so it must go on after it. The
+                # others take the same step now, or they would stay behind it for good: a
+                # jump of theirs that would bring them along is not coming.
+                step = out - at_old_offset
+                for other, other_state in self._tracks.items():
+                    if other != track:
+                        other_state.offset += step
+                        other_state.epoch = self._epoch
         state.last_unwrapped = unwrapped
         state.last_out = out
         self._max_out = max(top, out)
         return Placed(out, discontinuity)
+
+    def _with_the_others(self, track: str, out: int) -> bool:
+        """Whether ``out`` on ``track`` is within the jitter tolerance of the latest output
+        of the other tracks (there are some)."""
+        others = [state.last_out for name, state in self._tracks.items() if name != track]
+        return bool(others) and abs(out - max(others)) <= self._tolerance
 
     def _first_of_track(self, track: str, timestamp: int, top: int) -> Placed:
         # Unwrap against where the current time base is now, so a track that

@@ -155,6 +155,11 @@ CAP_S = 4.0  # hls.max_segment_duration for the test below
 @example(jumps=[(50, -134)], origin=0, keyframes_until=0, video_until=4068, repeated=[])
 # Found by hypothesis: the video gone at 5.435 s, the audio going on to the end (6 s).
 @example(jumps=[], origin=0, keyframes_until=None, video_until=5435, repeated=[])
+# Found by hypothesis: one audio message 2.1 s ahead, then back: the audio was rebased past it and
+# the video kept its offset, 1.5 s apart to the end (the last segment, capped, lost the rest).
+@example(
+    jumps=[(68, 2114), (89, -1500)], origin=0, keyframes_until=None, video_until=None, repeated=[]
+)
 # Found by hypothesis: back 10 s for one message, then ahead 10.61 s: the timeline sees through
 # the excursion and keeps the net 0.61 s as time, which the oracle took for two jumps.
 @example(

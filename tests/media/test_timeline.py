@@ -225,20 +225,15 @@ def test_well_behaved_input_is_only_shifted(start: int, steps: list[tuple[str, i
         last[track] = placed.dts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, found by hypothesis (tests/live/test_broken_timelines.py at 3000"
-    " examples): one audio timestamp 2.1 s ahead, then back, desynchronises A/V by 1.5 s for"
-    " the rest of the publish. The excursion is already emitted when the return shows it was"
-    " one (its track must keep increasing), and the video never jumps, so it keeps the old"
-    " offset. A fix needs a one-sample look-ahead on forward gaps (or re-syncing the track"
-    " that jumped to the others); see the eleventh session's note.",
-)
 def test_a_lone_audio_timestamp_ahead_does_not_desynchronise_the_tracks() -> None:
+    # Found by hypothesis (tests/live/test_broken_timelines.py): the audio's return took the
+    # jump's new offset while the video kept its own, 1.5 s apart for the rest of the publish.
     timeline = Timeline()
     feed(timeline, [("video", 0), ("audio", 0), ("video", 34), ("audio", 46), ("video", 67)])
-    timeline.place("audio", 2202)  # one message 2.1 s ahead (a glitch), then back
-    video = timeline.place("video", 714).dts  # the video: a 0.6 s gap, kept as time
-    audio = timeline.place("audio", 724).dts
-    # 10 ms apart as sent, give or take the jitter a rebase may add: not 1.5 s.
-    assert abs((audio - video) - 10) <= 50, (audio, video)
+    assert timeline.place("audio", 2202) == Placed(2202, False)  # a glitch 2.1 s ahead
+    assert timeline.place("video", 714) == Placed(714, False)  # a 0.65 s gap: kept as time
+    # The audio back: after the bogus one (a track only ever increases), a jump.
+    assert timeline.place("audio", 724) == Placed(2203, True)
+    # The video takes the same step (1479 ms): 10 ms apart as sent, not 1.5 s.
+    assert timeline.place("video", 748) == Placed(748 + 1479, False)
+    assert timeline.place("audio", 745) == Placed(745 + 1479, False)
