@@ -261,6 +261,11 @@ class Segmenter:
         if self._start is None:
             return None
         end = self._end
+        if self._has_video and self._audio_end > end:
+            # Audio the stream ended with, after a hole or past the last video frame: while
+            # the stream goes on it waits to see whether the video follows (module docstring);
+            # none will now, and it is in the segment.
+            end = self._audio_end
         if self._has_video and end - self._video_end <= CUT_SLACK_TICKS:
             # The audio counts when it ran on after the last video frame, not for the few ms
             # an encoder's last audio frame overhangs it. (Not VIDEO_STOPPED_TICKS: no video is

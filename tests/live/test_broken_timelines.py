@@ -155,6 +155,9 @@ CAP_S = 4.0  # hls.max_segment_duration for the test below
 @example(jumps=[(50, -134)], origin=0, keyframes_until=0, video_until=4068, repeated=[])
 # Found by hypothesis: the video gone at 5.435 s, the audio going on to the end (6 s).
 @example(jumps=[], origin=0, keyframes_until=None, video_until=5435, repeated=[])
+# Found by hypothesis: the video gone at 0.5 s, the audio 101 ms late at 5.55 s and on to the end:
+# that last run of audio was left out of the final segment's duration.
+@example(jumps=[(5551, 101)], origin=0, keyframes_until=None, video_until=500, repeated=[])
 # Found by hypothesis: one audio message 2.1 s ahead, then back: the audio was rebased past it and
 # the video kept its offset, 1.5 s apart to the end (the last segment, capped, lost the rest).
 @example(
