@@ -266,7 +266,7 @@ class Uploader:
             f.seek(0)
             whole = f.read()
         self._store.put_bytes(entry.key, whole)
-        ended = whole.rstrip().endswith(_ENDLIST)
+        ended = whole[-64:].rstrip().endswith(_ENDLIST)  # (not a copy of the whole)
         with self._lock:
             if ended:
                 self._wholes.pop(directory, None)
