@@ -160,7 +160,7 @@ class ReplayCache:
             try:
                 # Its last whole upload and what was appended since (storage/recording_tail.py).
                 playlist = read_recording_playlist(self._store, self._layout.key_for(path))
-            except (ObjectMissing, InvalidName, ValueError):
+            except (ObjectMissing, InvalidName):
                 return copy if age is not None else None
             write_atomic(copy, playlist, durable=False)
         return copy
