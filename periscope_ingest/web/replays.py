@@ -410,7 +410,8 @@ def _copy_stored(stored: StoreObject, write: Callable[[bytes], object]) -> None:
 
 async def _export_inputs(request: web.Request, record: BroadcastRecord) -> ExportInputs:
     """The segments of an MP4 made on the fly and their init segments: from the store in
-    ranges where they are not on disk (storage.url s3://, finished broadcasts), else the files."""
+    ranges where they are not on disk (storage.url s3://: recorded, or still live, on another
+    node), else the files."""
     inputs = await from_store(
         request,
         record,
