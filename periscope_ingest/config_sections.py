@@ -371,7 +371,8 @@ class RestreamSettings(Section):
 
 
 class MemorySettings(Section):
-    """glibc malloc's thresholds, fixed at start (see allocator.py for why)."""
+    """glibc malloc's thresholds, fixed at start (see allocator.py for why), and Python's
+    garbage collector, settled once started (collector.py)."""
 
     mmap_threshold: int = Field(
         512 * 1024,
@@ -387,6 +388,14 @@ class MemorySettings(Section):
         le=1024 * 1024 * 1024,
         description="Bytes of free memory at the top of a heap beyond which it is returned to"
         " the system",
+    )
+    gc_threshold: int = Field(
+        7000,
+        ge=0,
+        le=1_000_000,
+        description="Allocations between two collections of Python's youngest generation, set"
+        " once the server has started, with everything start-up made frozen out of later"
+        " collections (0: Python's own 700, nothing frozen)",
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from periscope_ingest.collector import settle_collector
 from periscope_ingest.config import Settings
 from periscope_ingest.first_start import first_channel
 from periscope_ingest.live.exports import Mp4Exports
@@ -399,6 +400,8 @@ async def serve(settings: Settings, worker: int | None = None, workers: int = 1)
     """Run until SIGINT or SIGTERM, then stop cleanly."""
     service = Service(settings, worker, workers)
     await service.start()
+    # What start-up made lives as long as the server: out of the collector's way (collector.py).
+    settle_collector(settings.memory.gc_threshold)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,7 @@ RANKS = {
     "config_services": 0,
     "logs": 0,
     "allocator": 0,
+    "collector": 0,
     "metrics": 0,
     "__init__": 0,
     "rtmp": 1,
