@@ -19,14 +19,14 @@ from __future__ import annotations
 import gc
 
 
-def settle_collector(young_threshold: int) -> bool:
+def settle_collector(young_threshold: int) -> int:
     """Freeze what start-up made and collect the young generation every ``young_threshold``
     allocations (the older thresholds stay Python's). 0 leaves the collector as it is.
-    Returns whether it was changed."""
+    Returns how many objects are frozen (0: unchanged)."""
     if not young_threshold:
-        return False
+        return 0
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(young_threshold, middle, old)
-    return True
+    return gc.get_freeze_count()

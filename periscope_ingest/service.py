@@ -401,7 +401,15 @@ async def serve(settings: Settings, worker: int | None = None, workers: int = 1)
     service = Service(settings, worker, workers)
     await service.start()
     # What start-up made lives as long as the server: out of the collector's way (collector.py).
-    settle_collector(settings.memory.gc_threshold)
+    frozen = settle_collector(settings.memory.gc_threshold)
+    if frozen:
+        log_event(
+            log,
+            logging.INFO,
+            "collector_settled",
+            frozen=frozen,
+            young_threshold=settings.memory.gc_threshold,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

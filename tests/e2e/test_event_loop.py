@@ -51,4 +51,7 @@ def test_server_runs_on_the_loop_the_setting_names(
     assert len(ended.segments) >= 1
     loops = re.findall(r"server_started .*event_loop=(\w+)", server.log())
     assert loops == [expected]
+    # Once started, the server takes what start-up made out of the garbage collector's way.
+    settled = re.findall(r"collector_settled frozen=(\d+) young_threshold=(\d+)", server.log())
+    assert len(settled) == 1 and int(settled[0][0]) > 10_000 and settled[0][1] == "7000"
     assert "Traceback" not in server.log()
