@@ -172,7 +172,7 @@ def test_commands_at_and_past_the_limits_keep_the_server_responsive(
     """Eight connections at a time send connect commands of 8 MiB (before: 2 s of event-loop
     CPU each, every client stalled), of just over and exactly 64 KiB, and of just over and
     exactly 1024 AMF0 values: the ones at the limits are answered, the ones past them closed
-    with a log line naming the limit, and /healthz answers within 100 ms (nine in ten) all along."""
+    with a log line naming the limit, and /healthz answers within 250 ms (nine in ten) all along."""
     assert (len(AT_SIZE_LIMIT), len(PAST_SIZE_LIMIT)) == (65536, 65537)
     stop = threading.Event()
     health_times: list[float] = []
@@ -197,7 +197,9 @@ def test_commands_at_and_past_the_limits_keep_the_server_responsive(
         stop.set()
         poller.join(5)
     assert accepted == [True, False, True, False, False] * 8
-    assert_prompt(health_times, 0.1, 0.5)  # before the limits: a stall of 2 s and more per command
+    # Before the limits: a stall of 2 s and more per command. A shared CI box under the other
+    # test worker has answered in 160-190 ms three times in one run, hence a quarter second.
+    assert_prompt(health_times, 0.25, 1.0)
     lines = log_lines(server, "rtmp_closed")
     assert sum("message of 65537 bytes exceeds max_command_size=65536" in x for x in lines) >= 8
     assert sum("more than 1024 values" in x for x in lines) >= 8, lines
