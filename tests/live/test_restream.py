@@ -91,7 +91,9 @@ async def test_a_stalled_target_drops_until_a_keyframe_and_gets_headers_again():
             slowest = max(slowest, time.perf_counter() - started)
             await asyncio.sleep(0)  # the target's writer runs, and blocks on the full socket
         assert link.drops > 0
-        assert slowest < 0.01  # offering a frame never waits for the target
+        # Offering a frame never waits for the target: a write that waited would block on the
+        # full socket for good; a quarter second leaves room for a loaded machine's scheduler.
+        assert slowest < 0.25, slowest
         assert link.state == "live"
 
         target.transport.resume_reading()
