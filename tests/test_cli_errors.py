@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from periscope_ingest.media.export import ExportError, export_mp4
+from periscope_ingest.storage.catalog import Catalog
+from periscope_ingest.storage.layout import DataLayout
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -71,6 +73,22 @@ def test_export_into_a_missing_directory_names_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == (
         f"periscope-ingest: cannot write {target}: directory {target.parent} does not exist\n"
+    )
+
+
+def test_an_id_that_begins_with_a_dash_is_looked_up_when_given_after_double_dash(
+    tmp_path: Path,
+) -> None:
+    """Ids that begin with '-' (new ones no longer do) stay reachable, the Unix way."""
+    data = {"PERISCOPE_DATA_DIR": str(tmp_path)}
+    Catalog(DataLayout(tmp_path).catalog_path).close()  # an empty catalog
+    output = str(tmp_path / "x.mp4")
+    result = run("export", "-o", output, "-2Ns9pIRsGW5", **data)
+    assert result.returncode == 2 and "unrecognized arguments: -2Ns9pIRsGW5" in result.stderr
+    result = run("export", "-o", output, "--", "-2Ns9pIRsGW5", **data)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "periscope-ingest: no broadcast -2Ns9pIRsGW5\n",
     )
 
 

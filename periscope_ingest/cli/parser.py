@@ -89,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a broadcast (or a clip of it, or a whole channel) as MP4",
         parents=[common],
     )
-    export.add_argument("broadcast", nargs="?", help="broadcast id")
+    export.add_argument(
+        "broadcast",
+        nargs="?",
+        help="broadcast id (an id that begins with '-', as older ones can, goes last, after"
+        " --: export -o FILE -- ID)",
+    )
     export.add_argument("--channel", help="export every finished broadcast of this channel")
     export.add_argument("-o", "--output", type=Path, required=True, help="file, or directory")
     export.add_argument("--start", type=float, help="clip start, seconds")

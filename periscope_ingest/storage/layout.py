@@ -65,8 +65,11 @@ def is_channel_name(name: str) -> bool:
 
 
 def new_broadcast_id() -> str:
-    """Short, URL-safe and unguessable (72 random bits)."""
-    return secrets.token_urlsafe(9)
+    """Short, URL-safe and unguessable (about 72 random bits). Never begins with '-': a
+    command line (`periscope-ingest export ID`) would take such an id for an option."""
+    while (broadcast_id := secrets.token_urlsafe(9)).startswith("-"):
+        pass
+    return broadcast_id
 
 
 def segment_name(sequence: int, segment_format: str = "ts") -> str:

@@ -44,6 +44,9 @@ def test_broadcast_ids_are_url_safe_and_unique() -> None:
     ids = {new_broadcast_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(BROADCAST_ID_PATTERN.fullmatch(i) for i in ids)
+    # One in 64 would begin with '-' otherwise, which `periscope-ingest export ID` takes for
+    # an option (a CI run failed on it).
+    assert not any(i.startswith("-") for i in ids)
 
 
 def test_segment_paths_and_uris(tmp_path: Path) -> None:
